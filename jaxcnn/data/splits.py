@@ -1,0 +1,127 @@
+"""Train / validation / test splits and normalisation statistics.
+
+Splits depend only on the dataset and a fixed split seed, never on the model
+seed, so every seed and every configuration sees the same validation and
+training examples; only the order (from each seed's data key) differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxcnn.data.dataset import Dataset
+from jaxcnn.errors import ConfigError
+
+# The seed notebook's transforms.Normalize((0.5,)*3, (0.5,)*3).
+HALF = (np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """images: (N, 32, 32, 3) uint8; labels: (N,) int32."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``(x / 255 - mean) / std``; mean and std are (3,) float32."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """What training needs: the three splits, the normalisation and names.
+
+    ``val_is_test`` is True when ``--val-size 0`` made the test set double as
+    the per-epoch validation set (the seed notebook's protocol).
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    normalization: Normalization
+    class_names: tuple[str, ...]
+    val_is_test: bool
+
+
+def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` indices into ``labels`` with class proportions preserved.
+
+    Each class gets its proportional share, rounded by largest remainder so the
+    shares sum to ``count``; the result is sorted.
+    """
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * count / len(labels)
+    shares = np.floor(exact).astype(int)
+    remainder = count - shares.sum()
+    shares[np.argsort(-(exact - shares), kind="stable")[:remainder]] += 1
+    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+              for c, k in zip(classes, shares)]
+    return np.sort(np.concatenate(picked))
+
+
+def channel_statistics(images: np.ndarray) -> Normalization:
+    """Mean and std per channel of ``images`` (N, H, W, 3) uint8, on the [0, 1] scale."""
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    for start in range(0, len(images), 4096):  # chunks keep the float copy small
+        chunk = images[start:start + 4096].reshape(-1, 3).astype(np.float64) / 255.0
+        total += chunk.sum(0)
+        total_sq += (chunk * chunk).sum(0)
+    count = images.size // 3
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    return Normalization(mean.astype(np.float32), std.astype(np.float32))
+
+
+def prepare_data(ds: Dataset, *, val_size: int = 5000, train_examples: int | None = None,
+                 normalization: str = "dataset", split_seed: int = 0) -> PreparedData:
+    """Holds out a stratified validation split and picks the training subset.
+
+    Args:
+      ds: the decoded dataset.
+      val_size: images held out of the training split for per-epoch curves;
+        0 makes the test set the validation set (as the seed notebook did).
+      train_examples: train on a stratified subset of this many images.
+      normalization: "dataset" (per-channel statistics of the training images)
+        or "half" (the seed's mean = std = 0.5).
+      split_seed: fixes which images are held out; independent of model seeds.
+    """
+    n = len(ds.train_labels)
+    if val_size < 0 or val_size >= n:
+        raise ConfigError(
+            f"--val-size {val_size} must be between 0 and {n - 1} "
+            f"(the training split has {n} images)"
+        )
+    rng = np.random.default_rng(split_seed)
+    if val_size:
+        val_idx = stratified_indices(ds.train_labels, val_size, rng)
+        train_idx = np.setdiff1d(np.arange(n), val_idx)
+    else:
+        val_idx, train_idx = None, np.arange(n)
+    if train_examples is not None:
+        if not 0 < train_examples <= len(train_idx):
+            raise ConfigError(
+                f"--train-examples {train_examples} must be between 1 and {len(train_idx)} "
+                f"(the images left for training after --val-size {val_size})"
+            )
+        train_idx = train_idx[stratified_indices(ds.train_labels[train_idx], train_examples, rng)]
+    train = Split(ds.train_images[train_idx], ds.train_labels[train_idx])
+    test = Split(ds.test_images, ds.test_labels)
+    val = Split(ds.train_images[val_idx], ds.train_labels[val_idx]) if val_size else test
+    if normalization == "dataset":
+        norm = channel_statistics(train.images)
+    elif normalization == "half":
+        norm = Normalization(*HALF)
+    else:
+        raise ConfigError(f"unknown normalization {normalization!r}; use 'dataset' or 'half'")
+    return PreparedData(train, val, test, norm, ds.class_names, val_is_test=not val_size)

@@ -1,0 +1,61 @@
+"""Figures, as PNG files readable without the code.
+
+- :func:`plot_curves`: the seed's three panels (train loss, validation loss,
+  validation accuracy by epoch), a mean line and a 95% band per configuration.
+- :func:`plot_final_accuracy`: each seed's test accuracy as a point, with the
+  mean and its 95% interval per configuration; the reference is marked.
+- :func:`plot_schedules`: learning rate (and beta1) against the optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxcnn import stats  # noqa: E402
+
+CURVE_PANELS = (("train_loss", "train loss"), ("val_loss", "{val} loss"),
+                ("val_accuracy", "{val} accuracy (%)"))
+
+
+def _curve_matrix(seeds: list[dict], key: str) -> np.ndarray:
+    """(kept seeds, epochs) array of one history curve, diverged seeds left out."""
+    rows = [s["history"][key] for s in seeds if s.get("diverged_epoch") is None]
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val") -> Path:
+    """Three panels by epoch; per config a mean line and a 95% t-interval band."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, cfg in configs.items():
+        for ax, (key, _) in zip(axes, CURVE_PANELS):
+            matrix = _curve_matrix(cfg["seeds"], key)
+            if matrix.size == 0:
+                continue
+            epochs = np.arange(1, matrix.shape[1] + 1)
+            mean, low, high = stats.curve_band(matrix)
+            label = f"{name} (n={matrix.shape[0]})"
+            (line,) = ax.plot(epochs, mean, marker="o", label=label)
+            if matrix.shape[0] > 1:
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+                # Error bars too, so a one-epoch run still shows its interval.
+                ax.errorbar(epochs, mean, yerr=[mean - low, high - mean], fmt="none",
+                            ecolor=line.get_color(), capsize=4, alpha=0.8)
+            ax.set_xticks(epochs)
+    for ax, (_, label) in zip(axes, CURVE_PANELS):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label.format(val=val_name))
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{title}: mean over seeds, band = 95% t-interval")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
