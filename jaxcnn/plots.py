@@ -59,3 +59,37 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_schedules(configs: Mapping, steps_per_epoch: int, epochs: int, path: Path) -> Path:
+    """Learning rate and beta1 against the optimizer step, one line per configuration.
+
+    configs: name -> RunConfig; the schedules are evaluated exactly as the
+    optimizer evaluates them (``optim.make_schedules``).
+    """
+    import jax.numpy as jnp
+
+    from jaxcnn.optim import make_schedules
+
+    counts = jnp.arange(steps_per_epoch * epochs)
+    fig, (ax_lr, ax_b1) = plt.subplots(1, 2, figsize=(12, 4))
+    for name, config in configs.items():
+        lr, b1 = make_schedules(config.optimizer, steps_per_epoch)
+        ax_lr.plot(counts, lr(counts), label=name)
+        beta1 = b1(counts) if b1 is not None else np.full(counts.shape, config.optimizer.b1)
+        ax_b1.plot(counts, beta1, label=name)
+    for epoch in range(1, epochs):
+        for ax in (ax_lr, ax_b1):
+            ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
+    ax_lr.set_ylabel("learning rate")
+    ax_b1.set_ylabel("Adam beta1")
+    for ax in (ax_lr, ax_b1):
+        ax.set_xlabel("optimizer step (dotted: epoch boundaries)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Schedules as trained: {steps_per_epoch} steps per epoch, {epochs} epochs")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

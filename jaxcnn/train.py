@@ -7,7 +7,7 @@ Shapes: S seeds, B batch size, N examples, T steps per epoch = ceil(N / B).
 - :func:`make_train_epoch` gives ``train_epoch(states, keys, data, epoch) ->
   (states, metrics)``: one epoch for all S seeds as a ``lax.scan`` over the T
   steps, each step applied to every seed by the chosen seed batching.
-- :func:`make_evaluate` gives ``evaluate(params, data) -> (loss, accuracy)``.
+- :func:`make_evaluate` gives ``evaluate(params, data, norm) -> (loss, correct)``.
 
 Nothing here is jitted; callers jit at the call site. The dataset is an
 argument, never a closure constant, so one compiled epoch serves every call.
@@ -214,10 +214,11 @@ def make_train_epoch(model: nn.Module, tx: optax.GradientTransformation, *, num_
 
 def make_evaluate(model: nn.Module, *, seed_batching: str = "map", eval_batch: int = 500
                   ) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """Builds ``evaluate(params, data, norm) -> (loss (S,), accuracy (S,))``.
+    """Builds ``evaluate(params, data, norm) -> (loss (S,), correct (S,))``.
 
     params carry a leading S axis; data is an ImageData of M examples. Loss is
-    the mean cross-entropy over all M examples; accuracy is in percent.
+    the mean cross-entropy over all M examples; correct counts the right
+    predictions (int32), so accuracy = 100 * correct / M exactly, on the host.
     """
 
     def evaluate(params: Any, data: ImageData, norm: Normalizer) -> tuple[jax.Array, jax.Array]:
@@ -246,6 +247,6 @@ def make_evaluate(model: nn.Module, *, seed_batching: str = "map", eval_batch: i
         seeds = jax.tree.leaves(params)[0].shape[0]
         zeros = (jnp.zeros(seeds, dtype), jnp.zeros(seeds, jnp.int32))
         (loss_sum, correct), _ = jax.lax.scan(body, zeros, (indices, valid))
-        return loss_sum / m, 100.0 * correct / m
+        return loss_sum / m, correct
 
     return evaluate
