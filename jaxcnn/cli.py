@@ -83,6 +83,8 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                      help="results go to OUT/<study>/")
     out.add_argument("--fresh", action="store_true",
                      help="discard earlier results and checkpoints in OUT/<study>/ and start over")
+    out.add_argument("--all-pairs", action="store_true",
+                     help="compare every pair of configurations, not only each with the reference")
     out.add_argument("--no-progress", dest="progress", action="store_false",
                      help="no progress bars (epoch lines are still printed)")
     return parser

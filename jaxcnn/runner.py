@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -98,6 +99,22 @@ def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def params_checksums(params: Any) -> list[str]:
+    """sha256 (16 hex digits) of each seed's parameters; leaves have a leading S axis.
+
+    Stored per seed so the statistics can check, rather than assume, that two
+    configurations started seed i from the same weights.
+    """
+    leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
+    out = []
+    for s in range(leaves[0].shape[0]):
+        digest = hashlib.sha256()
+        for leaf in leaves:
+            digest.update(np.ascontiguousarray(leaf[s]).tobytes())
+        out.append(digest.hexdigest()[:16])
+    return out
+
+
 def _percent(correct: jax.Array, split: train.ImageData) -> np.ndarray:
     """Accuracy in percent, in float64 so 6672 of 10000 reads 66.72."""
     return 100.0 * np.asarray(correct, np.float64) / split.labels.shape[0]
@@ -175,6 +192,7 @@ def train_config(name: str, config: RunConfig, data: DeviceData, seeds: list[int
         bar if bar.enabled else None)
 
     states = [_stack([init_fn(k) for k in keys.init]) for keys in group_keys]
+    checksums = params_checksums(_concat_to_host([s.params for s in states]))
     histories = [empty_history() for _ in seeds]
     start = 0
     resume = checkpointer.restore(_concat_to_host(states)) if checkpointer else None
@@ -228,6 +246,7 @@ def train_config(name: str, config: RunConfig, data: DeviceData, seeds: list[int
         diverged = histories[s]["diverged_epoch"] is not None or not np.isfinite(test_loss[s])
         records.append({
             "seed": seed,
+            "initial_params_checksum": checksums[s],
             "test_accuracy": None if diverged else float(test_acc[s]),
             "test_loss": None if diverged else float(test_loss[s]),
             "diverged_epoch": histories[s]["diverged_epoch"],

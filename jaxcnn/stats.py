@@ -1,12 +1,33 @@
-"""Statistics across seeds (scipy.stats underneath)."""
+"""Statistics across seeds: which differences between configurations are real.
+
+Scores are arrays over seeds; metrics are pure functions; results are points
+with intervals (after rliable). scipy.stats does the distributions; the only
+resampling here is the bootstrap, driven by an explicit ``numpy.random.Generator``.
+
+Comparisons pair seeds by index: seed i of every configuration shares its data
+order, and its initial weights when the configurations use the same
+initializer, so per-seed differences cancel the seed's luck (see
+:func:`pairing_note`).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
+CONFIDENCE = 0.95
+ALPHA = 0.05
+POWER = 0.80
+BOOTSTRAP_RESAMPLES = 10_000
 
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+
+# --- one configuration -----------------------------------------------------------------
+
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Two-sided t confidence interval of the mean; (nan, nan) below 2 values."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
@@ -19,10 +40,235 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return float(low), float(high)
 
 
-def curve_band(matrix: np.ndarray, confidence: float = 0.95
+def stratified_bootstrap_ci(values: np.ndarray, rng: np.random.Generator,
+                            strata: np.ndarray | None = None,
+                            statistic: Callable[[np.ndarray], float] = np.mean,
+                            n_resamples: int = BOOTSTRAP_RESAMPLES,
+                            confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(values)``.
+
+    Each resample draws, within every stratum, as many values as the stratum
+    has, with replacement (rliable's stratified bootstrap); with ``strata``
+    None there is one stratum (the ordinary bootstrap over seeds). The
+    Generator makes it reproducible. (nan, nan) below 2 values.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan"), float("nan")
+    strata = np.zeros(values.size, int) if strata is None else np.asarray(strata)
+    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    picks = np.concatenate([g[rng.integers(0, g.size, size=(n_resamples, g.size))]
+                            for g in groups], axis=1)  # (n_resamples, N)
+    estimates = np.apply_along_axis(statistic, 1, values[picks])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def curve_band(matrix: np.ndarray, confidence: float = CONFIDENCE
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and t-interval per column of a (seeds, points) array, NaNs ignored."""
-    mean = np.nanmean(matrix, axis=0)
+    matrix = np.asarray(matrix, dtype=float)
+    mean = np.array([col[np.isfinite(col)].mean() if np.isfinite(col).any() else np.nan
+                     for col in matrix.T])
     bounds = [t_interval(col[np.isfinite(col)], confidence) for col in matrix.T]
     low, high = (np.array(b) for b in zip(*bounds))
     return mean, low, high
+
+
+def summarize(values: np.ndarray, rng: np.random.Generator) -> dict:
+    """n, mean, std, t and bootstrap 95% intervals of one configuration's scores."""
+    values = np.asarray(values, dtype=float)
+    n = int(values.size)
+    return {
+        "n": n,
+        "mean": float(values.mean()) if n else None,
+        "std": float(values.std(ddof=1)) if n > 1 else None,
+        "ci95_t": _pair_or_none(t_interval(values)),
+        "ci95_bootstrap": _pair_or_none(stratified_bootstrap_ci(values, rng)),
+    }
+
+
+def _pair_or_none(pair: tuple[float, float]) -> list[float] | None:
+    return None if any(math.isnan(v) for v in pair) else [float(pair[0]), float(pair[1])]
+
+
+# --- paired comparisons ----------------------------------------------------------------
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down), in the input order.
+
+    The i-th smallest p is multiplied by (m - i) (i from 0), running maxima
+    keep the order, and values are capped at 1.
+    """
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (m - rank) * p[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted.tolist()
+
+
+def wilcoxon_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p (scipy); 1.0 when every difference is zero.
+
+    Zero differences are dropped (``zero_method="wilcox"``); with ties or
+    zeros scipy uses the normal approximation.
+    """
+    d = np.asarray(differences, dtype=float)
+    if not np.any(d != 0):
+        return 1.0
+    return float(sps.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) + P(X = Y) / 2 over all pairs of runs: the Mann-Whitney U / (n m)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return float(sps.mannwhitneyu(x, y).statistic / (x.size * y.size))
+
+
+def minimum_detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA,
+                                  power: float = POWER) -> float | None:
+    """Smallest true mean difference a two-sided paired t-test on ``n`` seeds detects
+    with probability ``power`` at level ``alpha``, given the paired std ``sd_diff``.
+
+    Solves power(d) = P(|T| > t_crit) with T noncentral t (scipy.stats.nct),
+    df = n - 1 and noncentrality d sqrt(n) / sd_diff.
+    """
+    if n < 2 or not np.isfinite(sd_diff):
+        return None
+    if sd_diff == 0:
+        return 0.0
+    df = n - 1
+    t_crit = sps.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(effect: float) -> float:
+        nc = effect * math.sqrt(n)
+        return sps.nct.sf(t_crit, df, nc) + sps.nct.cdf(-t_crit, df, nc) - power
+
+    high = 1.0  # in units of sd_diff; grow until the power target is met
+    while shortfall(high) < 0:
+        high *= 2
+        if high > 1e4 or not np.isfinite(shortfall(high)):
+            return None  # scipy's nct cannot resolve it (e.g. 2 seeds)
+    effect = optimize.brentq(shortfall, 1e-9, high)
+    return float(effect * sd_diff)
+
+
+def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator) -> dict:
+    """Config minus reference, paired by seed: differences, tests, effect size.
+
+    values, reference: (n,) scores of the same seeds in the same order. With
+    fewer than 2 pairs the tests are None and ``note`` says why.
+    """
+    x, y = np.asarray(values, float), np.asarray(reference, float)
+    d = x - y
+    n = int(d.size)
+    out = {"n_pairs": n, "mean_difference": float(d.mean()) if n else None,
+           "ci95": None, "ci95_bootstrap": None, "p_ttest": None, "p_wilcoxon": None,
+           "effect_size": None, "prob_improvement": None, "sd_difference": None,
+           "min_detectable_difference": None, "note": None}
+    if n < 2:
+        out["note"] = f"{n} paired seed(s): no intervals or p-values (need at least 2)"
+        return out
+    sd = float(d.std(ddof=1))
+    out.update(sd_difference=sd, prob_improvement=probability_of_improvement(x, y),
+               ci95_bootstrap=_pair_or_none(stratified_bootstrap_ci(d, rng)),
+               min_detectable_difference=minimum_detectable_difference(sd, n))
+    if sd == 0:
+        out.update(ci95=[float(d.mean())] * 2, p_ttest=1.0 if d.mean() == 0 else 0.0,
+                   p_wilcoxon=wilcoxon_p(d), effect_size=None,
+                   note="identical difference on every seed: the t-test is degenerate")
+        return out
+    test = sps.ttest_rel(x, y)
+    ci = test.confidence_interval(CONFIDENCE)
+    out.update(ci95=[float(ci.low), float(ci.high)], p_ttest=float(test.pvalue),
+               p_wilcoxon=wilcoxon_p(d), effect_size=float(d.mean() / sd))
+    if n < 5:
+        out["note"] = f"only {n} seeds: too few for a claim (5 is the minimum we trust)"
+    return out
+
+
+# --- a whole study ---------------------------------------------------------------------
+
+CURVES = ("train_loss", "val_loss", "val_accuracy")
+
+
+def _kept(seeds: list[dict]) -> dict[int, float]:
+    """seed -> test accuracy, for the seeds that finished without diverging."""
+    return {s["seed"]: s["test_accuracy"] for s in seeds
+            if s.get("diverged_epoch") is None and s.get("test_accuracy") is not None}
+
+
+def pairing_note(config: dict, reference: dict) -> str:
+    """What seed i shares between two configurations, checked from the records."""
+    shared = ["data order"]
+    a = [s.get("initial_params_checksum") for s in config["seeds"]]
+    b = [s.get("initial_params_checksum") for s in reference["seeds"]]
+    if None not in a and None not in b and a == b[: len(a)]:
+        shared.append("initial weights")
+    elif config.get("init") == reference.get("init"):
+        shared.append("initializer (weights not verified)")
+    return "paired on " + " and ".join(shared)
+
+
+def study_statistics(results: dict, reference: str, seed: int = 0,
+                     all_pairs: bool = False) -> dict:
+    """The ``statistics`` block of a results file (see README)."""
+    rng = np.random.default_rng(seed)
+    configs = results["configs"]
+    summary = {}
+    for name, cfg in configs.items():
+        kept = _kept(cfg["seeds"])
+        entry = summarize(np.array(list(kept.values())), rng)
+        diverged = [s["seed"] for s in cfg["seeds"] if s["seed"] not in kept]
+        entry["diverged_seeds"] = diverged
+        entry["note"] = (f"seeds {diverged} diverged and are excluded" if diverged else None)
+        entry["curves"] = {}
+        for key in CURVES:
+            rows = [s["history"][key] for s in cfg["seeds"] if s["seed"] in kept]
+            if rows:
+                matrix = np.array([[np.nan if v is None else v for v in r] for r in rows], float)
+                mean, low, high = curve_band(matrix)
+                entry["curves"][key] = {"mean": _list(mean), "ci95_low": _list(low),
+                                        "ci95_high": _list(high)}
+        summary[name] = entry
+
+    pairs = []
+    if reference in configs:
+        pairs += [(name, reference) for name in configs if name != reference]
+    if all_pairs:
+        names = list(configs)
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                  if (a, b) not in pairs and (b, a) not in pairs]
+    comparisons = []
+    for name, ref in pairs:
+        a, b = _kept(configs[name]["seeds"]), _kept(configs[ref]["seeds"])
+        common = sorted(set(a) & set(b))
+        entry = {"config": name, "reference": ref,
+                 **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
+                           rng),
+                 "pairing": pairing_note(configs[name], configs[ref])}
+        dropped = sorted((set(a) ^ set(b)) | (set(s["seed"] for s in configs[name]["seeds"])
+                                              - set(a)))
+        if dropped:
+            extra = f"seeds {dropped} left out (diverged in one of the two)"
+            entry["note"] = f"{entry['note']}; {extra}" if entry["note"] else extra
+        comparisons.append(entry)
+    testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]
+    adjusted = holm([comparisons[i]["p_ttest"] for i in testable]) if testable else []
+    for c in comparisons:
+        c["p_holm"] = None
+    for i, p in zip(testable, adjusted):
+        comparisons[i]["p_holm"] = p
+    return {"metric": "test_accuracy", "confidence": CONFIDENCE, "alpha": ALPHA,
+            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "generator_seed": seed},
+            "holm_family": "the comparisons listed here", "summary": summary,
+            "comparisons": comparisons}
+
+
+def _list(array: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in array]

@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcnn import cli
+from jaxcnn import cli, stats
 from jaxcnn.data import load_dataset, prepare_data
 from jaxcnn.errors import ConfigError, JaxcnnError, ResumeError
 from jaxcnn.optim import describe_chain
@@ -198,11 +198,12 @@ def run_study(study: Study, args) -> dict:
 
     ordered = {n: results["configs"][n] for n in all_configs if n in results["configs"]}
     results["configs"] = ordered
+    results["statistics"] = stats.study_statistics(results, reference, all_pairs=args.all_pairs)
     total = round(time.perf_counter() - clock, 2)
     results["metadata"]["total_wall_seconds_this_invocation"] = total
     write_json_atomic(results_path, results)
     figures = _write_figures(study, results, out_dir, options, prepared.val_is_test)
-    print_summary(results, reference)
+    print_summary(results)
     log(f"wrote {results_path}" + "".join(f", {p}" for p in figures))
     return results
 
@@ -218,20 +219,38 @@ def _write_figures(study: Study, results: dict, out_dir: Path, options: StudyOpt
     return paths
 
 
-def print_summary(results: dict, reference: str) -> None:
-    """Mean ± std of the final test accuracy per configuration, on stdout."""
-    print(f"\n{results['experiment']}: final test accuracy (%) over seeds")
-    print(f"{'config':<14} {'n':>3} {'mean':>7} {'± std':>7}  notes")
-    for name, cfg in results["configs"].items():
-        values = np.array([s["test_accuracy"] for s in cfg["seeds"]
-                           if s["test_accuracy"] is not None], dtype=float)
-        diverged = sum(s["diverged_epoch"] is not None for s in cfg["seeds"])
-        notes = ["reference"] if name == reference else []
-        if diverged:
-            notes.append(f"{diverged} diverged, excluded")
-        mean = f"{values.mean():7.2f}" if values.size else "    n/a"
-        std = f"{values.std(ddof=1):7.2f}" if values.size > 1 else "    n/a"
-        print(f"{name:<14} {values.size:>3} {mean} {std}  {', '.join(notes)}")
+def print_summary(results: dict) -> None:
+    """Per configuration: mean ± std, 95% CI, and the paired comparison, on stdout."""
+    statistics = results["statistics"]
+    by_config = {c["config"]: c for c in statistics["comparisons"]
+                 if c["reference"] == results["metadata"]["reference"]}
+    print(f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
+          f"'{results['metadata']['reference']}'")
+    print(f"{'config':<13} {'n':>2} {'mean ± std':>14} {'95% CI':>16} {'diff':>7} "
+          f"{'diff 95% CI':>17} {'Holm p':>8}  notes")
+    for name, entry in statistics["summary"].items():
+        mean = (f"{entry['mean']:.2f} ± {entry['std']:.2f}" if entry["std"] is not None
+                else f"{entry['mean']:.2f}" if entry["mean"] is not None else "n/a")
+        ci = _interval(entry["ci95_t"])
+        comp = by_config.get(name)
+        notes = []
+        if comp is None:
+            diff, diff_ci, p = "", "", ""
+            notes.append("reference")
+        else:
+            diff = f"{comp['mean_difference']:+.2f}" if comp["mean_difference"] is not None else ""
+            diff_ci = _interval(comp["ci95"])
+            p = f"{comp['p_holm']:.3f}" if comp["p_holm"] is not None else "n/a"
+            if comp["note"]:
+                notes.append(comp["note"])
+        if entry["note"]:
+            notes.append(entry["note"])
+        print(f"{name:<13} {entry['n']:>2} {mean:>14} {ci:>16} {diff:>7} {diff_ci:>17} "
+              f"{p:>8}  {'; '.join(notes)}")
+
+
+def _interval(pair: list[float] | None) -> str:
+    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else "n/a"
 
 
 def main(study: Study, argv: Sequence[str] | None = None) -> int:

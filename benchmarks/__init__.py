@@ -1,0 +1,1 @@
+"""Throughput benchmarks against the PyTorch reference (``python -m benchmarks.throughput``)."""

@@ -1,0 +1,147 @@
+"""The seed notebook's PyTorch training loop, restated (the reference we compare with).
+
+As in ``shared/seed/HW1.md``: its CNN (or CNN_Dropout), a DataLoader over a
+Dataset that converts and normalises each sample like ``ToTensor()`` +
+``Normalize((0.5,)*3, (0.5,)*3)``, batch 64 with shuffling, Adam, the scheduler
+stepped once per epoch, the test set evaluated after every epoch, one model at
+a time. torchvision is not used (its PyPI build does not load beside the torch
+on these machines); images come from jaxcnn's loaders, which read the same
+sources.
+
+    python -m benchmarks.torch_reference --data ../shared/data/cifar10-jpeg.tar.xz \
+        --init xavier --seeds 0 1 2 --epochs 2 --json runs/torch_xavier.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights
+
+
+class SeedTransformDataset(Dataset):
+    """uint8 HWC images; each sample converted as ToTensor() then Normalize(0.5, 0.5)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = torch.from_numpy(self.images[index]).permute(2, 0, 1).float().div(255.0)
+        return (x - 0.5) / 0.5, int(self.labels[index])
+
+
+def make_model(init: str, dropout: bool) -> nn.Module:
+    return init_weights(SeedDropoutCNN() if dropout else SeedCNN(), init)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, name: str):
+    lr_sched = torch.optim.lr_scheduler
+    if name == "step":
+        return lr_sched.StepLR(opt, step_size=5, gamma=0.1)
+    if name == "exponential":
+        return lr_sched.ExponentialLR(opt, gamma=0.1)
+    if name == "cyclic":
+        return lr_sched.CyclicLR(opt, base_lr=0.001, max_lr=0.005, gamma=0.1)
+    if name == "none":
+        return None
+    raise ValueError(name)
+
+
+def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+    """The seed's evaluate: mean of batch losses, accuracy in percent."""
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    crit = nn.CrossEntropyLoss()
+    with torch.no_grad():
+        for images, labels in loader:
+            outputs = model(images)
+            loss_sum += crit(outputs, labels).item()
+            correct += (outputs.argmax(1) == labels).sum().item()
+            total += labels.size(0)
+    return loss_sum / len(loader), 100.0 * correct / total
+
+
+def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> dict:
+    torch.manual_seed(seed)
+    model = make_model(args.init, args.dropout)
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = make_scheduler(opt, args.scheduler)
+    crit = nn.CrossEntropyLoss()
+    history = {"train_loss": [], "val_loss": [], "val_accuracy": [], "epoch_seconds": []}
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        model.train()
+        total = 0.0
+        for images, labels in loader:
+            loss = crit(model(images), labels)
+            total += loss.item()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        history["epoch_seconds"].append(time.perf_counter() - start)
+        history["train_loss"].append(total / len(loader))
+        if sched is not None:
+            sched.step()
+        val_loss, val_acc = evaluate(model, test_loader)
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_acc)
+    return {"seed": seed, "test_accuracy": history["val_accuracy"][-1],
+            "test_loss": history["val_loss"][-1], "history": history}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, help="any jaxcnn --data source")
+    parser.add_argument("--init", choices=("default", "xavier", "kaiming"), default="default")
+    parser.add_argument("--dropout", action="store_true", help="the seed's CNN_Dropout")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--scheduler", choices=("step", "exponential", "cyclic", "none"),
+                        default="step")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from jaxcnn.data import load_dataset
+
+    ds = load_dataset(args.data)
+    train_set = SeedTransformDataset(ds.train_images, ds.train_labels)
+    test_loader = DataLoader(SeedTransformDataset(ds.test_images, ds.test_labels),
+                             batch_size=args.batch_size, shuffle=False)
+    runs = []
+    for seed in args.seeds:
+        run = train_one(seed, args, train_set, test_loader)
+        print(f"seed {seed}: test accuracy {run['test_accuracy']:.2f}%  "
+              f"epoch seconds {[round(s, 1) for s in run['history']['epoch_seconds']]}",
+              flush=True)
+        runs.append(run)
+    accs = np.array([r["test_accuracy"] for r in runs])
+    print(f"mean {accs.mean():.2f} +- {accs.std(ddof=1) if len(accs) > 1 else 0:.2f} "
+          f"over {len(accs)} seeds")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                         "torch": torch.__version__, "runs": runs}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
