@@ -19,7 +19,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from jaxcnn import cli, stats
 from jaxcnn.data import load_dataset, prepare_data

@@ -23,7 +23,8 @@ def flax_to_torch_arrays(params: Any) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for layer in ("conv1", "conv2", "conv3"):
         kernel = np.asarray(params[layer]["kernel"])
-        out[layer] = {"weight": kernel.transpose(3, 2, 0, 1), "bias": np.asarray(params[layer]["bias"])}
+        out[layer] = {"weight": kernel.transpose(3, 2, 0, 1),
+                      "bias": np.asarray(params[layer]["bias"])}
     h, w, c = FC1_INPUT
     fc1 = np.asarray(params["fc1"]["kernel"]).reshape(h, w, c, -1)  # rows in H, W, C order
     out["fc1"] = {"weight": fc1.transpose(3, 2, 0, 1).reshape(fc1.shape[-1], -1),

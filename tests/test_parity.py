@@ -111,8 +111,11 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
-def compare_training(opt_cfg: OptimizerConfig, model_cfg=ModelConfig(init="torch"),
-                     torch_model=SeedCNN, steps=STEPS):
+TORCH_INIT = ModelConfig(init="torch")
+
+
+def compare_training(opt_cfg: OptimizerConfig, model_cfg=TORCH_INIT, torch_model=SeedCNN,
+                     steps=STEPS):
     with jax.enable_x64(True):
         params = CNN(model_cfg).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
