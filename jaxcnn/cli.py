@@ -39,6 +39,12 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                     f"them with '{study.reference}'. Writes OUT/{study.name}/results.json, "
                     "figures and the final parameters; rerunning the same command resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_study_arguments(parser)
+
+
+def add_study_arguments(parser: argparse.ArgumentParser,
+                        with_configs: bool = True) -> argparse.ArgumentParser:
+    """The flags of every study (also taken by the report, to run missing studies)."""
     data = parser.add_argument_group("data")
     data.add_argument("--data", default="cifar10",
                       help="cifar10 (download via tensorflow-datasets), synthetic, or a path to "
@@ -63,8 +69,9 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=positive_int, default=2)
     run.add_argument("--batch-size", type=positive_int, default=64)
     run.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    run.add_argument("--configs", nargs="+", metavar="NAME", default=None,
-                     help="run only these configurations (default: all)")
+    if with_configs:
+        run.add_argument("--configs", nargs="+", metavar="NAME", default=None,
+                         help="run only these configurations (default: all)")
     run.add_argument("--torch-parity", action="store_true",
                      help="reproduce the seed notebook's protocol as written (PyTorch init, "
                           "schedulers stepped per epoch, 0.5/0.5 normalisation, the test set "
@@ -92,7 +99,12 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parses and fills the defaults that depend on --torch-parity and the backend."""
-    args = parser.parse_args(argv)
+    return resolve_defaults(parser.parse_args(argv))
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    if getattr(args, "configs", None) is None:
+        args.configs = None
     if args.val_size is None:
         args.val_size = 0 if args.torch_parity else 5000
     if args.normalization is None:

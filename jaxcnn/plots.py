@@ -93,3 +93,46 @@ def plot_schedules(configs: Mapping, steps_per_epoch: int, epochs: int, path: Pa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
+                        path: Path, title: str) -> Path:
+    """Each seed's final test accuracy as a point; mean and 95% t-interval per config.
+
+    Seeds are jittered sideways so equal scores stay visible; the reference is
+    drawn with a shaded column and a dashed line at its mean.
+    """
+    names = list(configs)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 4.5))
+    rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
+    summary = statistics["summary"]
+    for x, name in enumerate(names):
+        seeds = [s for s in configs[name]["seeds"] if s.get("test_accuracy") is not None]
+        values = np.array([s["test_accuracy"] for s in seeds], float)
+        jitter = rng.uniform(-0.12, 0.12, values.size)
+        ax.scatter(x + jitter, values, s=22, alpha=0.6, color="grey", zorder=2,
+                   label="one seed" if x == 0 else None)
+        entry = summary[name]
+        if entry["mean"] is None:
+            continue
+        ci = entry["ci95_t"]
+        yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
+        ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
+                    zorder=3, label="mean, 95% t-interval" if x == 0 else None)
+        diverged = len(entry["diverged_seeds"])
+        if diverged:
+            ax.annotate(f"{diverged} diverged", (x, ax.get_ylim()[0]), ha="center", fontsize=8)
+        if name == reference:
+            ax.axvspan(x - 0.45, x + 0.45, color="C1", alpha=0.08)
+            ax.axhline(entry["mean"], color="C1", ls="--", lw=1, label=f"{reference} mean")
+    ax.set_xticks(range(len(names)),
+                  [f"{n}\n(reference)" if n == reference else n for n in names])
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{title}: test accuracy per seed")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -154,8 +154,13 @@ def compiled_functions(model_config: ModelConfig, optimizer_config: OptimizerCon
     epoch_fn = jax.jit(train.make_train_epoch(
         model, tx, num_train=num_train, batch_size=batch_size, seed_batching=seed_batching,
         on_step=on_step), donate_argnums=0)
-    eval_fn = jax.jit(train.make_evaluate(model, seed_batching=seed_batching))
-    return init_fn, epoch_fn, eval_fn
+    return init_fn, epoch_fn, compiled_evaluate(model_config, seed_batching)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_evaluate(model_config: ModelConfig, seed_batching: str) -> Callable:
+    """Jitted evaluate: it depends on the network only, so optimizers share it."""
+    return jax.jit(train.make_evaluate(CNN(model_config), seed_batching=seed_batching))
 
 
 class Checkpointer(Protocol):

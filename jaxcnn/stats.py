@@ -197,7 +197,7 @@ def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator)
 CURVES = ("train_loss", "val_loss", "val_accuracy")
 
 
-def _kept(seeds: list[dict]) -> dict[int, float]:
+def kept_scores(seeds: list[dict]) -> dict[int, float]:
     """seed -> test accuracy, for the seeds that finished without diverging."""
     return {s["seed"]: s["test_accuracy"] for s in seeds
             if s.get("diverged_epoch") is None and s.get("test_accuracy") is not None}
@@ -222,7 +222,7 @@ def study_statistics(results: dict, reference: str, seed: int = 0,
     configs = results["configs"]
     summary = {}
     for name, cfg in configs.items():
-        kept = _kept(cfg["seeds"])
+        kept = kept_scores(cfg["seeds"])
         entry = summarize(np.array(list(kept.values())), rng)
         diverged = [s["seed"] for s in cfg["seeds"] if s["seed"] not in kept]
         entry["diverged_seeds"] = diverged
@@ -246,7 +246,7 @@ def study_statistics(results: dict, reference: str, seed: int = 0,
                   if (a, b) not in pairs and (b, a) not in pairs]
     comparisons = []
     for name, ref in pairs:
-        a, b = _kept(configs[name]["seeds"]), _kept(configs[ref]["seeds"])
+        a, b = kept_scores(configs[name]["seeds"]), kept_scores(configs[ref]["seeds"])
         common = sorted(set(a) & set(b))
         entry = {"config": name, "reference": ref,
                  **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -157,9 +158,11 @@ def run_study(study: Study, args) -> dict:
                  "test_examples": len(prepared.test), "val_is_test": prepared.val_is_test,
                  "normalization_mean": prepared.normalization.mean.tolist(),
                  "normalization_std": prepared.normalization.std.tolist()},
-        "flags": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "flags": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                  if k != "argv"},
         "settings": settings, "reference": reference, "seed_batching": args.seed_batching,
-        "command": " ".join([f"python -m experiments.{study.name}", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", f"experiments.{study.name}",
+                               *getattr(args, "argv", sys.argv[1:])]),
     })
     results["metadata"].setdefault("wall_seconds", {})
     write_json_atomic(results_path, results)
@@ -191,6 +194,8 @@ def run_study(study: Study, args) -> dict:
         if result.resumed_from_epoch:
             resumed = results["metadata"].setdefault("resumed_from_epoch", {})
             resumed[name] = result.resumed_from_epoch
+        results["statistics"] = stats.study_statistics(results, reference,
+                                                       all_pairs=args.all_pairs)
         write_json_atomic(results_path, results)
         ckpt.clear()
         _write_figures(study, results, out_dir, options, prepared.val_is_test)
@@ -213,6 +218,10 @@ def _write_figures(study: Study, results: dict, out_dir: Path, options: StudyOpt
 
     paths = [plots.plot_curves(results["configs"], out_dir / "curves.png", study.title,
                                val_name="test" if val_is_test else "val")]
+    if "statistics" in results:
+        paths.append(plots.plot_final_accuracy(
+            results["configs"], results["statistics"], results["metadata"]["reference"],
+            out_dir / "test_accuracy.png", study.title))
     if study.extra_figures is not None:
         paths += study.extra_figures(results, out_dir, options)
     return paths
@@ -256,6 +265,7 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of a study; returns the exit status."""
     parser = cli.build_parser(study)
     args = cli.parse(parser, argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the results' "command"
     try:
         run_study(study, args)
     except ConfigError as err:

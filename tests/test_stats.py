@@ -1,0 +1,139 @@
+"""Statistics against scipy on fixed vectors, and the study-level block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from jaxcnn import stats
+
+X = np.array([66.1, 67.3, 65.9, 68.0, 66.7])
+Y = np.array([65.2, 66.9, 66.1, 66.8, 65.0])
+
+
+def test_t_interval_matches_scipy():
+    low, high = stats.t_interval(X)
+    ref = sps.t.interval(0.95, len(X) - 1, loc=X.mean(), scale=sps.sem(X))
+    assert (low, high) == pytest.approx(ref)
+    assert np.isnan(stats.t_interval(X[:1])[0])
+
+
+def test_paired_comparison_matches_scipy():
+    c = stats.compare(X, Y, np.random.default_rng(0))
+    d = X - Y
+    test = sps.ttest_rel(X, Y)
+    assert c["mean_difference"] == pytest.approx(d.mean())
+    assert c["p_ttest"] == pytest.approx(test.pvalue)
+    ci = test.confidence_interval(0.95)
+    assert c["ci95"] == pytest.approx([ci.low, ci.high])
+    assert c["p_wilcoxon"] == pytest.approx(sps.wilcoxon(d).pvalue)
+    assert c["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1))
+    brute = np.mean([(x > y) + 0.5 * (x == y) for x in X for y in Y])
+    assert c["prob_improvement"] == pytest.approx(brute)
+    assert c["note"] is None  # 5 seeds: no caveat
+
+
+@pytest.mark.parametrize("d", [
+    np.array([1.0, -2.0, 2.0, 3.0, 3.0, 4.0]),      # ties
+    np.array([0.0, 1.5, -0.5, 2.0, 0.0, 3.0]),      # zero differences
+    np.array([0.0, 0.0, 1.0, 1.0, -1.0, 2.0, 2.0]),  # both
+])
+def test_wilcoxon_with_ties_and_zeros_matches_scipy(d):
+    assert stats.wilcoxon_p(d) == pytest.approx(sps.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def test_wilcoxon_all_zero_differences_is_one_not_an_error():
+    assert stats.wilcoxon_p(np.zeros(5)) == 1.0
+
+
+def test_holm_known_values():
+    # m = 4: sorted p 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (running max), 0.5
+    assert stats.holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert stats.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert stats.holm([]) == []
+
+
+def test_bootstrap_is_reproducible_with_a_fixed_generator():
+    values = np.random.default_rng(0).normal(65, 1.5, size=20)
+    a = stats.stratified_bootstrap_ci(values, np.random.default_rng(7))
+    b = stats.stratified_bootstrap_ci(values, np.random.default_rng(7))
+    c = stats.stratified_bootstrap_ci(values, np.random.default_rng(8))
+    assert a == b and a != c
+    assert a[0] < values.mean() < a[1]
+
+
+def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
+    values = np.random.default_rng(0).normal(65, 1.5, size=20)
+    ours = stats.stratified_bootstrap_ci(values, np.random.default_rng(1))
+    ref = sps.bootstrap((values,), np.mean, method="percentile", n_resamples=10_000,
+                        rng=np.random.default_rng(2)).confidence_interval
+    assert ours == pytest.approx((ref.low, ref.high), abs=0.08)
+
+
+def test_stratified_bootstrap_keeps_stratum_sizes():
+    values = np.array([0.0] * 3 + [1.0] * 7)
+    strata = np.array([0] * 3 + [1] * 7)
+    # Resampling within strata: every resample keeps 7 of 10 ones, so the mean never moves.
+    low, high = stats.stratified_bootstrap_ci(values, np.random.default_rng(0), strata=strata)
+    assert low == high == pytest.approx(0.7)
+    low, high = stats.stratified_bootstrap_ci(values, np.random.default_rng(0))
+    assert low < 0.7 < high
+
+
+def test_minimum_detectable_difference_has_the_stated_power():
+    n, sd = 5, 1.3
+    mdd = stats.minimum_detectable_difference(sd, n)
+    df, t_crit = n - 1, sps.t.ppf(0.975, n - 1)
+    nc = mdd / sd * np.sqrt(n)
+    power = sps.nct.sf(t_crit, df, nc) + sps.nct.cdf(-t_crit, df, nc)
+    assert power == pytest.approx(0.80, abs=1e-6)
+    # and a simulation agrees: paired normal differences of size mdd are detected ~80%
+    rng = np.random.default_rng(0)
+    hits = np.mean([sps.ttest_1samp(rng.normal(mdd, sd, n), 0).pvalue < 0.05
+                    for _ in range(4000)])
+    assert hits == pytest.approx(0.80, abs=0.03)
+
+
+def test_fewer_than_two_seeds_gives_a_note_not_nan():
+    c = stats.compare(X[:1], Y[:1], np.random.default_rng(0))
+    assert c["p_ttest"] is None and c["ci95"] is None and "no intervals" in c["note"]
+    s = stats.summarize(X[:1], np.random.default_rng(0))
+    assert s["std"] is None and s["ci95_t"] is None and s["mean"] == X[0]
+
+
+def _results(scores: dict[str, list[float | None]], diverged=None):
+    diverged = diverged or {}
+    configs = {}
+    for name, values in scores.items():
+        seeds = []
+        for i, v in enumerate(values):
+            div = diverged.get(name, {}).get(i)
+            seeds.append({"seed": i, "test_accuracy": None if div else v,
+                          "diverged_epoch": div, "initial_params_checksum": f"c{i}",
+                          "history": {"train_loss": [1.0, 0.5], "val_loss": [1.0, 0.9],
+                                      "val_accuracy": [50.0, v or 0.0]}})
+        configs[name] = {"init": "lecun", "seeds": seeds}
+    return {"configs": configs}
+
+
+def test_study_statistics_block():
+    results = _results({"base": list(Y), "a": list(X), "b": list(X + 0.1)})
+    block = stats.study_statistics(results, "base")
+    assert set(block["summary"]) == {"base", "a", "b"}
+    assert [c["config"] for c in block["comparisons"]] == ["a", "b"]
+    ps = [c["p_ttest"] for c in block["comparisons"]]
+    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(stats.holm(ps))
+    assert block["comparisons"][0]["pairing"] == "paired on data order and initial weights"
+    assert len(block["summary"]["a"]["curves"]["val_accuracy"]["mean"]) == 2
+    all_pairs = stats.study_statistics(results, "base", all_pairs=True)
+    assert len(all_pairs["comparisons"]) == 3
+
+
+def test_diverged_seeds_are_excluded_and_named():
+    results = _results({"base": list(Y), "a": list(X)}, diverged={"a": {2: 1}})
+    block = stats.study_statistics(results, "base")
+    assert block["summary"]["a"]["n"] == 4
+    assert block["summary"]["a"]["diverged_seeds"] == [2]
+    comp = block["comparisons"][0]
+    assert comp["n_pairs"] == 4 and "seeds [2] left out" in comp["note"]
