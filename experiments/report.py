@@ -14,7 +14,6 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from experiments import initialization, regularization, schedules
 from jaxcnn import cli, stats

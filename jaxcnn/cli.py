@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +83,9 @@ def add_study_arguments(parser: argparse.ArgumentParser,
                        help="how seeds share the device: vmap (one wide program), map "
                             "(lax.map inside the program), sequential (one program per seed); "
                             "auto = vmap on GPU, map on CPU")
+    speed.add_argument("--deterministic", action="store_true",
+                       help="GPU only: add XLA_FLAGS=--xla_gpu_deterministic_ops=true so reruns "
+                            "give identical numbers (slower); CPU runs are always deterministic")
     speed.add_argument("--conv", choices=("patches", "xla"), default="patches",
                        help="3x3 convolutions as patches + matmul (fast inside lax.scan on "
                             "XLA:CPU) or lax.conv")
@@ -109,6 +113,11 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.val_size = 0 if args.torch_parity else 5000
     if args.normalization is None:
         args.normalization = "half" if args.torch_parity else "dataset"
+    if getattr(args, "deterministic", False):
+        # Must be set before the backend starts (the first device use below).
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "--xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
     if args.seed_batching == "auto":
         import jax
 

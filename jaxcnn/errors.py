@@ -12,6 +12,10 @@ from __future__ import annotations
 class JaxcnnError(Exception):
     """Base class: a problem the user can fix, described in one line."""
 
+    def __init__(self, message: str):
+        # One line, whatever the wrapped exception's text looked like.
+        super().__init__(" ".join(str(message).split()))
+
 
 class DataError(JaxcnnError):
     """A data source is missing, damaged, or not in a format we read."""

@@ -52,7 +52,11 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
         ax.set_xlabel("epoch")
         ax.set_ylabel(label.format(val=val_name))
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
+    else:
+        axes[0].text(0.5, 0.5, "no seed finished without diverging", ha="center",
+                     transform=axes[0].transAxes)
     fig.suptitle(f"{title}: mean over seeds, band = 95% t-interval")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +134,8 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{title}: test accuracy per seed")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -54,17 +54,15 @@ def log(message: str) -> None:
 
 def format_epoch_line(config: str, epoch: int, epochs: int, train_loss: np.ndarray,
                       val_loss: np.ndarray, val_acc: np.ndarray, seconds: float,
-                      val_name: str) -> str:
-    """One line per epoch: means over the seeds that have not diverged."""
-    def mean(values: np.ndarray) -> str:
-        finite = values[np.isfinite(values)]
-        return f"{finite.mean():.4f}" if finite.size else "nan"
+                      val_name: str, diverged: int = 0) -> str:
+    """One line per epoch: means over the seeds that have not diverged (passed in)."""
+    def mean(values: np.ndarray, fmt: str, unit: str = "") -> str:
+        return format(values.mean(), fmt) + unit if values.size else "n/a"
 
-    finite_acc = val_acc[np.isfinite(val_acc)]
-    acc = f"{finite_acc.mean():.2f}%" if finite_acc.size else "n/a"
-    return (f"[{config}] epoch {epoch}/{epochs}  train loss {mean(train_loss)}  "
-            f"{val_name} loss {mean(val_loss)}  {val_name} acc {acc}  "
-            f"({len(train_loss)} seeds, {seconds:.1f} s)")
+    note = f", {diverged} diverged" if diverged else ""
+    return (f"[{config}] epoch {epoch}/{epochs}  train loss {mean(train_loss, '.4f')}  "
+            f"{val_name} loss {mean(val_loss, '.4f')}  {val_name} acc "
+            f"{mean(val_acc, '.2f', '%')}  ({len(train_loss)} seeds{note}, {seconds:.1f} s)")
 
 
 class Stopwatch:

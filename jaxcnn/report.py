@@ -8,6 +8,7 @@ numbers, quoted so its conclusions can be checked against ours.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from jaxcnn import stats
@@ -195,8 +196,8 @@ def build_report(all_results: dict[str, dict]) -> str:
              "Generator); p-values are Holm-adjusted within each study; d_z is the mean paired "
              "difference over its std; P(impr.) is P(config > reference) over all run pairs.", ""]
     if differing:
-        lines += [f"**Warning:** the studies were run with different settings ({', '.join(differing)}); "
-                  "the protocol line above is the first study's.", ""]
+        lines += [f"**Warning:** the studies were run with different settings "
+                  f"({', '.join(differing)}); the protocol line above is the first study's.", ""]
     for name in STUDY_ORDER:
         if name in all_results:
             lines += study_section(name, all_results[name], name)

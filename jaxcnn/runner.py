@@ -28,6 +28,11 @@ from jaxcnn.optim import OptimizerConfig, build_optimizer
 from jaxcnn.progress import StepBar, Stopwatch, format_epoch_line, log
 
 STEP_LOSS_EVERY = 100  # the seed notebook recorded the loss of every 100th step
+# A seed has diverged when a loss is NaN or infinite, or when a step's loss exceeds this:
+# cross-entropy over 10 classes starts near ln 10 = 2.3, and a step above 1e4 means the
+# weights have blown up (with --lr 10 losses reach 1e13 while staying finite, and the
+# seed ends at chance).
+DIVERGENCE_LOSS = 1e4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,13 +235,17 @@ def train_config(name: str, config: RunConfig, data: DeviceData, seeds: list[int
                                            else None)
             history["train_step_loss"] += [_finite_or_none(v) for v in
                                            step_loss[STEP_LOSS_EVERY - 1::STEP_LOSS_EVERY, s]]
-            finite = np.isfinite(step_loss[:, s]).all() and np.isfinite(val_loss[s])
-            if not finite and history["diverged_epoch"] is None:
+            healthy = (np.isfinite(step_loss[:, s]).all() and np.isfinite(val_loss[s])
+                       and step_loss[:, s].max() <= DIVERGENCE_LOSS)
+            if not healthy and history["diverged_epoch"] is None:
                 history["diverged_epoch"] = epoch + 1
-                log(f"[{name}] seed {seeds[s]} diverged in epoch {epoch + 1} "
-                    "(loss is NaN or infinite); it is excluded from the statistics")
-        log(format_epoch_line(name, epoch + 1, settings.epochs, train_loss, val_loss, val_acc,
-                              epoch_clock.seconds(), val_name))
+                log(f"[{name}] seed {seeds[s]} diverged in epoch {epoch + 1} (a loss was NaN, "
+                    f"infinite or above {DIVERGENCE_LOSS:g}); it carries on but is excluded "
+                    "from the statistics and figures")
+        alive = np.array([h["diverged_epoch"] is None for h in histories])
+        log(format_epoch_line(name, epoch + 1, settings.epochs, train_loss[alive],
+                              val_loss[alive], val_acc[alive], epoch_clock.seconds(), val_name,
+                              diverged=int((~alive).sum())))
         if checkpointer is not None:
             checkpointer.save(Progress(epoch + 1, _concat_to_host(states), histories))
 

@@ -178,10 +178,11 @@ def run_study(study: Study, args) -> dict:
         f"{'test' if prepared.val_is_test else 'val'} split {len(prepared.val)}, "
         f"test {len(prepared.test)}; device {_device()['kind']}")
     for name, config in configs.items():
+        ckpt = checkpoint.ConfigCheckpointer(out_dir / "checkpoints" / name)
         if name in results["configs"]:
             log(f"[{name}] already finished in {results_path}; skipping")
+            ckpt.clear()  # left over if a run died between saving results and clearing
             continue
-        ckpt = checkpoint.ConfigCheckpointer(out_dir / "checkpoints" / name)
         log(f"[{name}] {config.description}")
         result = train_config(name, config, data, seeds, train_settings, checkpointer=ckpt)
         checkpoint.save_params(out_dir / "params" / name, result.params, seeds, {

@@ -94,3 +94,13 @@ def write_tar(files: dict[str, bytes], path: Path, mode: str = "w:gz") -> Path:
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     return path
+
+
+def write_tar_bytes(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, blob in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return buffer.getvalue()

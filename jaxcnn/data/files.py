@@ -93,6 +93,8 @@ def open_tar(path: Path) -> FileTree:
                 contents[name] = handle.read()
     except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, ValueError) as err:
         reason = str(err) or type(err).__name__
+        if "could not be opened successfully" in reason:  # tarfile tried every compression
+            reason = "not a .tar, .tar.gz, .tar.bz2 or .tar.xz file"
         raise DataError(
             f"{path}: cannot read it as a tar archive ({reason}); "
             "is it truncated or not a tar file?"

@@ -12,7 +12,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from jaxcnn.data.dataset import Dataset
 from jaxcnn.data.files import FileTree
@@ -42,9 +42,9 @@ def _decode(blob: bytes, where: str) -> np.ndarray:
                 img.load()
                 mode, size = img.mode, img.size
                 array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-        raise DataError(f"{where}: not a readable image ({err})") from None
+    except Exception as err:  # damaged files reach Pillow's decoders in many ways
+        reason = str(err) or type(err).__name__
+        raise DataError(f"{where}: not a readable image ({reason})") from None
     if mode != "RGB" or size != (32, 32):
         raise DataError(
             f"{where}: image is {size[0]}x{size[1]} {mode}; every image must be 32x32 RGB"
