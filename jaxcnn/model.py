@@ -6,11 +6,13 @@
 
 Two ways to compute the 3x3 convolutions, with identical parameters:
 ``conv_impl="patches"`` gathers the nine shifted copies of the input and does
-one matmul; ``"xla"`` calls ``lax.conv_general_dilated``. On XLA:CPU a
-convolution inside a ``lax.scan`` runs 30-50x slower than outside one (see
-GUIDE section 3), and the training epoch is a scan, so the CPU default is
-"patches". Max-pooling is a reshape and a max, which has a deterministic
-gradient on the GPU (``select_and_scatter`` does not).
+one matmul; ``"xla"`` calls ``lax.conv_general_dilated``. On XLA:CPU (jax
+0.10.2) the *weight gradient* of a convolution inside a ``lax.scan`` runs about
+65x slower than outside one (measured: 1.9 s against 29 ms per step for conv2),
+while the forward convolution is as fast inside a loop as outside. Training is
+a scan, so it uses "patches"; evaluation is forward only and uses "xla", about
+twice as fast there (see benchmarks/NOTES.md). Max-pooling is a reshape and a
+max, which has a deterministic gradient on the GPU (``select_and_scatter`` does not).
 
 Flatten order is H, W, C (NHWC), where PyTorch's is C, H, W: copying fc1
 weights between the two needs a row permutation (see ``torch_compat.py``).
@@ -123,13 +125,16 @@ class CNN(nn.Module):
         def act(name: str, y: jax.Array) -> jax.Array:
             return nn.relu(y) if name in cfg.relu_after else y
 
-        x = max_pool_2x2(act("conv1", Conv3x3(64, cfg.init, cfg.conv_impl, name="conv1")(x)))
-        x = act("conv2", Conv3x3(64, cfg.init, cfg.conv_impl, name="conv2")(x))
+        # ReLU is applied after each 2x2 max-pool: relu(pool(x)) == pool(relu(x)) (both
+        # are monotone), with the same gradient, on a quarter of the elements.
+        x = act("conv1", max_pool_2x2(Conv3x3(64, cfg.init, cfg.conv_impl, name="conv1")(x)))
+        x = act("conv2", max_pool_2x2(Conv3x3(64, cfg.init, cfg.conv_impl, name="conv2")(x)))
         if cfg.spatial_dropout:
-            # broadcast over H and W: one draw per (image, channel), as Dropout2d.
+            # One draw per (image, channel), broadcast over H and W, as Dropout2d. Zeroing
+            # or scaling a whole channel commutes with the pool and the ReLU, so the mask
+            # may act after them.
             x = nn.Dropout(cfg.spatial_dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
-        x = max_pool_2x2(x)
-        x = max_pool_2x2(act("conv3", Conv3x3(32, cfg.init, cfg.conv_impl, name="conv3")(x)))
+        x = act("conv3", max_pool_2x2(Conv3x3(32, cfg.init, cfg.conv_impl, name="conv3")(x)))
         x = x.reshape(x.shape[0], -1)  # (N, 4 * 4 * 32), H-W-C order
         x = act("fc1", self._dense(512, "fc1", x))
         if cfg.dropout:

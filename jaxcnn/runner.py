@@ -164,8 +164,13 @@ def compiled_functions(model_config: ModelConfig, optimizer_config: OptimizerCon
 
 @functools.lru_cache(maxsize=32)
 def compiled_evaluate(model_config: ModelConfig, seed_batching: str) -> Callable:
-    """Jitted evaluate: it depends on the network only, so optimizers share it."""
-    return jax.jit(train.make_evaluate(CNN(model_config), seed_batching=seed_batching))
+    """Jitted evaluate: it depends on the network only, so optimizers share it.
+
+    Evaluation is forward only, where lax.conv has no loop penalty on XLA:CPU
+    and runs about twice as fast as patches; the parameters are the same.
+    """
+    forward = dataclasses.replace(model_config, conv_impl="xla")
+    return jax.jit(train.make_evaluate(CNN(forward), seed_batching=seed_batching))
 
 
 class Checkpointer(Protocol):

@@ -212,7 +212,7 @@ def make_train_epoch(model: nn.Module, tx: optax.GradientTransformation, *, num_
     return train_epoch
 
 
-def make_evaluate(model: nn.Module, *, seed_batching: str = "map", eval_batch: int = 500
+def make_evaluate(model: nn.Module, *, seed_batching: str = "map", eval_batch: int = 250
                   ) -> Callable[..., tuple[jax.Array, jax.Array]]:
     """Builds ``evaluate(params, data, norm) -> (loss (S,), correct (S,))``.
 

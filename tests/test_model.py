@@ -104,10 +104,13 @@ def test_spatial_dropout_zeroes_whole_channels():
     _, state = model.apply({"params": params}, X, train=True, rngs={"dropout": jax.random.key(3)},
                            capture_intermediates=True)
     inter = state["intermediates"]
-    before = jax.nn.relu(inter["conv2"]["__call__"][0])  # (N, 16, 16, 64)
+    from jaxcnn.model import max_pool_2x2
+
+    before = jax.nn.relu(max_pool_2x2(inter["conv2"]["__call__"][0]))  # (N, 8, 8, 64)
     after = inter["Dropout_0"]["__call__"][0]
     kept = np.asarray(jnp.all(after == 0, axis=(1, 2)) == 0)  # (N, C)
     scaled = np.asarray(before) / 0.5
+    assert after.shape == (4, 8, 8, 64)
     for n in range(X.shape[0]):
         for c in range(64):
             expected = scaled[n, :, :, c] if kept[n, c] else 0 * scaled[n, :, :, c]

@@ -1,0 +1,288 @@
+"""Training throughput: jaxcnn against the PyTorch reference and the tuned PyTorch peer.
+
+    python -m benchmarks.throughput --device cpu --seeds 1 2 4 8 --steps 40 --repeats 3 \
+        --json benchmarks/results/throughput-cpu.json
+
+Times training only (no evaluation) of the seed's CNN, batch 64, Adam, fp32, on
+random CIFAR-shaped uint8 data (throughput does not depend on the pixels):
+
+- ``torch_reference``: the seed's loop, one model, a DataLoader whose Dataset
+  converts and normalises each sample (ToTensor + Normalize);
+- ``torch_tuned/loop`` and ``torch_tuned/vmap``: S models on resident data
+  (see ``torch_tuned.py``); the better of the two is the peer to beat;
+- ``jaxcnn/<strategy>``: one compiled epoch (``lax.scan`` over the steps) for
+  S seeds, with seeds batched by ``vmap``, ``map`` (``lax.map``) or
+  ``sequential`` (one compiled program per seed).
+
+Every configuration is warmed up first (compile time reported separately),
+then all are timed in turn, ``--repeats`` rounds alternating implementations,
+and the median is reported. Images/s counts every seed's images; model-epochs
+per hour is images/s * 3600 / 50,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import Timer, environment, model_epochs_per_hour, write_json
+
+JAX_STRATEGIES = ("map", "vmap", "sequential")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="numbers of seeds S trained at once")
+    parser.add_argument("--strategies", nargs="+", choices=JAX_STRATEGIES,
+                        default=list(JAX_STRATEGIES))
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("torch_reference", "torch_tuned", "jaxcnn"))
+    parser.add_argument("--torch-tuned-max-seeds", type=int, default=16,
+                        help="largest S for torch_tuned (its loop grows linearly)")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--png", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+class JaxRun:
+    """A compiled epoch of ``steps`` steps for S seeds with one seed batching."""
+
+    def __init__(self, seeds: int, strategy: str, images: np.ndarray, labels: np.ndarray):
+        import jax
+        import jax.numpy as jnp
+
+        from jaxcnn.model import CNN, ModelConfig
+        from jaxcnn.optim import OptimizerConfig
+        from jaxcnn.runner import compiled_functions
+        from jaxcnn.train import ImageData, Normalizer, stack_seed_keys
+
+        self.jax, self.jnp = jax, jnp
+        self.groups = [[s] for s in range(seeds)] if strategy == "sequential" else [
+            list(range(seeds))]
+        batching = "map" if strategy == "sequential" else strategy
+        init_fn, self.epoch_fn, _ = compiled_functions(
+            ModelConfig(), OptimizerConfig(), len(labels), 64, batching, None)
+        self.keys = [stack_seed_keys(g) for g in self.groups]
+        self.states = [jax.tree.map(lambda *x: jnp.stack(x), *[init_fn(k) for k in keys.init])
+                       for keys in self.keys]
+        self.data = ImageData(jax.device_put(images), jax.device_put(labels))
+        self.norm = Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
+        self.epoch = 0
+        CNN  # imported for the reader: the model run here is jaxcnn.model.CNN
+
+    def run(self) -> None:
+        for i, keys in enumerate(self.keys):
+            self.states[i], _ = self.epoch_fn(self.states[i], keys, self.data, self.norm,
+                                              self.jnp.int32(self.epoch))
+        self.jax.block_until_ready(self.states)
+        self.epoch += 1
+
+
+class TorchReferenceRun:
+    """The seed's loop: DataLoader with per-sample transforms, one model."""
+
+    def __init__(self, images, labels, device: str):
+        import torch
+        from torch.utils.data import DataLoader
+
+        from benchmarks.torch_models import SeedCNN
+        from benchmarks.torch_reference import SeedTransformDataset
+
+        self.torch, self.device = torch, device
+        torch.manual_seed(0)
+        self.model = SeedCNN().to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loader = DataLoader(SeedTransformDataset(images, labels), batch_size=64,
+                                 shuffle=True)
+        self.crit = torch.nn.CrossEntropyLoss()
+
+    def run(self) -> None:
+        for x, y in self.loader:
+            x, y = x.to(self.device), y.to(self.device)
+            loss = self.crit(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+class TorchTunedRun:
+    def __init__(self, seeds: int, kind: str, images, labels, device: str):
+        import torch
+
+        from benchmarks import torch_tuned
+
+        self.torch, self.device, self.tt = torch, device, torch_tuned
+        self.data, self.labels = torch_tuned.resident_dataset(images, labels, device)
+        self.trainer = torch_tuned.TRAINERS[kind](list(range(seeds)), device)
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        self.orders = torch.stack([torch.randperm(len(labels), generator=gen)
+                                   for _ in range(seeds)]).to(device)
+
+    def run(self) -> None:
+        self.tt.run_epoch(self.trainer, self.data, self.labels, self.orders, 64)
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    torch_device = "cuda" if args.device == "gpu" else "cpu"
+    rng = np.random.default_rng(0)
+    n = args.steps * 64
+    images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.int32)
+
+    runs: dict[tuple[str, int], object] = {}
+    compile_seconds: dict[tuple[str, int], float] = {}
+    warm_seconds: dict[tuple[str, int], float] = {}
+
+    def add(key, factory):
+        try:
+            with Timer() as build:
+                run = factory()
+            with Timer() as first:
+                run.run()
+            with Timer() as second:  # a steady run, to separate compile from the first call
+                run.run()
+        except Exception as err:  # out of memory at large S, for example
+            print(f"skipping {key}: {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
+            return
+        runs[key] = run
+        compile_seconds[key] = max(0.0, build.seconds + first.seconds - second.seconds)
+        warm_seconds[key] = second.seconds
+        print(f"warmed {key[0]} S={key[1]}: first {first.seconds:.2f} s (setup "
+              f"{build.seconds:.2f} s), steady {second.seconds:.2f} s", file=sys.stderr)
+
+    if "torch_reference" not in args.skip:
+        add(("torch_reference", 1), lambda: TorchReferenceRun(images, labels, torch_device))
+    if "torch_tuned" not in args.skip:
+        for s in [s for s in args.seeds if s <= args.torch_tuned_max_seeds]:
+            for kind in ("loop", "vmap"):
+                add((f"torch_tuned/{kind}", s),
+                    lambda s=s, kind=kind: TorchTunedRun(s, kind, images, labels, torch_device))
+    if "jaxcnn" not in args.skip:
+        for s in args.seeds:
+            for strategy in args.strategies:
+                if strategy == "sequential" and s == 1:
+                    continue  # the same program as map with one seed
+                add((f"jaxcnn/{strategy}", s),
+                    lambda s=s, strategy=strategy: JaxRun(s, strategy, images, labels))
+
+    times: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
+    keys = list(runs)
+    for r in range(args.repeats):
+        order = keys[r % len(keys):] + keys[: r % len(keys)]  # rotate: no fixed position
+        for key in order:
+            with Timer() as t:
+                runs[key].run()
+            times[key].append(t.seconds)
+        print(f"round {r + 1}/{args.repeats} done", file=sys.stderr)
+
+    rows = []
+    for (impl, s), seconds in times.items():
+        median = statistics.median(seconds)
+        ips = s * n / median
+        rows.append({"impl": impl, "seeds": s, "images_per_s": round(ips, 1),
+                     "model_epochs_per_hour": round(model_epochs_per_hour(ips), 2),
+                     "median_seconds": round(median, 4), "seconds": [round(x, 4) for x in seconds],
+                     "compile_seconds": round(compile_seconds[(impl, s)], 2)})
+    payload = {"benchmark": "throughput", "environment": environment(args.device),
+               "config": {"steps": args.steps, "batch_size": 64, "repeats": args.repeats,
+                          "images_per_run_per_seed": n, "dtype": "float32",
+                          "command": " ".join(["python -m benchmarks.throughput",
+                                               *(argv if argv is not None else sys.argv[1:])])},
+               "results": rows, "summary": summarize(rows)}
+    table = markdown_table(payload)
+    print(table)
+    if args.json:
+        write_json(args.json, payload)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
+    if args.png:
+        plot(payload, args.png)
+    return 0
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Ratios: jaxcnn's best at each S against torch_reference and the best torch_tuned."""
+    ref = next((r["images_per_s"] for r in rows if r["impl"] == "torch_reference"), None)
+    out = {"torch_reference_images_per_s": ref, "by_seeds": {}}
+    for s in sorted({r["seeds"] for r in rows}):
+        jax_rows = [r for r in rows if r["seeds"] == s and r["impl"].startswith("jaxcnn")]
+        tuned = [r for r in rows if r["seeds"] == s and r["impl"].startswith("torch_tuned")]
+        if not jax_rows:
+            continue
+        best = max(jax_rows, key=lambda r: r["images_per_s"])
+        entry = {"best_jaxcnn": best["impl"], "jaxcnn_images_per_s": best["images_per_s"]}
+        if ref:
+            entry["vs_torch_reference"] = round(best["images_per_s"] / ref, 3)
+        if tuned:
+            peer = max(tuned, key=lambda r: r["images_per_s"])
+            entry["best_torch_tuned"] = peer["impl"]
+            entry["vs_torch_tuned"] = round(best["images_per_s"] / peer["images_per_s"], 3)
+        out["by_seeds"][str(s)] = entry
+    return out
+
+
+def markdown_table(payload: dict) -> str:
+    env = payload["environment"]
+    lines = [f"Throughput on {env['jax_device']} ({env.get('cpu_model') or ''}, "
+             f"{env['host_cpus']} CPUs), {payload['config']['steps']} steps of batch 64 per run, "
+             f"median of {payload['config']['repeats']}; command: `{payload['config']['command']}`",
+             "", "| implementation | seeds | images/s | model-epochs/hour | first-run overhead s (jaxcnn: compile) |",
+             "|---|---|---|---|---|"]
+    for r in sorted(payload["results"], key=lambda r: (r["seeds"], r["impl"])):
+        lines.append(f"| {r['impl']} | {r['seeds']} | {r['images_per_s']:.0f} | "
+                     f"{r['model_epochs_per_hour']:.1f} | {r['compile_seconds']:.1f} |")
+    lines += ["", "| seeds | best jaxcnn | x torch_reference (1 model) | x best torch_tuned |",
+              "|---|---|---|---|"]
+    for s, e in payload["summary"]["by_seeds"].items():
+        lines.append(f"| {s} | {e['best_jaxcnn']} | {e.get('vs_torch_reference', 'n/a')} | "
+                     f"{e.get('vs_torch_tuned', 'n/a')} ({e.get('best_torch_tuned', '')}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    impls = sorted({r["impl"] for r in payload["results"]})
+    for impl in impls:
+        rows = sorted((r for r in payload["results"] if r["impl"] == impl), key=lambda r: r["seeds"])
+        xs = [r["seeds"] for r in rows]
+        ys = [r["model_epochs_per_hour"] for r in rows]
+        style = dict(marker="*", markersize=12, ls="none") if len(xs) == 1 else dict(marker="o")
+        ax.plot(xs, ys, label=impl, **style)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("seeds trained at once (S)")
+    ax.set_ylabel("model-epochs per hour (50,000 images each)")
+    ax.set_title(f"Training throughput, {payload['environment']['jax_device']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

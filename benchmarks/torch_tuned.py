@@ -1,0 +1,98 @@
+"""The strongest PyTorch peer we could write for the same job.
+
+Same model, batch 64, Adam, fp32; unlike the seed's loop: the whole dataset is
+normalised once and stays resident as a tensor (no DataLoader, no per-sample
+transforms), and S models train together. Two ways of training S models are
+offered and the benchmark keeps whichever is faster at each S:
+
+- ``vmap``: ``torch.func.stack_module_state`` + ``functional_call`` +
+  ``vmap(grad(...))`` over the stacked parameters, and one Adam over the
+  stacked tensors (``torch.optim.Adam(foreach=True)``);
+- ``loop``: S ordinary models stepped one after another on resident data.
+
+``torch.compile`` can wrap the per-step function (``compile=True``); on the CPU
+it needs a C++ toolchain and minutes of compile time (see NOTES.md).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from benchmarks.torch_models import SeedCNN
+
+
+def resident_dataset(images: np.ndarray, labels: np.ndarray, device: str
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 NHWC -> normalised float32 NCHW on ``device``, once."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    return (x - 0.5) / 0.5, torch.from_numpy(labels.astype(np.int64)).to(device)
+
+
+class VmapTrainer:
+    """S SeedCNNs trained in lockstep through torch.func.vmap."""
+
+    def __init__(self, seeds: list[int], device: str, lr: float = 1e-3, compile: bool = False):
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(SeedCNN().to(device))
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().requires_grad_(False) for k, v in params.items()}
+        self.buffers = buffers
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=lr, foreach=True)
+        base = self.base
+
+        def loss_fn(p, b, x, y):
+            return nn.functional.cross_entropy(functional_call(base, (p, b), (x,)), y)
+
+        step = vmap(grad_and_value(loss_fn), in_dims=(0, 0, 0, 0))
+        self.step_fn = torch.compile(step) if compile else step
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, 3, 32, 32), y: (S, B); one Adam step for every model."""
+        grads, loss = self.step_fn(self.params, self.buffers, x, y)
+        for name, tensor in self.params.items():
+            tensor.grad = grads[name]
+        self.opt.step()
+        return loss
+
+
+class LoopTrainer:
+    """S ordinary SeedCNNs, each with its own Adam, stepped one after another."""
+
+    def __init__(self, seeds: list[int], device: str, lr: float = 1e-3, compile: bool = False):
+        self.models, self.opts = [], []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = SeedCNN().to(device)
+            self.models.append(torch.compile(model) if compile else model)
+            self.opts.append(torch.optim.Adam(model.parameters(), lr=lr))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses = []
+        for model, opt, xs, ys in zip(self.models, self.opts, x, y):
+            loss = nn.functional.cross_entropy(model(xs), ys)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        return torch.stack(losses)
+
+
+TRAINERS = {"vmap": VmapTrainer, "loop": LoopTrainer}
+
+
+def run_epoch(trainer, data: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor,
+              batch_size: int) -> torch.Tensor:
+    """One pass of ``orders`` (S, N) index permutations, B at a time; returns last losses."""
+    loss = None
+    for start in range(0, orders.shape[1], batch_size):
+        idx = orders[:, start:start + batch_size]  # (S, B)
+        loss = trainer.step(data[idx], labels[idx])
+    return loss
