@@ -62,7 +62,7 @@ class JaxRun:
         import jax
         import jax.numpy as jnp
 
-        from jaxcnn.model import CNN, ModelConfig
+        from jaxcnn.model import ModelConfig
         from jaxcnn.optim import OptimizerConfig
         from jaxcnn.runner import compiled_functions
         from jaxcnn.train import ImageData, Normalizer, stack_seed_keys
@@ -79,7 +79,6 @@ class JaxRun:
         self.data = ImageData(jax.device_put(images), jax.device_put(labels))
         self.norm = Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
         self.epoch = 0
-        CNN  # imported for the reader: the model run here is jaxcnn.model.CNN
 
     def run(self) -> None:
         for i, keys in enumerate(self.keys):
@@ -245,7 +244,8 @@ def markdown_table(payload: dict) -> str:
     lines = [f"Throughput on {env['jax_device']} ({env.get('cpu_model') or ''}, "
              f"{env['host_cpus']} CPUs), {payload['config']['steps']} steps of batch 64 per run, "
              f"median of {payload['config']['repeats']}; command: `{payload['config']['command']}`",
-             "", "| implementation | seeds | images/s | model-epochs/hour | first-run overhead s (jaxcnn: compile) |",
+             "", "| implementation | seeds | images/s | model-epochs/hour "
+             "| first-run overhead s (jaxcnn: compile) |",
              "|---|---|---|---|---|"]
     for r in sorted(payload["results"], key=lambda r: (r["seeds"], r["impl"])):
         lines.append(f"| {r['impl']} | {r['seeds']} | {r['images_per_s']:.0f} | "
@@ -267,7 +267,8 @@ def plot(payload: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     impls = sorted({r["impl"] for r in payload["results"]})
     for impl in impls:
-        rows = sorted((r for r in payload["results"] if r["impl"] == impl), key=lambda r: r["seeds"])
+        rows = sorted((r for r in payload["results"] if r["impl"] == impl),
+                      key=lambda r: r["seeds"])
         xs = [r["seeds"] for r in rows]
         ys = [r["model_epochs_per_hour"] for r in rows]
         style = dict(marker="*", markersize=12, ls="none") if len(xs) == 1 else dict(marker="o")
