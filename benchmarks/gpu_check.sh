@@ -29,7 +29,8 @@ fi
   python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
   echo "== 1. throughput"
   python3 -m benchmarks.throughput --device "$DEVICE" --seeds "${SEEDS[@]}" --steps "$STEPS" \
-    --repeats "$REPEATS" --torch-tuned-max-seeds "$TT_MAX" --json "$OUT/throughput.json" \
+    --repeats "$REPEATS" --torch-tuned-max-seeds "$TT_MAX" --conv-impls xla winograd \
+    --json "$OUT/throughput.json" \
     --markdown "$OUT/throughput.md" --png "$OUT/throughput.png"
   echo "== 2. study time"
   python3 -m benchmarks.study_time --device "$DEVICE" --data "$DATA" "${STUDY[@]}" \

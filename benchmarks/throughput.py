@@ -10,9 +10,10 @@ random CIFAR-shaped uint8 data (throughput does not depend on the pixels):
   converts and normalises each sample (ToTensor + Normalize);
 - ``torch_tuned/loop`` and ``torch_tuned/vmap``: S models on resident data
   (see ``torch_tuned.py``); the better of the two is the peer to beat;
-- ``jaxcnn/<strategy>``: one compiled epoch (``lax.scan`` over the steps) for
-  S seeds, with seeds batched by ``vmap``, ``map`` (``lax.map``) or
-  ``sequential`` (one compiled program per seed).
+- ``jaxcnn/<strategy>[+<conv>]``: one compiled epoch (``lax.scan`` over the
+  steps) for S seeds, with seeds batched by ``vmap``, ``map`` (``lax.map``) or
+  ``sequential`` (one compiled program per seed), and the convolutions computed
+  by ``--conv-impls`` (suffix shown when several are compared).
 
 Every configuration is warmed up first (compile time reported separately),
 then all are timed in turn, ``--repeats`` rounds alternating implementations,
@@ -43,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="numbers of seeds S trained at once")
     parser.add_argument("--strategies", nargs="+", choices=JAX_STRATEGIES,
                         default=list(JAX_STRATEGIES))
+    parser.add_argument("--conv-impls", nargs="+", default=["auto"],
+                        choices=("auto", "winograd", "patches", "xla"),
+                        help="jaxcnn convolution implementations (auto: winograd on CPU, "
+                             "xla on GPU)")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[],
@@ -58,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 class JaxRun:
     """A compiled epoch of ``steps`` steps for S seeds with one seed batching."""
 
-    def __init__(self, seeds: int, strategy: str, images: np.ndarray, labels: np.ndarray):
+    def __init__(self, seeds: int, strategy: str, conv: str, images: np.ndarray,
+                 labels: np.ndarray):
         import jax
         import jax.numpy as jnp
 
@@ -72,7 +78,7 @@ class JaxRun:
             list(range(seeds))]
         batching = "map" if strategy == "sequential" else strategy
         init_fn, self.epoch_fn, _ = compiled_functions(
-            ModelConfig(), OptimizerConfig(), len(labels), 64, batching, None)
+            ModelConfig(conv_impl=conv), OptimizerConfig(), len(labels), 64, batching, None)
         self.keys = [stack_seed_keys(g) for g in self.groups]
         self.states = [jax.tree.map(lambda *x: jnp.stack(x), *[init_fn(k) for k in keys.init])
                        for keys in self.keys]
@@ -175,12 +181,19 @@ def main(argv=None) -> int:
                 add((f"torch_tuned/{kind}", s),
                     lambda s=s, kind=kind: TorchTunedRun(s, kind, images, labels, torch_device))
     if "jaxcnn" not in args.skip:
-        for s in args.seeds:
-            for strategy in args.strategies:
-                if strategy == "sequential" and s == 1:
-                    continue  # the same program as map with one seed
-                add((f"jaxcnn/{strategy}", s),
-                    lambda s=s, strategy=strategy: JaxRun(s, strategy, images, labels))
+        import jax
+
+        gpu = jax.default_backend() == "gpu"
+        convs = [("xla" if gpu else "winograd") if c == "auto" else c for c in args.conv_impls]
+        for conv in dict.fromkeys(convs):
+            suffix = f"+{conv}" if len(set(convs)) > 1 else ""
+            for s in args.seeds:
+                for strategy in args.strategies:
+                    if strategy == "sequential" and s == 1:
+                        continue  # the same program as map with one seed
+                    add((f"jaxcnn/{strategy}{suffix}", s),
+                        lambda s=s, strategy=strategy, conv=conv: JaxRun(
+                            s, strategy, conv, images, labels))
 
     times: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
     keys = list(runs)

@@ -82,13 +82,15 @@ def add_study_arguments(parser: argparse.ArgumentParser,
                        default="auto",
                        help="how seeds share the device: vmap (one wide program), map "
                             "(lax.map inside the program), sequential (one program per seed); "
-                            "auto = vmap on GPU, map on CPU")
+                            "auto = vmap on GPU, sequential on CPU (measured fastest there)")
     speed.add_argument("--deterministic", action="store_true",
                        help="GPU only: add XLA_FLAGS=--xla_gpu_deterministic_ops=true so reruns "
                             "give identical numbers (slower); CPU runs are always deterministic")
-    speed.add_argument("--conv", choices=("patches", "xla"), default="patches",
-                       help="3x3 convolutions as patches + matmul (fast inside lax.scan on "
-                            "XLA:CPU) or lax.conv")
+    speed.add_argument("--conv", choices=("auto", "winograd", "patches", "xla"), default="auto",
+                       help="how training computes the 3x3 convolutions: winograd (F(2x2,3x3) "
+                            "as matmuls), patches (im2col + matmul) or xla (lax.conv); auto = "
+                            "winograd on CPU (lax.conv's weight gradient is ~65x slower inside "
+                            "lax.scan there), xla on GPU")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("results"),
                      help="results go to OUT/<study>/")
@@ -118,8 +120,12 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         flags = os.environ.get("XLA_FLAGS", "")
         if "--xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
-    if args.seed_batching == "auto":
+    if "auto" in (args.seed_batching, args.conv):
         import jax
 
-        args.seed_batching = "vmap" if jax.default_backend() == "gpu" else "map"
+        gpu = jax.default_backend() == "gpu"
+        if args.seed_batching == "auto":
+            args.seed_batching = "vmap" if gpu else "sequential"
+        if args.conv == "auto":
+            args.conv = "xla" if gpu else "winograd"
     return args

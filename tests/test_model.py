@@ -28,18 +28,31 @@ def test_output_shape_and_parameter_count():
     assert logits.shape == (4, 10) and logits.dtype == jnp.float32
 
 
-def test_patch_convolution_equals_lax_conv():
+@pytest.mark.parametrize("impl", ["patches", "winograd"])
+def test_convolution_impls_equal_lax_conv(impl):
     params = init_params(ModelConfig(init="torch"))
-    patches, xla = CNN(ModelConfig(conv_impl="patches")), CNN(ModelConfig(conv_impl="xla"))
-    np.testing.assert_allclose(patches.apply({"params": params}, X),
+    ours, xla = CNN(ModelConfig(conv_impl=impl)), CNN(ModelConfig(conv_impl="xla"))
+    np.testing.assert_allclose(ours.apply({"params": params}, X),
                                xla.apply({"params": params}, X), rtol=1e-5, atol=1e-5)
 
     def loss(model, p):
         return model.apply({"params": p}, X).sum()
 
-    g1 = jax.grad(lambda p: loss(patches, p))(params)
+    g1 = jax.grad(lambda p: loss(ours, p))(params)
     g2 = jax.grad(lambda p: loss(xla, p))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g1, g2)
+
+
+def test_winograd_conv_pool_is_exact_in_float64():
+    from jaxcnn.model import conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2, 8, 12, 5), jnp.float64)
+        k = jax.random.normal(jax.random.key(1), (3, 3, 5, 7), jnp.float64)
+        ours = conv3x3_pool_winograd(x, k)
+        reference = max_pool_2x2(conv3x3_xla(x, k))
+        assert ours.shape == (2, 4, 6, 7)
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
 
 
 FANS = {  # layer: (fan_in, fan_out) as PyTorch computes them
@@ -104,9 +117,7 @@ def test_spatial_dropout_zeroes_whole_channels():
     _, state = model.apply({"params": params}, X, train=True, rngs={"dropout": jax.random.key(3)},
                            capture_intermediates=True)
     inter = state["intermediates"]
-    from jaxcnn.model import max_pool_2x2
-
-    before = jax.nn.relu(max_pool_2x2(inter["conv2"]["__call__"][0]))  # (N, 8, 8, 64)
+    before = jax.nn.relu(inter["conv2"]["__call__"][0])  # pooled conv2: (N, 8, 8, 64)
     after = inter["Dropout_0"]["__call__"][0]
     kept = np.asarray(jnp.all(after == 0, axis=(1, 2)) == 0)  # (N, C)
     scaled = np.asarray(before) / 0.5
