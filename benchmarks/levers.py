@@ -1,0 +1,102 @@
+"""Micro-benchmarks behind the speed choices recorded in NOTES.md.
+
+    python -m benchmarks.levers            # about 3 minutes on 2 CPU cores
+
+1. conv2 (64 images, 16x16x64 -> 64, then the 2x2 pool) in milliseconds per step,
+   alone and inside a ``lax.scan``: forward; forward + weight gradient;
+   forward + both gradients; for lax.conv, patches + matmul and Winograd.
+2. Evaluation throughput (forward only, in the ``lax.scan`` over chunks that
+   ``train.make_evaluate`` builds) with each convolution implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxcnn import train
+from jaxcnn.model import (
+    CNN,
+    ModelConfig,
+    conv3x3_patches,
+    conv3x3_pool_winograd,
+    conv3x3_xla,
+    max_pool_2x2,
+)
+
+IMPLS = {
+    "xla": lambda x, k: max_pool_2x2(conv3x3_xla(x, k)),
+    "patches": lambda x, k: max_pool_2x2(conv3x3_patches(x, k)),
+    "winograd": conv3x3_pool_winograd,
+}
+
+
+def _ms(fn, *args, repeats: int = 3) -> float:
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def conv_in_scan(steps: int = 10) -> dict:
+    x = jax.random.normal(jax.random.key(0), (64, 16, 16, 64))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) * 0.05
+    out = {}
+    for name, conv in IMPLS.items():
+        def loss(x, k, conv=conv):
+            return (conv(x, k) ** 2).sum()
+
+        def weight_grad_body(carry, _, loss=loss):
+            return (carry[0], carry[1] - 1e-6 * jax.grad(loss, 1)(*carry)), None
+
+        def both_grads_body(carry, _, loss=loss):
+            dx, dk = jax.grad(loss, (0, 1))(*carry)
+            return (carry[0] - 1e-6 * dx, carry[1] - 1e-6 * dk), None
+
+        row = {"forward_alone_ms": _ms(jax.jit(conv), x, k),
+               "weight_grad_alone_ms": _ms(jax.jit(jax.grad(loss, 1)), x, k)}
+        for label, body in (("weight_grad_in_scan_ms", weight_grad_body),
+                            ("both_grads_in_scan_ms", both_grads_body)):
+            scan = jax.jit(lambda c, body=body: jax.lax.scan(body, c, None, length=steps)[0])
+            row[label] = _ms(scan, (x, k), repeats=1) / steps
+        out[name] = {key: round(value, 2) for key, value in row.items()}
+        print(name, out[name], flush=True)
+    return out
+
+
+def evaluation(images: int = 5000) -> dict:
+    data = train.ImageData(jnp.zeros((images, 32, 32, 3), jnp.uint8),
+                           jnp.zeros(images, jnp.int32))
+    norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
+    out = {}
+    for impl in IMPLS:
+        model = CNN(ModelConfig(conv_impl=impl))
+        params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+        stacked = jax.tree.map(lambda p: p[None], params)
+        evaluate = jax.jit(train.make_evaluate(model))
+        seconds = _ms(evaluate, stacked, data, norm, repeats=1) / 1000
+        out[impl] = round(images / seconds, 1)
+        print(f"evaluate with {impl}: {out[impl]:.0f} images/s", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    payload = {"conv2_ms_per_step": conv_in_scan(), "evaluate_images_per_s": evaluation(),
+               "device": str(jax.devices()[0]), "jax": jax.__version__}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
