@@ -87,9 +87,10 @@ def add_study_arguments(parser: argparse.ArgumentParser,
                        help="GPU only: add XLA_FLAGS=--xla_gpu_deterministic_ops=true so reruns "
                             "give identical numbers (slower); CPU runs are always deterministic")
     speed.add_argument("--conv", choices=("auto", "winograd", "patches", "xla"), default="auto",
-                       help="how training computes the 3x3 convolutions: winograd (F(2x2,3x3) "
-                            "as matmuls), patches (im2col + matmul) or xla (lax.conv); auto = "
-                            "winograd on CPU (lax.conv's weight gradient is ~65x slower inside "
+                       help="how training and evaluation compute the 3x3 convolutions: winograd "
+                            "(F(2x2,3x3) as matmuls), patches (im2col + matmul) or xla (lax.conv); "
+                            "auto = "
+                            "winograd on CPU (lax.conv's weight gradient is ~40x slower inside "
                             "lax.scan there), xla on GPU")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("results"),

@@ -11,13 +11,13 @@ the same parameters and the same function (``conv_impl``):
   plain matmuls per layer with the pool folded into the output transform;
   conv1 (3 input channels) uses patches;
 - ``"patches"``: the nine shifted copies of the input, concatenated, one matmul;
-- ``"xla"``: ``lax.conv_general_dilated`` (GPU default, and evaluation).
+- ``"xla"``: ``lax.conv_general_dilated`` (GPU default).
 
 Why not simply ``lax.conv`` on the CPU: on XLA:CPU (jax 0.10.2) the *weight
-gradient* of a convolution inside a ``lax.scan`` runs about 65x slower than
-outside one (measured: 1.9 s against 29 ms per step for conv2), and training
-is a scan. The forward convolution has no such penalty, so evaluation uses
-``"xla"``, about twice as fast there as patches. Numbers: benchmarks/NOTES.md.
+gradient* of a convolution inside a ``lax.scan`` runs about 40x slower than
+outside one (measured: 1.96 s against 47 ms per step for conv2), and training
+is a scan. Evaluation uses the training convolution too: Winograd's forward
+pass beats lax.conv there by about 1.6x. Numbers: benchmarks/NOTES.md.
 Max-pooling is a reshape and a max, which has a deterministic gradient on the
 GPU (``select_and_scatter`` does not).
 

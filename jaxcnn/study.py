@@ -175,8 +175,10 @@ def run_study(study: Study, args) -> dict:
     data = DeviceData(prepared)
     log(f"{study.name}: {len(configs)} configurations x {len(seeds)} seeds x {args.epochs} "
         f"epochs on {len(prepared.train)} images ({dataset.source}); "
-        f"{'test' if prepared.val_is_test else 'val'} split {len(prepared.val)}, "
-        f"test {len(prepared.test)}; device {_device()['kind']}")
+        + (f"the {len(prepared.test)} test images as per-epoch validation"
+           if prepared.val_is_test else
+           f"val split {len(prepared.val)}, test {len(prepared.test)}")
+        + f"; device {_device()['kind']}")
     for name, config in configs.items():
         ckpt = checkpoint.ConfigCheckpointer(out_dir / "checkpoints" / name)
         if name in results["configs"]:
