@@ -1,22 +1,25 @@
 """Micro-benchmarks behind the speed choices recorded in NOTES.md.
 
-    python -m benchmarks.levers            # about 3 minutes on 2 CPU cores
+    python -m benchmarks.levers            # about 5 minutes on 2 CPU cores
 
 1. conv2 (64 images, 16x16x64 -> 64, then the 2x2 pool) in milliseconds per step,
    alone and inside a ``lax.scan``: forward; forward + weight gradient;
    forward + both gradients; for lax.conv, patches + matmul and Winograd.
 2. Evaluation throughput (forward only, in the ``lax.scan`` over chunks that
-   ``train.make_evaluate`` builds) with each convolution implementation.
+   ``train.make_evaluate`` builds) with each convolution implementation, for
+   1 and 4 seeds and chunks of 250 and 1000 images, alternated, medians of 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcnn import train
 from jaxcnn.model import (
@@ -70,19 +73,37 @@ def conv_in_scan(steps: int = 10) -> dict:
     return out
 
 
-def evaluation(images: int = 5000) -> dict:
-    data = train.ImageData(jnp.zeros((images, 32, 32, 3), jnp.uint8),
-                           jnp.zeros(images, jnp.int32))
+def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
+               chunks: tuple[int, ...] = (250, 1000), repeats: int = 3) -> dict:
+    """Images/s of ``train.make_evaluate`` per convolution, S and chunk size.
+
+    Every variant is compiled first, then all are timed in turn ``repeats``
+    times (alternated, so drift in the machine hits them alike); medians.
+    """
+    rng = np.random.default_rng(0)
+    data = train.ImageData(jnp.asarray(rng.integers(0, 256, (images, 32, 32, 3), np.uint8)),
+                           jnp.asarray(rng.integers(0, 10, images, np.int32)))
     norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
+    params = CNN(ModelConfig()).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    runs = {}
+    for s in seeds:
+        stacked = jax.tree.map(lambda p, s=s: jnp.stack([p] * s), params)
+        for impl in IMPLS:
+            for chunk in chunks:
+                fn = jax.jit(train.make_evaluate(CNN(ModelConfig(conv_impl=impl)),
+                                                 eval_batch=chunk))
+                jax.block_until_ready(fn(stacked, data, norm))
+                runs[f"S={s} {impl} chunk={chunk}"] = (fn, stacked, s)
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, (fn, stacked, _s) in runs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(stacked, data, norm))
+            times[key].append(time.perf_counter() - start)
     out = {}
-    for impl in IMPLS:
-        model = CNN(ModelConfig(conv_impl=impl))
-        params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-        stacked = jax.tree.map(lambda p: p[None], params)
-        evaluate = jax.jit(train.make_evaluate(model))
-        seconds = _ms(evaluate, stacked, data, norm, repeats=1) / 1000
-        out[impl] = round(images / seconds, 1)
-        print(f"evaluate with {impl}: {out[impl]:.0f} images/s", flush=True)
+    for key, (_fn, _stacked, s) in runs.items():
+        out[key] = round(s * images / statistics.median(times[key]), 1)
+        print(f"evaluate {key}: {out[key]:.0f} images/s", flush=True)
     return out
 
 

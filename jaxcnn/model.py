@@ -15,9 +15,9 @@ the same parameters and the same function (``conv_impl``):
 
 Why not simply ``lax.conv`` on the CPU: on XLA:CPU (jax 0.10.2) the *weight
 gradient* of a convolution inside a ``lax.scan`` runs about 40x slower than
-outside one (measured: 1.96 s against 47 ms per step for conv2), and training
+outside one (measured: 1.93 s against 46 ms per step for conv2), and training
 is a scan. Evaluation uses the training convolution too: Winograd's forward
-pass beats lax.conv there by about 1.6x. Numbers: benchmarks/NOTES.md.
+pass beats lax.conv there by 1.3-1.7x. Numbers: benchmarks/NOTES.md.
 Max-pooling is a reshape and a max, which has a deterministic gradient on the
 GPU (``select_and_scatter`` does not).
 

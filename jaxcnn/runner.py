@@ -166,9 +166,9 @@ def compiled_functions(model_config: ModelConfig, optimizer_config: OptimizerCon
 def compiled_evaluate(model_config: ModelConfig, seed_batching: str) -> Callable:
     """Jitted evaluate: it depends on the network only, so optimizers share it.
 
-    It uses the training convolution: on the CPU, Winograd evaluates about
-    1.6x faster than lax.conv (3,800 vs 2,300 images/s measured, see
-    benchmarks/NOTES.md), even though forward-only lax.conv has no loop trap.
+    It uses the training convolution: on the CPU, Winograd evaluates 1.3-1.7x
+    faster than lax.conv (measured twice, see benchmarks/NOTES.md), even though
+    forward-only lax.conv has no loop trap.
     """
     return jax.jit(train.make_evaluate(CNN(model_config), seed_batching=seed_batching))
 
