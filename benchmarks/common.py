@@ -10,6 +10,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 CIFAR_EPOCH = 50_000  # images in one CIFAR-10 training epoch, for model-epochs per hour
 
 
@@ -64,6 +66,15 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def random_cifar(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-shaped stand-in data: uint8 images (n, 32, 32, 3), int32 labels (n,).
+
+    Speed does not depend on the pixels, so the benchmarks time on these.
+    """
+    images = np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    return images, (np.arange(n) % 10).astype(np.int32)
 
 
 def model_epochs_per_hour(images_per_second: float) -> float:

@@ -13,14 +13,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.common import random_cifar, write_json
 from jaxcnn import train
 from jaxcnn.model import (
     CNN,
@@ -80,9 +80,7 @@ def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
     Every variant is compiled first, then all are timed in turn ``repeats``
     times (alternated, so drift in the machine hits them alike); medians.
     """
-    rng = np.random.default_rng(0)
-    data = train.ImageData(jnp.asarray(rng.integers(0, 256, (images, 32, 32, 3), np.uint8)),
-                           jnp.asarray(rng.integers(0, 10, images, np.int32)))
+    data = train.ImageData(*map(jnp.asarray, random_cifar(images)))
     norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
     params = CNN(ModelConfig()).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     runs = {}
@@ -109,13 +107,12 @@ def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     payload = {"conv2_ms_per_step": conv_in_scan(), "evaluate_images_per_s": evaluation(),
                "device": str(jax.devices()[0]), "jax": jax.__version__}
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=1)
+        write_json(args.json, payload)
     return 0
 
 

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.common import random_cifar
 from jaxcnn import train
 from jaxcnn.model import CNN, ModelConfig
 from jaxcnn.optim import OptimizerConfig, build_optimizer
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     mode, repeats = argv[0], int(argv[1]) if len(argv) > 1 else 3
     steps = 40
     n = 64 * steps
-    rng = np.random.default_rng(0)
-    data = train.ImageData(jnp.asarray(rng.integers(0, 256, (n, 32, 32, 3), np.uint8)),
-                           jnp.asarray(rng.integers(0, 10, n, np.int32)))
+    data = train.ImageData(*map(jnp.asarray, random_cifar(n)))
     norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
     model = CNN(ModelConfig())
     tx = build_optimizer(OptimizerConfig(), steps)

@@ -31,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Timer, environment, model_epochs_per_hour, write_json
+from benchmarks.common import (
+    Timer,
+    environment,
+    model_epochs_per_hour,
+    random_cifar,
+    write_json,
+)
 
 JAX_STRATEGIES = ("map", "vmap", "sequential")
 
@@ -147,10 +153,8 @@ def main(argv=None) -> int:
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     torch_device = "cuda" if args.device == "gpu" else "cpu"
-    rng = np.random.default_rng(0)
     n = args.steps * 64
-    images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-    labels = (np.arange(n) % 10).astype(np.int32)
+    images, labels = random_cifar(n)
 
     runs: dict[tuple[str, int], object] = {}
     compile_seconds: dict[tuple[str, int], float] = {}
