@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from jaxcnn import environment as env
+from jaxcnn.results import write_json_atomic
+
 CIFAR_EPOCH = 50_000  # images in one CIFAR-10 training epoch, for model-epochs per hour
+
+
+def require_torch(prog: str):
+    """``import torch``, or exit with one line saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(f"{prog}: error: PyTorch is not installed; it comes with the bench "
+                         "extra: pip install -e '.[bench]'") from None
+    return torch
 
 
 def environment(device: str) -> dict:
     """Versions, device and git commit, for the JSON of every benchmark."""
     import jax
 
-    versions = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     jax_device = jax.devices()[0]
-    info = {"versions": versions, "requested_device": device,
+    info = {"versions": env.versions(), "requested_device": device,
             "jax_device": f"{jax_device.platform}:{jax_device.device_kind}",
-            "host_cpus": os.cpu_count(), "machine": platform.machine(),
-            "cpu_model": _cpu_model()}
+            "device": env.device(), "host_cpus": env.device()["host_cpus"],
+            "cpu_model": env.cpu_model(), "git_commit": env.git_commit()}
     try:
         import torch
 
@@ -38,23 +40,7 @@ def environment(device: str) -> dict:
             info["torch_device"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
     return info
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
 
 
 class Timer:
@@ -82,5 +68,5 @@ def model_epochs_per_hour(images_per_second: float) -> float:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1))
+    """Atomically (temp file + rename), like every results file."""
+    write_json_atomic(Path(path), payload)

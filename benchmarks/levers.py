@@ -5,6 +5,8 @@
 1. conv2 (64 images, 16x16x64 -> 64, then the 2x2 pool) in milliseconds per step,
    alone and inside a ``lax.scan``: forward; forward + weight gradient;
    forward + both gradients; for lax.conv, patches + matmul and Winograd.
+3. Float32 rounding of each convolution: the max error of conv2 (+ pool) on float32
+   inputs against the same inputs in float64, over 5 random draws.
 2. Evaluation throughput (forward only, in the ``lax.scan`` over chunks that
    ``train.make_evaluate`` builds) with each convolution implementation, for
    1 and 4 seeds and chunks of 250 and 1000 images, alternated, medians of 3.
@@ -22,14 +24,9 @@ import jax.numpy as jnp
 
 from benchmarks.common import random_cifar, write_json
 from jaxcnn import train
-from jaxcnn.model import (
-    CNN,
-    ModelConfig,
-    conv3x3_patches,
-    conv3x3_pool_winograd,
-    conv3x3_xla,
-    max_pool_2x2,
-)
+from jaxcnn.batching import over_members
+from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
+from jaxcnn.model import CNN, Network, init_params
 
 IMPLS = {
     "xla": lambda x, k: max_pool_2x2(conv3x3_xla(x, k)),
@@ -82,14 +79,14 @@ def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
     """
     data = train.ImageData(*map(jnp.asarray, random_cifar(images)))
     norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
-    params = CNN(ModelConfig()).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    params = init_params(jax.random.key(0), Network(), "lecun")
     runs = {}
     for s in seeds:
         stacked = jax.tree.map(lambda p, s=s: jnp.stack([p] * s), params)
         for impl in IMPLS:
             for chunk in chunks:
-                fn = jax.jit(train.make_evaluate(CNN(ModelConfig(conv_impl=impl)),
-                                                 eval_batch=chunk))
+                fn = jax.jit(over_members(train.make_evaluate(CNN(conv=impl), eval_batch=chunk),
+                                          "map", 1))
                 jax.block_until_ready(fn(stacked, data, norm))
                 runs[f"S={s} {impl} chunk={chunk}"] = (fn, stacked, s)
     times = {key: [] for key in runs}
@@ -105,11 +102,29 @@ def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
     return out
 
 
+def float32_error(draws: int = 5) -> dict:
+    """Max |float32 output - float64 output| of conv2 + pool, per implementation."""
+    errors = {name: [] for name in IMPLS}
+    with jax.enable_x64(True):
+        for seed in range(draws):
+            x = jax.random.normal(jax.random.key(seed), (64, 16, 16, 64), jnp.float32)
+            k = jax.random.normal(jax.random.key(100 + seed), (3, 3, 64, 64), jnp.float32) / 24
+            exact = IMPLS["xla"](x.astype(jnp.float64), k.astype(jnp.float64))
+            for name, conv in IMPLS.items():
+                out = jax.jit(conv)(x, k).astype(jnp.float64)
+                errors[name].append(float(jnp.abs(out - exact).max()))
+    out = {name: max(values) for name, values in errors.items()}
+    print("float32 max error against float64:", out, flush=True)
+    return out
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", type=Path, default=None)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.levers",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
-    payload = {"conv2_ms_per_step": conv_in_scan(), "evaluate_images_per_s": evaluation(),
+    payload = {"conv2_float32_max_error": float32_error(),
+               "conv2_ms_per_step": conv_in_scan(), "evaluate_images_per_s": evaluation(),
                "device": str(jax.devices()[0]), "jax": jax.__version__}
     if args.json:
         write_json(args.json, payload)

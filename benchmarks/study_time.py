@@ -3,17 +3,18 @@
     python -m benchmarks.study_time --data ../shared/data/cifar10-jpeg.tar.xz \
         --seeds 5 --epochs 2 --out runs/study_time --json benchmarks/results/study-time-cpu.json
 
-Runs the three studies (every configuration x seeds x epochs) in one process,
-into a fresh output folder, and times it end to end: data loading (from the
-cache), compilation, training, evaluation, checkpoints, figures and
-statistics. ``--from-results DIR`` instead sums the per-configuration wall
-seconds of finished studies (without process start and data loading).
+Runs the three studies together in one process (every configuration x seeds x
+epochs; a model shared by several studies trained once), into a fresh output
+folder, and times it end to end: data loading (from the cache), compilation,
+training, evaluation, checkpoints, figures and statistics. ``--from-results
+DIR`` instead reads the recorded wall time of finished studies.
 
 The torch reference is not run for the whole study: its per-image training
 and evaluation times are measured on the same data (the seed's loop, one
-model, after a warm-up), and multiplied out to the same work: every model-epoch
-trains on the same training images and evaluates the validation images, and
-every model evaluates the test set once.
+model, after a warm-up), and multiplied out to the same work as the notebook
+would do it (every configuration of every study, each seed, one model at a
+time): every model-epoch trains on the same training images and evaluates the
+validation images, and every model evaluates the test set once.
 """
 
 from __future__ import annotations
@@ -25,61 +26,64 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Timer, environment, write_json
+from benchmarks.common import Timer, environment, require_torch, write_json
+
+PROG = "python -m benchmarks.study_time"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-examples", type=int, default=None)
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--data", required=True, help="any jaxcnn --data source")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per configuration")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="train on a stratified subset of this many images")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where jax and torch run")
     parser.add_argument("--out", type=Path, default=Path("runs/study_time"),
                         help="where the studies write (must not hold earlier results)")
     parser.add_argument("--from-results", type=Path, default=None,
                         help="sum wall seconds of finished studies here instead of running")
     parser.add_argument("--torch-steps", type=int, default=150,
                         help="training steps timed for the torch reference's per-image cost")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--skip-torch", action="store_true",
+                        help="time jaxcnn only (no torch estimate)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args(argv)
 
 
-STUDIES = ("regularization", "initialization", "schedules")
+STUDY_NAMES = ("regularization", "initialization", "schedules")
 
 
 def run_jaxcnn(args) -> tuple[float, dict]:
-    from experiments import initialization, regularization, schedules
-    from jaxcnn import cli
-    from jaxcnn.study import run_study
+    """The three studies in one process, run together (each distinct model trained once)."""
+    from jaxcnn.experiment import Experiment, Runtime
+    from jaxcnn.studies import STUDIES
+    from jaxcnn.study import run_studies
 
-    if any((args.out / s / "results.json").exists() for s in STUDIES):
-        raise SystemExit(f"{args.out} already holds results; give a fresh --out "
+    if any((args.out / s / "results.json").exists() for s in STUDY_NAMES):
+        raise SystemExit(f"{PROG}: error: {args.out} already holds results; give a fresh --out "
                          "(resumed studies would not be timed)")
-    flags = ["--data", args.data, "--seeds", str(args.seeds), "--epochs", str(args.epochs),
-             "--out", str(args.out), "--no-progress"]
-    if args.train_examples:
-        flags += ["--train-examples", str(args.train_examples)]
-    all_results = {}
+    experiment = Experiment(data=args.data, seeds=args.seeds, epochs=args.epochs,
+                            train_examples=args.train_examples)
     with Timer() as total:
-        for module in (regularization, initialization, schedules):
-            study = module.STUDY
-            parsed = cli.parse(cli.build_parser(study), flags)
-            parsed.argv = flags
-            all_results[study.name] = run_study(study, parsed)
+        all_results = run_studies(list(STUDIES.values()), experiment,
+                                  Runtime(out=args.out, progress=False))
     return total.seconds, all_results
 
 
 def load_results(directory: Path) -> tuple[float, dict]:
-    all_results = {s: json.loads((directory / s / "results.json").read_text()) for s in STUDIES}
-    seconds = sum(sum(r["metadata"]["wall_seconds"].values()) for r in all_results.values())
+    all_results = {s: json.loads((directory / s / "results.json").read_text())
+                   for s in STUDY_NAMES}
+    seconds = max(r["metadata"]["total_wall_seconds_this_invocation"]
+                  for r in all_results.values())
     return seconds, all_results
 
 
 def torch_costs(data: str, device: str, steps: int) -> dict:
     """Seconds per training image and per evaluated image of the seed's loop."""
-    import torch
+    torch = require_torch(PROG)
     from torch.utils.data import DataLoader, Subset
 
     from benchmarks.torch_models import SeedCNN
@@ -110,7 +114,7 @@ def torch_costs(data: str, device: str, steps: int) -> dict:
     train_per_image = (time.perf_counter() - start) / (64 * steps)
     test = SeedTransformDataset(ds.test_images, ds.test_labels)
     with Timer() as t:
-        evaluate(model, DataLoader(test, batch_size=64))
+        evaluate(model, DataLoader(test, batch_size=64), torch_device)
     return {"train_seconds_per_image": train_per_image,
             "eval_seconds_per_image": t.seconds / len(test), "timed_train_steps": steps}
 
@@ -121,14 +125,31 @@ def main(argv=None) -> int:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if args.from_results:
         seconds, all_results = load_results(args.from_results)
-        how = f"sum of per-configuration wall seconds in {args.from_results}"
+        how = f"the studies' recorded wall seconds in {args.from_results}"
     else:
         seconds, all_results = run_jaxcnn(args)
         how = "one process, end to end (data cache warm, compile included)"
-    data_meta = next(iter(all_results.values()))["metadata"]["data"]
+    meta = next(iter(all_results.values()))["metadata"]
+    data_meta = meta["data"]
     configs = sum(len(r["configs"]) for r in all_results.values())
+    distinct = len({c["identity"] for r in all_results.values() for c in r["configs"].values()})
     seeds, epochs = args.seeds, args.epochs
     model_epochs = configs * seeds * epochs
+    base = {"benchmark": "study_time", "environment": environment(args.device),
+            "command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
+            "study": {"configs": configs, "distinct_models": distinct, "seeds": seeds,
+                      "epochs": epochs, "model_epochs": model_epochs,
+                      "train_images": data_meta["train_examples"],
+                      "val_images": data_meta["val_examples"],
+                      "test_images": data_meta["test_examples"]},
+            "jaxcnn_seconds": round(seconds, 1), "jaxcnn_measured_as": how,
+            "jaxcnn_compile_seconds": meta.get("compile_seconds"),
+            "jaxcnn_runtime": meta.get("runtime")}
+    if args.skip_torch:
+        print(json.dumps(base, indent=1))
+        if args.json:
+            write_json(args.json, base)
+        return 0
     costs = torch_costs(args.data, args.device, args.torch_steps)
     n_train, n_val, n_test = (data_meta["train_examples"], data_meta["val_examples"],
                               data_meta["test_examples"])
@@ -137,13 +158,7 @@ def main(argv=None) -> int:
                                                             else n_val))
     torch_seconds = (model_epochs * per_model_epoch
                      + configs * seeds * costs["eval_seconds_per_image"] * n_test)
-    payload = {"benchmark": "study_time", "environment": environment(args.device),
-               "command": " ".join(["python -m benchmarks.study_time",
-                                    *(argv if argv is not None else sys.argv[1:])]),
-               "study": {"configs": configs, "seeds": seeds, "epochs": epochs,
-                         "model_epochs": model_epochs, "train_images": n_train,
-                         "val_images": n_val, "test_images": n_test},
-               "jaxcnn_seconds": round(seconds, 1), "jaxcnn_measured_as": how,
+    payload = {**base,
                "torch_reference": {**{k: (round(v, 7) if isinstance(v, float) else v)
                                       for k, v in costs.items()},
                                    "seconds_per_model_epoch": round(per_model_epoch, 2),

@@ -1,6 +1,6 @@
 """Training throughput: jaxcnn against the PyTorch reference and the tuned PyTorch peer.
 
-    python -m benchmarks.throughput --device cpu --seeds 1 2 4 8 --steps 40 --repeats 3 \
+    python -m benchmarks.throughput --device cpu --seeds 1 2 4 --steps 40 --repeats 3 \
         --json benchmarks/results/throughput-cpu.json
 
 Times training only (no evaluation) of the seed's CNN, batch 64, Adam, fp32, on
@@ -10,15 +10,17 @@ random CIFAR-shaped uint8 data (throughput does not depend on the pixels):
   converts and normalises each sample (ToTensor + Normalize);
 - ``torch_tuned/loop`` and ``torch_tuned/vmap``: S models on resident data
   (see ``torch_tuned.py``); the better of the two is the peer to beat;
-- ``jaxcnn/<strategy>[+<conv>]``: one compiled epoch (``lax.scan`` over the
-  steps) for S seeds, with seeds batched by ``vmap``, ``map`` (``lax.map``) or
-  ``sequential`` (one compiled program per seed), and the convolutions computed
-  by ``--conv-impls`` (suffix shown when several are compared).
+- ``jaxcnn/<batching>[+<conv>]``: S members (the baseline configuration, seeds
+  0..S-1) trained by one compiled epoch program (``lax.scan`` over the steps),
+  batched by ``vmap``, ``map`` (``lax.map``) or ``threads`` (one-member programs
+  on one worker thread per core);
+- ``jaxcnn/study[+<conv>]``: the study program: every distinct configuration of
+  the three studies (9 in default mode) x S seeds, one program, the device's
+  default batching; images/s counts every member's images.
 
-Every configuration is warmed up first (compile time reported separately),
-then all are timed in turn, ``--repeats`` rounds alternating implementations,
-and the median is reported. Images/s counts every seed's images; model-epochs
-per hour is images/s * 3600 / 50,000.
+Every implementation is warmed up first (compile time reported separately), then
+all are timed in turn, ``--repeats`` rounds alternating implementations, and
+the median is reported. Model-epochs per hour is images/s * 3600 / 50,000.
 """
 
 from __future__ import annotations
@@ -29,74 +31,116 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.common import (
     Timer,
     environment,
     model_epochs_per_hour,
     random_cifar,
+    require_torch,
     write_json,
 )
 
-JAX_STRATEGIES = ("map", "vmap", "sequential")
+JAX_STRATEGIES = ("vmap", "map", "threads", "study")
+PROG = "python -m benchmarks.throughput"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8],
-                        help="numbers of seeds S trained at once")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where jax and torch run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4],
+                        help="numbers of seeds S (members per configuration) trained at once")
     parser.add_argument("--strategies", nargs="+", choices=JAX_STRATEGIES,
-                        default=list(JAX_STRATEGIES))
+                        default=list(JAX_STRATEGIES),
+                        help="jaxcnn member batchings to time; 'study' is every distinct "
+                             "configuration x S seeds in one program")
     parser.add_argument("--conv-impls", nargs="+", default=["auto"],
                         choices=("auto", "winograd", "patches", "xla"),
-                        help="jaxcnn convolution implementations (auto: winograd on CPU, "
-                             "xla on GPU)")
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per timed run")
-    parser.add_argument("--repeats", type=int, default=3)
+                        help="jaxcnn convolutions (auto: winograd on CPU, patches on GPU)")
+    parser.add_argument("--steps", type=int, default=40,
+                        help="optimizer steps (batches of 64) per timed epoch")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed rounds; the median is reported")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=("torch_reference", "torch_tuned", "jaxcnn"))
+                        choices=("torch_reference", "torch_tuned", "jaxcnn"),
+                        help="implementations to leave out")
     parser.add_argument("--torch-tuned-max-seeds", type=int, default=16,
                         help="largest S for torch_tuned (its loop grows linearly)")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--markdown", type=Path, default=None)
-    parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    parser.add_argument("--png", type=Path, default=None, help="plot the results here")
     return parser.parse_args(argv)
 
 
+def device_data(images, labels):
+    """The arrays as jaxcnn's device-resident splits (validation and test: 256 images)."""
+    import numpy as np
+
+    from jaxcnn.data.splits import Normalization, PreparedData, Split
+    from jaxcnn.runner import DeviceData
+
+    small = Split(images[:256], labels[:256])
+    half = Normalization(np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
+    return DeviceData(PreparedData(Split(images, labels), small, small, half,
+                                   tuple(f"c{i}" for i in range(10)), val_is_test=False))
+
+
+def study_configs(steps_per_epoch: int) -> list:
+    """Every distinct configuration of the three studies (default mode, 2 epochs)."""
+    from jaxcnn.experiment import Experiment
+    from jaxcnn.studies import STUDIES, StudyContext
+
+    ctx = StudyContext(Experiment(epochs=2), steps_per_epoch)
+    distinct = {}
+    for study in STUDIES.values():
+        for config in study.build_configs(ctx).values():
+            distinct.setdefault(config.identity(), config)
+    return list(distinct.values())
+
+
 class JaxRun:
-    """A compiled epoch of ``steps`` steps for S seeds with one seed batching."""
+    """One epoch of ``steps`` steps for a set of members, by one chunk program."""
 
-    def __init__(self, seeds: int, strategy: str, conv: str, images: np.ndarray,
-                 labels: np.ndarray):
+    def __init__(self, seeds: int, strategy: str, conv: str, images, labels):
         import jax
-        import jax.numpy as jnp
 
-        from jaxcnn.model import ModelConfig
-        from jaxcnn.optim import OptimizerConfig
-        from jaxcnn.runner import compiled_functions
-        from jaxcnn.train import ImageData, Normalizer, stack_seed_keys
+        from jaxcnn.batching import default_batching, default_workers
+        from jaxcnn.configs import Configuration, hyperparams, stack
+        from jaxcnn.model import Network
+        from jaxcnn.runner import chunk_program, chunks_of
+        from jaxcnn.train import stack_seed_keys
 
-        self.jax, self.jnp = jax, jnp
-        self.groups = [[s] for s in range(seeds)] if strategy == "sequential" else [
-            list(range(seeds))]
-        batching = "map" if strategy == "sequential" else strategy
-        init_fn, self.epoch_fn, _ = compiled_functions(
-            ModelConfig(conv_impl=conv), OptimizerConfig(), len(labels), 64, batching, None)
-        self.keys = [stack_seed_keys(g) for g in self.groups]
-        self.states = [jax.tree.map(lambda *x: jnp.stack(x), *[init_fn(k) for k in keys.init])
-                       for keys in self.keys]
-        self.data = ImageData(jax.device_put(images), jax.device_put(labels))
-        self.norm = Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
+        self.jax = jax
+        self.data = device_data(images, labels)
+        steps = len(labels) // 64
+        configs = study_configs(steps) if strategy == "study" else [Configuration()]
+        batching = default_batching(jax.default_backend()) if strategy == "study" else strategy
+        self.members = [(c, s) for c in configs for s in range(seeds)]
+        self.workers = default_workers(batching)
+        width = 1 if batching == "threads" else len(self.members)
+        self.program = chunk_program(Network(), conv, batching, width, len(labels), 64, None)
+        chunks = chunks_of(self.members, width)
+        self.keys = [stack_seed_keys([s for _, s in chunk]) for chunk in chunks]
+        hps = [stack([hyperparams(c, steps) for c, _ in chunk]) for chunk in chunks]
+        self.states = [self.program.init(k, h) for k, h in zip(self.keys, hps)]
         self.epoch = 0
 
     def run(self) -> None:
-        for i, keys in enumerate(self.keys):
-            self.states[i], _ = self.epoch_fn(self.states[i], keys, self.data, self.norm,
-                                              self.jnp.int32(self.epoch))
-        self.jax.block_until_ready(self.states)
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(i: int):
+            self.states[i], _ = self.program.epoch(self.states[i], self.keys[i], self.data,
+                                                   self.epoch, i % self.workers)
+            self.jax.block_until_ready(self.states[i])
+
+        if self.workers > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(one, range(len(self.states))))
+        else:
+            for i in range(len(self.states)):
+                one(i)
         self.epoch += 1
 
 
@@ -148,17 +192,25 @@ class TorchTunedRun:
             self.torch.cuda.synchronize()
 
 
+def images_per_run(impl: str, seeds: int, n: int, steps: int) -> int:
+    """Images trained by one timed run of ``impl`` (the study row trains 9 configs x S)."""
+    if impl.startswith("jaxcnn/study"):
+        return len(study_configs(steps)) * seeds * n
+    return seeds * n
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if not set(args.skip) >= {"torch_reference", "torch_tuned"}:
+        require_torch(PROG)
     torch_device = "cuda" if args.device == "gpu" else "cpu"
     n = args.steps * 64
     images, labels = random_cifar(n)
 
     runs: dict[tuple[str, int], object] = {}
     compile_seconds: dict[tuple[str, int], float] = {}
-    warm_seconds: dict[tuple[str, int], float] = {}
 
     def add(key, factory):
         try:
@@ -173,7 +225,6 @@ def main(argv=None) -> int:
             return
         runs[key] = run
         compile_seconds[key] = max(0.0, build.seconds + first.seconds - second.seconds)
-        warm_seconds[key] = second.seconds
         print(f"warmed {key[0]} S={key[1]}: first {first.seconds:.2f} s (setup "
               f"{build.seconds:.2f} s), steady {second.seconds:.2f} s", file=sys.stderr)
 
@@ -187,14 +238,16 @@ def main(argv=None) -> int:
     if "jaxcnn" not in args.skip:
         import jax
 
-        gpu = jax.default_backend() == "gpu"
-        convs = [("xla" if gpu else "winograd") if c == "auto" else c for c in args.conv_impls]
+        from jaxcnn.conv import default_conv
+
+        convs = [default_conv(jax.default_backend()) if c == "auto" else c
+                 for c in args.conv_impls]
         for conv in dict.fromkeys(convs):
             suffix = f"+{conv}" if len(set(convs)) > 1 else ""
             for s in args.seeds:
                 for strategy in args.strategies:
-                    if strategy == "sequential" and s == 1:
-                        continue  # the same program as map with one seed
+                    if strategy == "threads" and s == 1:
+                        continue  # one member: the same program as map
                     add((f"jaxcnn/{strategy}{suffix}", s),
                         lambda s=s, strategy=strategy, conv=conv: JaxRun(
                             s, strategy, conv, images, labels))
@@ -212,16 +265,18 @@ def main(argv=None) -> int:
     rows = []
     for (impl, s), seconds in times.items():
         median = statistics.median(seconds)
-        ips = s * n / median
-        rows.append({"impl": impl, "seeds": s, "images_per_s": round(ips, 1),
+        images_done = images_per_run(impl, s, n, args.steps)
+        ips = images_done / median
+        rows.append({"impl": impl, "seeds": s, "members": images_done // n,
+                     "images_per_s": round(ips, 1),
                      "model_epochs_per_hour": round(model_epochs_per_hour(ips), 2),
                      "median_seconds": round(median, 4), "seconds": [round(x, 4) for x in seconds],
                      "compile_seconds": round(compile_seconds[(impl, s)], 2)})
     payload = {"benchmark": "throughput", "environment": environment(args.device),
                "config": {"steps": args.steps, "batch_size": 64, "repeats": args.repeats,
-                          "images_per_run_per_seed": n, "dtype": "float32",
-                          "command": " ".join(["python -m benchmarks.throughput",
-                                               *(argv if argv is not None else sys.argv[1:])])},
+                          "images_per_run_per_member": n, "dtype": "float32",
+                          "command": " ".join([PROG, *(argv if argv is not None
+                                                       else sys.argv[1:])])},
                "results": rows, "summary": summarize(rows)}
     table = markdown_table(payload)
     print(table)
@@ -258,15 +313,18 @@ def summarize(rows: list[dict]) -> dict:
 
 def markdown_table(payload: dict) -> str:
     env = payload["environment"]
+    card = f", {env['torch_device']}" if env.get("torch_device") else ""
+    config = payload["config"]
     lines = [f"Throughput on {env['jax_device']} ({env.get('cpu_model') or ''}, "
-             f"{env['host_cpus']} CPUs), {payload['config']['steps']} steps of batch 64 per run, "
-             f"median of {payload['config']['repeats']}; command: `{payload['config']['command']}`",
-             "", "| implementation | seeds | images/s | model-epochs/hour "
+             f"{env['host_cpus']} CPUs{card}), {config['steps']} steps of batch 64 "
+             f"per run, median of {config['repeats']}; command: `{config['command']}`",
+             "", "| implementation | seeds | members | images/s | model-epochs/hour "
              "| first-run overhead s (jaxcnn: compile) |",
-             "|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|"]
     for r in sorted(payload["results"], key=lambda r: (r["seeds"], r["impl"])):
-        lines.append(f"| {r['impl']} | {r['seeds']} | {r['images_per_s']:.0f} | "
-                     f"{r['model_epochs_per_hour']:.1f} | {r['compile_seconds']:.1f} |")
+        lines.append(f"| {r['impl']} | {r['seeds']} | {r.get('members', r['seeds'])} | "
+                     f"{r['images_per_s']:.0f} | {r['model_epochs_per_hour']:.1f} | "
+                     f"{r['compile_seconds']:.1f} |")
     lines += ["", "| seeds | best jaxcnn | x torch_reference (1 model) | x best torch_tuned |",
               "|---|---|---|---|"]
     for s, e in payload["summary"]["by_seeds"].items():
@@ -286,13 +344,13 @@ def plot(payload: dict, path: Path) -> None:
     for impl in impls:
         rows = sorted((r for r in payload["results"] if r["impl"] == impl),
                       key=lambda r: r["seeds"])
-        xs = [r["seeds"] for r in rows]
-        ys = [r["model_epochs_per_hour"] for r in rows]
+        xs = [r.get("members", r["seeds"]) for r in rows]
+        ys = [r["images_per_s"] for r in rows]
         style = dict(marker="*", markersize=12, ls="none") if len(xs) == 1 else dict(marker="o")
         ax.plot(xs, ys, label=impl, **style)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("seeds trained at once (S)")
-    ax.set_ylabel("model-epochs per hour (50,000 images each)")
+    ax.set_xlabel("models (members) trained at once")
+    ax.set_ylabel("training images per second, all members")
     ax.set_title(f"Training throughput, {payload['environment']['jax_device']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -8,8 +8,11 @@ Layer names follow the notebook so weights can be mapped by name.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from benchmarks.common import require_torch
+
+torch = require_torch("benchmarks.torch_models")
+
+from torch import nn  # noqa: E402
 
 
 class SeedCNN(nn.Module):

@@ -20,11 +20,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights
+from benchmarks.common import require_torch
+
+torch = require_torch("python -m benchmarks.torch_reference")
+
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights  # noqa: E402
 
 
 class SeedTransformDataset(Dataset):
@@ -58,13 +62,14 @@ def make_scheduler(opt: torch.optim.Optimizer, name: str):
     raise ValueError(name)
 
 
-def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: DataLoader, device: str = "cpu") -> tuple[float, float]:
     """The seed's evaluate: mean of batch losses, accuracy in percent."""
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
     crit = nn.CrossEntropyLoss()
     with torch.no_grad():
         for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
             outputs = model(images)
             loss_sum += crit(outputs, labels).item()
             correct += (outputs.argmax(1) == labels).sum().item()
@@ -74,7 +79,7 @@ def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
 
 def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> dict:
     torch.manual_seed(seed)
-    model = make_model(args.init, args.dropout)
+    model = make_model(args.init, args.dropout).to(args.torch_device)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = make_scheduler(opt, args.scheduler)
@@ -85,6 +90,7 @@ def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> d
         model.train()
         total = 0.0
         for images, labels in loader:
+            images, labels = images.to(args.torch_device), labels.to(args.torch_device)
             loss = crit(model(images), labels)
             total += loss.item()
             opt.zero_grad()
@@ -94,7 +100,7 @@ def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> d
         history["train_loss"].append(total / len(loader))
         if sched is not None:
             sched.step()
-        val_loss, val_acc = evaluate(model, test_loader)
+        val_loss, val_acc = evaluate(model, test_loader, args.torch_device)
         history["val_loss"].append(val_loss)
         history["val_accuracy"].append(val_acc)
     return {"seed": seed, "test_accuracy": history["val_accuracy"][-1],
@@ -102,23 +108,30 @@ def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> d
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_reference",
+                                     description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", required=True, help="any jaxcnn --data source")
-    parser.add_argument("--init", choices=("default", "xavier", "kaiming"), default="default")
+    parser.add_argument("--init", choices=("default", "xavier", "kaiming"), default="default",
+                        help="the notebook's weight initialization")
     parser.add_argument("--dropout", action="store_true", help="the seed's CNN_Dropout")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="Adam's (coupled L2) weight_decay; the notebook's L2 run: 0.003")
     parser.add_argument("--scheduler", choices=("step", "exponential", "cyclic", "none"),
-                        default="step")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+                        default="step", help="the notebook's scheduler, stepped per epoch")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="torch.manual_seed values, one model each")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--train-examples", type=int, default=None,
                         help="train on a stratified subset of this many images (as jaxcnn's flag)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where the model trains")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
+    args.torch_device = "cuda" if args.device == "gpu" else "cpu"
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
-from torch import nn
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from benchmarks.torch_models import SeedCNN
+from benchmarks.common import require_torch
+
+torch = require_torch("benchmarks.torch_tuned")
+
+from torch import nn  # noqa: E402
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap  # noqa: E402
+
+from benchmarks.torch_models import SeedCNN  # noqa: E402
 
 
 def resident_dataset(images: np.ndarray, labels: np.ndarray, device: str

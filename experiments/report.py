@@ -3,9 +3,9 @@
     python -m experiments.report --out results            # all three studies done
     python -m experiments.report --out results --run-missing --data synthetic --seeds 5
 
-Reads ``OUT/{regularization,initialization,schedules}/results.json``. A
-missing study is run with the given study flags when ``--run-missing`` is set;
-otherwise the report names the exact command to run it.
+Reads ``OUT/{regularization,initialization,schedules}/results.json``. Missing
+studies are run (together, each distinct model trained once) when
+``--run-missing`` is set; otherwise the report names the exact command to run.
 """
 
 from __future__ import annotations
@@ -15,71 +15,75 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from experiments import initialization, regularization, schedules
-from jaxcnn import cli, stats
-from jaxcnn.errors import ConfigError, JaxcnnError
-from jaxcnn.progress import log
-from jaxcnn.report import build_report
+from jaxcnn import cli
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.experiment import Experiment
+from jaxcnn.report import STUDY_ORDER, build_report
 from jaxcnn.results import read_results, write_json_atomic
-from jaxcnn.study import run_study
-
-STUDIES = {s.name: s for s in (regularization.STUDY, initialization.STUDY, schedules.STUDY)}
-REPORT_ONLY = ("--run-missing",)
+from jaxcnn.studies import STUDIES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.report",
         description="Write OUT/REPORT.md from the regularization, initialization and schedules "
-                    "studies' results; the study flags are used to run (or name the command "
-                    "for) any study that is missing.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "studies' results. With --run-missing, studies not yet in OUT are trained "
+                    "first, with the training flags given (a model shared by several studies is "
+                    "trained once).")
     parser.add_argument("--run-missing", action="store_true",
-                        help="run any study whose results.json is missing, with the flags given")
-    return cli.add_study_arguments(parser, with_configs=False)
+                        help="train the studies whose results are missing or incomplete")
+    return cli.add_run_arguments(parser)
+
+
+def _complete(results: dict | None, name: str) -> bool:
+    if results is None:
+        return False
+    parity = results["metadata"].get("settings", {}).get("torch_parity", False)
+    expected = set(cli.config_names_for(STUDIES[name], parity))
+    return expected <= set(results["configs"])
+
+
+def suggested_command(name: str, found: dict[str, dict], experiment: Experiment,
+                      out: str) -> str:
+    """The command that runs study ``name`` with the settings of the studies already in
+    ``out`` (so its results can be reported with them), or with the flags given."""
+    for results in found.values():
+        experiment = cli.experiment_from_settings(results["metadata"]["settings"])
+        break
+    return shlex.join(["python", "-m", f"experiments.{name}", *experiment.flags(),
+                       "--out", out])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = cli.resolve_defaults(parser.parse_args(argv))
-    study_flags = [a for a in argv if a not in REPORT_ONLY]
-    args.argv = study_flags
-    try:
+
+    def body(args: argparse.Namespace) -> None:
+        experiment, runtime = cli.experiment_from(args), cli.runtime_from(args)
+        found = {n: read_results(runtime.out / n / "results.json") for n in STUDY_ORDER}
+        missing = [n for n in STUDY_ORDER if not _complete(found[n], n)]
+        if missing and not args.run_missing:
+            present = {n: r for n, r in found.items() if r is not None}
+            commands = "; ".join(f"`{suggested_command(n, present, experiment, str(runtime.out))}`"
+                                 for n in missing)
+            raise JaxcnnError(f"{', '.join(missing)} missing or incomplete in {runtime.out}; "
+                              f"run {commands} first, or add --run-missing")
+        if missing:
+            from jaxcnn.study import run_studies
+
+            run_studies([STUDIES[n] for n in missing], experiment, runtime)
         all_results = {}
-        for name, study in STUDIES.items():
-            path = args.out / name / "results.json"
+        for name in STUDY_ORDER:
+            path = runtime.out / name / "results.json"
             results = read_results(path)
-            complete = results is not None and set(results["configs"]) == set(
-                study.build_configs(_options(args)))
-            if not complete:
-                command = shlex.join(["python", "-m", f"experiments.{name}", *study_flags])
-                if not args.run_missing:
-                    raise JaxcnnError(f"{path} is missing or incomplete; run `{command}` "
-                                      "first, or add --run-missing")
-                log(f"report: running the missing study: {command}")
-                results = run_study(study, args)
-            reference = results["metadata"]["reference"]
             # Recomputed here, so --all-pairs and later statistics fixes apply.
-            results["statistics"] = stats.study_statistics(results, reference,
-                                                           all_pairs=args.all_pairs)
+            results["statistics"] = STUDIES[name].statistics(results, runtime.all_pairs)
             write_json_atomic(path, results)
             all_results[name] = results
-        report = args.out / "REPORT.md"
+        report = runtime.out / "REPORT.md"
         report.write_text(build_report(all_results))
-    except ConfigError as err:
-        parser.error(str(err))
-    except JaxcnnError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {report}")
-    return 0
+        print(f"wrote {report}")
 
-
-def _options(args: argparse.Namespace):
-    from jaxcnn.study import StudyOptions
-
-    return StudyOptions(lr=args.lr, torch_parity=args.torch_parity, conv_impl=args.conv)
+    return cli.run_main(parser, argv, body)
 
 
 if __name__ == "__main__":

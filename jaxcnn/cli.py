@@ -1,16 +1,24 @@
-"""The flags every study shares, with argparse-style errors for bad values."""
+"""Command lines built from the fields of :class:`Experiment` and :class:`Runtime`.
+
+Every flag, its help and its default come from the dataclass fields
+(``experiment.option``), so the flags, the recorded settings and the resume
+check cannot drift apart. Bad values get argparse-style errors (usage line,
+one message, exit 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from jaxcnn.study import Study
+from jaxcnn.errors import ConfigError, JaxcnnError
+from jaxcnn.experiment import Experiment, Runtime
 
 
 def _number(kind, minimum, inclusive: bool, what: str):
@@ -32,101 +40,146 @@ positive_int = _number(int, 1, True, "a positive integer")
 nonnegative_int = _number(int, 0, True, "an integer >= 0")
 positive_float = _number(float, 0.0, False, "a positive number")
 
+# Types beyond what the field's annotation says.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "seeds": positive_int, "epochs": positive_int, "batch_size": positive_int,
+    "lr": positive_float, "val_size": nonnegative_int, "train_examples": positive_int,
+    "workers": positive_int, "members_per_chunk": positive_int,
+}
+# Defaults that depend on --torch-parity or the device are filled in after parsing.
+_LATE_DEFAULTS = ("val_size", "normalization")
+_CHOICES = {"normalization": ("dataset", "half")}
 
-def build_parser(study: Study) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m experiments.{study.name}",
-        description=f"{study.title}: train every configuration for several seeds and compare "
-                    f"them with '{study.reference}'. Writes OUT/{study.name}/results.json, "
-                    "figures and the final parameters; rerunning the same command resumes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    return add_study_arguments(parser)
+
+def _describe_default(field: dataclasses.Field) -> str:
+    if field.default is None or isinstance(field.default, bool):
+        return ""
+    if field.name in _LATE_DEFAULTS or "default:" in field.metadata["help"]:
+        return ""
+    return f" (default: {field.default})"
 
 
-def add_study_arguments(parser: argparse.ArgumentParser,
-                        with_configs: bool = True) -> argparse.ArgumentParser:
-    """The flags of every study (also taken by the report, to run missing studies)."""
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default="cifar10",
-                      help="cifar10 (download via tensorflow-datasets), synthetic, or a path to "
-                           "an official CIFAR-10 archive (python or binary version, .tar.gz or "
-                           "extracted) or an image-folder tree ROOT/{train,test}/<class>/*.png|jpg "
-                           "(a folder or .tar/.tar.gz/.tar.xz)")
-    data.add_argument("--val-size", type=nonnegative_int, default=None,
-                      help="stratified validation images held out of training for the per-epoch "
-                           "curves; 0 = use the test set every epoch, as the seed did "
-                           "(default: 5000; 0 with --torch-parity)")
-    data.add_argument("--train-examples", type=positive_int, default=None,
-                      help="train on a stratified subset of this many images (quick runs)")
-    data.add_argument("--normalization", choices=("dataset", "half"), default=None,
-                      help="per-channel mean/std of the training images, or the seed's 0.5/0.5 "
-                           "(default: dataset; half with --torch-parity)")
-    data.add_argument("--cache-dir", type=Path, default=None,
-                      help="where decoded datasets are cached (default: $JAXCNN_CACHE or "
-                           "~/.cache/jaxcnn)")
-    run = parser.add_argument_group("training")
-    run.add_argument("--seeds", type=positive_int, default=5,
-                     help="number of seeds (0..N-1) per configuration")
-    run.add_argument("--epochs", type=positive_int, default=2)
-    run.add_argument("--batch-size", type=positive_int, default=64)
-    run.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    if with_configs:
-        run.add_argument("--configs", nargs="+", metavar="NAME", default=None,
-                         help="run only these configurations (default: all)")
-    run.add_argument("--torch-parity", action="store_true",
-                     help="reproduce the seed notebook's protocol as written (PyTorch init, "
-                          "schedulers stepped per epoch, 0.5/0.5 normalisation, the test set "
-                          "as validation set, its dropout model without ReLUs); see README")
-    speed = parser.add_argument_group("speed (results do not depend on these beyond rounding)")
-    speed.add_argument("--seed-batching", choices=("auto", "vmap", "map", "sequential"),
-                       default="auto",
-                       help="how seeds share the device: vmap (one wide program), map "
-                            "(lax.map inside the program), sequential (one program per seed); "
-                            "auto = vmap on GPU, sequential on CPU (measured fastest there)")
-    speed.add_argument("--deterministic", action="store_true",
-                       help="GPU only: add XLA_FLAGS=--xla_gpu_deterministic_ops=true so reruns "
-                            "give identical numbers (slower); CPU runs are always deterministic")
-    speed.add_argument("--conv", choices=("auto", "winograd", "patches", "xla"), default="auto",
-                       help="how training and evaluation compute the 3x3 convolutions: winograd "
-                            "(F(2x2,3x3) as matmuls), patches (im2col + matmul) or xla (lax.conv); "
-                            "auto = "
-                            "winograd on CPU (lax.conv's weight gradient is ~40x slower inside "
-                            "lax.scan there), xla on GPU")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=Path("results"),
-                     help="results go to OUT/<study>/")
-    out.add_argument("--fresh", action="store_true",
-                     help="discard earlier results and checkpoints in OUT/<study>/ and start over")
-    out.add_argument("--all-pairs", action="store_true",
-                     help="compare every pair of configurations, not only each with the reference")
-    out.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="no progress bars (epoch lines are still printed)")
+def _add_fields(parser: argparse.ArgumentParser, cls: type, groups: dict,
+                skip: Sequence[str] = ()) -> None:
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        meta = dict(field.metadata["argparse"])
+        group_name = meta.pop("group")
+        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata["help"] + _describe_default(field)
+        if isinstance(field.default, bool):
+            if field.default:  # --no-progress turns a default-on option off
+                group.add_argument(f"--no-{field.name.replace('_', '-')}", dest=field.name,
+                                   action="store_false", help=help_text)
+            else:
+                group.add_argument(flag, dest=field.name, action="store_true", help=help_text)
+            continue
+        kind = _PARSERS.get(field.name, Path if field.name in ("out", "cache_dir") else str)
+        group.add_argument(flag, dest=field.name, type=kind,
+                           default=None if field.name in _LATE_DEFAULTS else field.default,
+                           choices=meta.get("choices", _CHOICES.get(field.name)),
+                           metavar=meta.get("metavar"), help=help_text)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()
+                      ) -> argparse.ArgumentParser:
+    """The flags of every study run: Experiment's and Runtime's fields."""
+    groups: dict = {}
+    for name in ("data", "training", "speed", "output"):
+        groups[name] = parser.add_argument_group(
+            name if name != "speed" else "speed (results do not depend on these beyond float "
+                                         "rounding)")
+    _add_fields(parser, Experiment, groups, skip)
+    _add_fields(parser, Runtime, groups, skip)
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parses and fills the defaults that depend on --torch-parity and the backend."""
-    return resolve_defaults(parser.parse_args(argv))
+def study_parser(prog: str, description: str, config_names: Sequence[str] | None = None
+                 ) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_run_arguments(parser)
+    if config_names is not None:
+        parser.add_argument("--configs", nargs="+", metavar="NAME", choices=list(config_names),
+                            default=None,
+                            help=f"run only these configurations: any of {', '.join(config_names)}"
+                                 " (default: all)")
+    return parser
 
 
-def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    if getattr(args, "configs", None) is None:
-        args.configs = None
-    if args.val_size is None:
-        args.val_size = 0 if args.torch_parity else 5000
-    if args.normalization is None:
-        args.normalization = "half" if args.torch_parity else "dataset"
-    if getattr(args, "deterministic", False):
-        # Must be set before the backend starts (the first device use below).
+def experiment_from(args: argparse.Namespace) -> Experiment:
+    """The Experiment the parsed flags stand for, with --torch-parity's defaults filled."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Experiment)}
+    if values["val_size"] is None:
+        values["val_size"] = 0 if values["torch_parity"] else 5000
+    if values["normalization"] is None:
+        values["normalization"] = "half" if values["torch_parity"] else "dataset"
+    return Experiment(**values)
+
+
+def runtime_from(args: argparse.Namespace) -> Runtime:
+    runtime = Runtime(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Runtime)
+                         if hasattr(args, f.name)})
+    if runtime.deterministic:
+        # Must be set before the backend starts (the first device use).
         flags = os.environ.get("XLA_FLAGS", "")
         if "--xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
-    if "auto" in (args.seed_batching, args.conv):
-        import jax
+    return runtime
 
-        gpu = jax.default_backend() == "gpu"
-        if args.seed_batching == "auto":
-            args.seed_batching = "vmap" if gpu else "sequential"
-        if args.conv == "auto":
-            args.conv = "xla" if gpu else "winograd"
-    return args
+
+def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+             body: Callable[[argparse.Namespace], int | None]) -> int:
+    """Parses ``argv`` and runs ``body``; project errors become one line and exit 2."""
+    args = parser.parse_args(argv)
+    try:
+        return body(args) or 0
+    except ConfigError as err:
+        parser.error(str(err))  # argparse style: usage line, message, exit 2
+    except JaxcnnError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog}: interrupted; rerun the same command to resume from the "
+              "last finished epoch", file=sys.stderr)
+        return 130
+    return 0
+
+
+def config_names_for(study, torch_parity: bool) -> list[str]:
+    """The configuration names a study has in one mode."""
+    from jaxcnn.studies import StudyContext
+
+    ctx = StudyContext(Experiment(torch_parity=torch_parity), steps_per_epoch=2)
+    return list(study.build_configs(ctx))
+
+
+def config_names(study) -> list[str]:
+    """Every configuration name a study has, in either mode (for --configs' choices)."""
+    return list(dict.fromkeys(config_names_for(study, False) + config_names_for(study, True)))
+
+
+def experiment_from_settings(settings: dict) -> Experiment:
+    """The Experiment recorded in a results file's ``metadata.settings``."""
+    return Experiment(**{f.name: settings[f.name] for f in dataclasses.fields(Experiment)
+                         if f.name in settings})
+
+
+def study_main(study, argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.<study>``: train every configuration over seeds, compare them."""
+    parser = study_parser(
+        f"python -m experiments.{study.name}",
+        f"{study.title}: train every configuration of the study for several seeds (one "
+        f"compiled program trains them all) and compare each with '{study.reference}' "
+        f"('{study.parity_reference}' under --torch-parity), paired by seed. Writes "
+        f"OUT/{study.name}/results.json, figures and the final parameters; rerunning the "
+        "same command resumes an interrupted run.",
+        config_names(study))
+
+    def body(args: argparse.Namespace) -> None:
+        from jaxcnn.study import run_studies
+
+        run_studies([study], experiment_from(args), runtime_from(args), configs=args.configs)
+
+    return run_main(parser, argv, body)

@@ -8,24 +8,29 @@
     loss, accuracy = model.evaluate(images, labels_true, seed=0)
 
 The parameters come from ``OUT/<study>/params/<config>/``, written when the
-configuration finished, with the model configuration and normalisation needed
-to rebuild the exact network.
+configuration finished, with the network and normalisation needed to rebuild
+it exactly. The forward pass is compiled once per loaded model (and batch
+size), with the convolution that trains fastest on this device (the same one
+evaluation uses during training); probabilities and losses are computed from the
+logits on the host, in float64.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from scipy.special import log_softmax, softmax
 
 from jaxcnn.checkpoint import load_params_tree
+from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.model import CNN, ModelConfig
+from jaxcnn.model import CNN, Network
 from jaxcnn.train import Normalizer, normalize
 
 
@@ -36,17 +41,29 @@ class TrainedModel:
     params: pytree with leaves (S, ...); seeds: the S seed numbers in order.
     """
 
-    model_config: ModelConfig
+    network: Network
     params: Any
     seeds: tuple[int, ...]
     normalization: Normalizer
     class_names: tuple[str, ...]
+    conv: str = dataclasses.field(default_factory=lambda: default_conv(jax.default_backend()))
 
     def _seed_params(self, seed: int) -> Any:
         if seed not in self.seeds:
             raise JaxcnnError(f"seed {seed} was not trained; available seeds: {list(self.seeds)}")
         index = self.seeds.index(seed)
         return jax.tree.map(lambda x: x[index], self.params)
+
+    @functools.cached_property
+    def _apply(self):
+        """The jitted forward pass, built once per model (jit caches per input shape)."""
+        model = CNN(self.network, conv=self.conv)
+
+        @jax.jit
+        def apply(params, images, norm):
+            return model.apply({"params": params}, normalize(images, norm))
+
+        return apply
 
     def logits(self, images: np.ndarray, seed: int | None = None, batch: int = 1000) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) logits of one seed, or (S, N, C) of all."""
@@ -57,15 +74,20 @@ class TrainedModel:
         if seed is None:
             return np.stack([self.logits(images, s, batch) for s in self.seeds])
         params = self._seed_params(seed)
-        apply = _apply_fn(self.model_config)
-        chunks = [apply(params, jnp.asarray(images[i:i + batch]), self.normalization)
-                  for i in range(0, len(images), batch)]
-        return np.concatenate([np.asarray(c) for c in chunks])
+        chunks = []
+        for start in range(0, len(images), batch):
+            part = images[start:start + batch]
+            # Pad the last chunk to the batch size: one compiled shape for every call.
+            padded = np.concatenate([part, np.zeros((batch - len(part), *part.shape[1:]),
+                                                    np.uint8)]) if len(part) < batch else part
+            chunks.append(np.asarray(self._apply(params, jnp.asarray(padded),
+                                                 self.normalization))[:len(part)])
+        return np.concatenate(chunks)
 
     def predict_proba(self, images: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Class probabilities; with seed None, the average over seeds (an ensemble)."""
-        probs = jax.nn.softmax(self.logits(images, seed), axis=-1)
-        return np.asarray(probs.mean(0) if seed is None else probs)
+        probs = softmax(self.logits(images, seed).astype(np.float64), axis=-1)
+        return probs.mean(0) if seed is None else probs
 
     def predict(self, images: np.ndarray, seed: int | None = None) -> np.ndarray:
         """(N,) predicted labels."""
@@ -74,21 +96,10 @@ class TrainedModel:
     def evaluate(self, images: np.ndarray, labels: np.ndarray, seed: int = 0
                  ) -> tuple[float, float]:
         """(mean cross-entropy, accuracy in %) of one seed on the given images."""
-        logits = self.logits(images, seed)
+        logits = self.logits(images, seed).astype(np.float64)
         labels = np.asarray(labels)
-        loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits),
-                                                               jnp.asarray(labels))
-        return float(loss.mean()), float(100.0 * (logits.argmax(-1) == labels).mean())
-
-
-def _apply_fn(config: ModelConfig):
-    model = CNN(dataclasses.replace(config, conv_impl="xla"))  # forward only: lax.conv is fastest
-
-    @jax.jit
-    def apply(params, images, norm):
-        return model.apply({"params": params}, normalize(images, norm))
-
-    return apply
+        losses = -log_softmax(logits, axis=-1)[np.arange(len(labels)), labels]
+        return float(losses.mean()), float(100.0 * (logits.argmax(-1) == labels).mean())
 
 
 def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
@@ -98,8 +109,9 @@ def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
         raise JaxcnnError(f"{directory}: no saved parameters (has {study}/{config} finished?)")
     params, meta = load_params_tree(directory)
     model = meta["model"]
-    model_config = ModelConfig(**{**model, "relu_after": tuple(model["relu_after"])})
+    network = Network(relu_after=tuple(model["relu_after"]),
+                      num_classes=int(model["num_classes"]))
     norm = Normalizer(jnp.asarray(meta["normalization"]["mean"], jnp.float32),
                       jnp.asarray(meta["normalization"]["std"], jnp.float32))
-    return TrainedModel(model_config, params, tuple(meta["seeds"]), norm,
+    return TrainedModel(network, params, tuple(meta["seeds"]), norm,
                         tuple(meta.get("class_names", ())))

@@ -1,25 +1,19 @@
-"""The seed notebook's CNN in Flax linen, NHWC.
+"""The seed notebook's CNN in Flax linen, NHWC, with its hyperparameters as inputs.
 
     conv3x3(3->64) relu pool  conv3x3(64->64) relu [Dropout2d] pool
     conv3x3(64->32) relu pool  flatten(4*4*32=512)  fc(512->512) relu [Dropout]
-    fc(512->10)                                     324,970 parameters
+    fc(512->C)                         324,970 parameters for C = 10
 
-Three ways to compute each 3x3 convolution and the 2x2 max-pool after it, with
-the same parameters and the same function (``conv_impl``):
+Only the :class:`Network` (which layers a ReLU follows, the number of classes)
+fixes the shape of the compiled program. Everything numeric that tells one
+configuration from another is an input: the dropout rates (:class:`Rates`, one
+scalar each, a rate of 0 leaves the activations untouched bit for bit) and the
+initializer (an index into ``initializers.INIT_NAMES``, see :func:`init_params`). So one
+compiled program trains every configuration of a network, each member with its
+own values.
 
-- ``"winograd"`` (CPU default): Winograd F(2x2, 3x3) for conv2 and conv3, 16
-  plain matmuls per layer with the pool folded into the output transform;
-  conv1 (3 input channels) uses patches;
-- ``"patches"``: the nine shifted copies of the input, concatenated, one matmul;
-- ``"xla"``: ``lax.conv_general_dilated`` (GPU default).
-
-Why not simply ``lax.conv`` on the CPU: on XLA:CPU (jax 0.10.2) the *weight
-gradient* of a convolution inside a ``lax.scan`` runs about 40x slower than
-outside one (measured: 1.93 s against 46 ms per step for conv2), and training
-is a scan. Evaluation uses the training convolution too: Winograd's forward
-pass beats lax.conv there by 1.3-1.7x. Numbers: benchmarks/NOTES.md.
-Max-pooling is a reshape and a max, which has a deterministic gradient on the
-GPU (``select_and_scatter`` does not).
+How the convolutions are computed (``conv``, see ``conv.py``) is chosen at run
+time; it changes float rounding only, never the parameters or the function.
 
 Flatten order is H, W, C (NHWC), where PyTorch's is C, H, W: copying fc1
 weights between the two needs a row permutation (see ``torch_compat.py``).
@@ -28,117 +22,69 @@ weights between the two needs a row permutation (see ``torch_compat.py``).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxcnn.initializers import bias_init, kernel_init
+from jaxcnn import initializers
+from jaxcnn.conv import check_conv, conv3x3_pool
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1")  # the layers a ReLU may follow
-CONV_IMPLS = ("winograd", "patches", "xla")
+IMAGE_SHAPE = (32, 32, 3)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """What defines the network.
+class Network:
+    """The structure of the network: what one compiled program is built for.
 
     Attributes:
-      init: initializer scheme name (see ``initializers.py``).
-      spatial_dropout: Dropout2d rate after conv2 (whole channels); 0 = off.
-      dropout: element dropout rate after fc1; 0 = off.
       relu_after: layers followed by a ReLU. The seed's dropout model has only
         ("conv1",): its nn.Sequential leaves out the other ReLUs.
-      conv_impl: how the 3x3 convolutions (each followed by its max-pool) are
-        computed: "winograd" (Winograd F(2x2,3x3) as 16 matmuls for conv2 and
-        conv3, patches for conv1), "patches" (im2col + one matmul) or "xla"
-        (lax.conv). The parameters and the function are the same.
+      num_classes: outputs of the last layer (the data's class count).
     """
 
-    init: str = "lecun"
-    spatial_dropout: float = 0.0
-    dropout: float = 0.0
     relu_after: tuple[str, ...] = LAYERS
-    conv_impl: str = "winograd"
+    num_classes: int = 10
 
     def __post_init__(self) -> None:
-        kernel_init(self.init)
-        for rate in (self.spatial_dropout, self.dropout):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"dropout rates must be in [0, 1), got {rate}")
         if unknown := set(self.relu_after) - set(LAYERS):
             raise ValueError(f"relu_after names unknown layers {sorted(unknown)}")
-        if self.conv_impl not in CONV_IMPLS:
-            raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, "
-                             f"got {self.conv_impl!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
-    @property
-    def uses_dropout(self) -> bool:
-        return self.spatial_dropout > 0 or self.dropout > 0
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max-pool, stride 2: (N, H, W, C) -> (N, H/2, W/2, C)."""
-    n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    def describe(self) -> str:
+        relus = ("ReLU after every layer" if set(self.relu_after) == set(LAYERS)
+                 else f"ReLU after {', '.join(self.relu_after) or 'no layer'} only")
+        return f"seed CNN, {self.num_classes} classes, {relus}"
 
 
-def conv3x3_patches(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """'SAME' 3x3 convolution as one matmul over the nine shifted inputs.
+class Rates(NamedTuple):
+    """Dropout rates of one member, () floats in [0, 1).
 
-    x: (N, H, W, Cin); kernel: (3, 3, Cin, Cout) -> (N, H, W, Cout).
+    spatial: Dropout2d after conv2 (whole channels); dense: Dropout after fc1.
     """
-    n, h, w, cin = x.shape
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    # Concatenation order (dy, dx, cin) matches kernel.reshape(9 * cin, cout).
-    patches = jnp.concatenate(
-        [padded[:, dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)], axis=-1)
-    out = patches.reshape(n * h * w, 9 * cin) @ kernel.reshape(9 * cin, -1)
-    return out.reshape(n, h, w, -1)
+
+    spatial: jax.Array | float
+    dense: jax.Array | float
 
 
-def conv3x3_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """The same convolution through ``lax.conv_general_dilated``."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1, 1), padding="SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+NO_DROPOUT = Rates(0.0, 0.0)
 
 
-# Winograd F(2x2, 3x3) (Lavin & Gray 2016): a 2x2 output tile from a 4x4 input tile
-# with 16 multiplications instead of 36. Y = A^T [(G g G^T) * (B^T d B)] A with
-#   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-#   G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-#   A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-# Every entry is 0, +-1 or 1/2, so float rounding matches a direct convolution's.
-_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,
+            broadcast_dims: tuple[int, ...] = ()) -> jax.Array:
+    """Zeroes each element (or each slice along ``broadcast_dims``) with probability ``rate``.
 
-
-def conv3x3_pool_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """'SAME' 3x3 convolution followed by a 2x2 max-pool, by Winograd F(2x2, 3x3).
-
-    x: (N, H, W, Cin) with H, W even; kernel: (3, 3, Cin, Cout) -> (N, H/2, W/2, Cout).
-    The 2x2 output tiles are exactly the pooling windows, so the pool is a max over
-    the four outputs of each tile and the full-size output is never formed. The 16
-    products are 16 plain matmuls of (tiles, Cin) x (Cin, Cout): plain dots stay
-    fast inside ``lax.scan`` on XLA:CPU, where batched dots and convolutions do not.
+    Survivors are scaled by 1 / (1 - rate), as torch's Dropout and Dropout2d. ``rate``
+    may be traced. With rate 0 every draw is kept and x / 1 == x, so the result is x
+    exactly: a member without dropout trains as a network without dropout layers.
     """
-    n, h, w, cin = x.shape
-    tiles = n * (h // 2) * (w // 2)
-    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    # d[a][b]: element (a, b) of every 4x4 input tile (tiles overlap, stride 2).
-    d = [[p[:, a:a + h:2, b:b + w:2, :] for b in range(4)] for a in range(4)]
-    t = [[d[0][j] - d[2][j] for j in range(4)], [d[1][j] + d[2][j] for j in range(4)],
-         [d[2][j] - d[1][j] for j in range(4)], [d[1][j] - d[3][j] for j in range(4)]]  # B^T d
-    v = [[r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]] for r in t]  # (B^T d) B
-    g = jnp.asarray(_WINOGRAD_G, kernel.dtype)
-    u = jnp.einsum("ua,abcf,vb->uvcf", g, kernel, g)  # G g G^T: (4, 4, Cin, Cout)
-    m = [[(v[i][j].reshape(tiles, cin) @ u[i, j]).reshape(n, h // 2, w // 2, -1)
-          for j in range(4)] for i in range(4)]
-    r0 = [m[0][j] + m[1][j] + m[2][j] for j in range(4)]  # A^T m, first row
-    r1 = [m[1][j] - m[2][j] - m[3][j] for j in range(4)]  # second row
-    outputs = [r[0] + r[1] + r[2] for r in (r0, r1)] + [r[1] - r[2] - r[3] for r in (r0, r1)]
-    return jnp.maximum(jnp.maximum(outputs[0], outputs[1]), jnp.maximum(outputs[2], outputs[3]))
+    keep = 1.0 - jnp.asarray(rate, x.dtype)
+    shape = tuple(1 if d in broadcast_dims else s for d, s in enumerate(x.shape))
+    mask = jax.random.bernoulli(key, keep, shape)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
 class ConvPool(nn.Module):
@@ -149,61 +95,80 @@ class ConvPool(nn.Module):
     """
 
     features: int
-    scheme: str  # initializer name
-    impl: str
+    conv: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cin = x.shape[-1]
-        kernel = self.param("kernel", kernel_init(self.scheme), (3, 3, cin, self.features))
-        bias = self.param("bias", bias_init(self.scheme, 9 * cin), (self.features,))
+        kernel = self.param("kernel", nn.initializers.zeros, (3, 3, cin, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
         kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
-        if self.impl == "winograd":
-            return conv3x3_pool_winograd(x, kernel) + bias
-        conv = conv3x3_patches if self.impl == "patches" else conv3x3_xla
-        return max_pool_2x2(conv(x, kernel)) + bias
+        return conv3x3_pool(x, kernel, self.conv) + bias
 
 
 class CNN(nn.Module):
-    """The seed's network. Input (N, 32, 32, 3) normalised floats -> (N, 10) logits.
+    """The seed's network: (N, 32, 32, 3) normalised floats -> (N, C) logits.
 
-    Dropout needs ``train=True`` and an rng named "dropout".
+    Attributes:
+      network: the structure.
+      conv: how the convolutions are computed (a run-time choice).
+
+    Flax's ``init`` gives zeros of the right shapes; initial weights are drawn by
+    :func:`init_params`, with the scheme as data.
+
+    Call with ``rates`` and ``dropout_key`` to train with dropout; without them the
+    network is deterministic (evaluation).
     """
 
-    config: ModelConfig
-    num_classes: int = 10
+    network: Network = Network()
+    conv: str = "winograd"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        cfg = self.config
+    def __call__(self, x: jax.Array, rates: Rates | None = None,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        check_conv(self.conv)
+        relus = self.network.relu_after
+        train = rates is not None and dropout_key is not None
+        if train:
+            rates = Rates(*rates)
+            spatial_key, dense_key = jax.random.split(dropout_key)
 
         def act(name: str, y: jax.Array) -> jax.Array:
-            return nn.relu(y) if name in cfg.relu_after else y
+            return nn.relu(y) if name in relus else y
 
-        # Winograd needs many input channels to pay off; conv1 has 3, so patches there.
-        first = "patches" if cfg.conv_impl == "winograd" else cfg.conv_impl
         # ReLU is applied after each 2x2 max-pool: relu(pool(x)) == pool(relu(x)) (both
         # are monotone), with the same gradient, on a quarter of the elements.
-        x = act("conv1", ConvPool(64, cfg.init, first, name="conv1")(x))
-        x = act("conv2", ConvPool(64, cfg.init, cfg.conv_impl, name="conv2")(x))
-        if cfg.spatial_dropout:
+        x = act("conv1", ConvPool(64, self.conv, name="conv1")(x))
+        x = act("conv2", ConvPool(64, self.conv, name="conv2")(x))
+        if train:
             # One draw per (image, channel), broadcast over H and W, as Dropout2d. Zeroing
             # or scaling a whole channel commutes with the pool and the ReLU, so the mask
             # may act after them.
-            x = nn.Dropout(cfg.spatial_dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
-        x = act("conv3", ConvPool(32, cfg.init, cfg.conv_impl, name="conv3")(x))
+            x = dropout(x, rates.spatial, spatial_key, broadcast_dims=(1, 2))
+        x = act("conv3", ConvPool(32, self.conv, name="conv3")(x))
         x = x.reshape(x.shape[0], -1)  # (N, 4 * 4 * 32), H-W-C order
         x = act("fc1", self._dense(512, "fc1", x))
-        if cfg.dropout:
-            x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
-        return self._dense(self.num_classes, "fc2", x)
+        if train:
+            x = dropout(x, rates.dense, dense_key)
+        return self._dense(self.network.num_classes, "fc2", x)
 
     def _dense(self, features: int, name: str, x: jax.Array) -> jax.Array:
-        init = self.config.init
-        return nn.Dense(features, kernel_init=kernel_init(init),
-                        bias_init=bias_init(init, x.shape[-1]), name=name)(x)
+        return nn.Dense(features, kernel_init=nn.initializers.zeros,
+                        bias_init=nn.initializers.zeros, name=name)(x)
 
 
-def count_params(params) -> int:
+def param_shapes(network: Network) -> Any:
+    """{layer: {"kernel", "bias"}} of ShapeDtypeStructs, without computing anything."""
+    return jax.eval_shape(lambda: CNN(network, conv="xla").init(
+        jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE), jnp.float32)))["params"]
+
+
+def init_params(key: jax.Array, network: Network, init: jax.Array | int | str) -> Any:
+    """A member's initial parameters: scheme ``init`` (a name or an index into
+    ``INIT_NAMES``, possibly traced) drawn from ``key`` (see ``initializers.py``)."""
+    return initializers.init_params(key, param_shapes(network), init)
+
+
+def count_params(params: Any) -> int:
     """Total number of scalars in a parameter pytree."""
     return sum(p.size for p in jax.tree.leaves(params))

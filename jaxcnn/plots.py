@@ -1,10 +1,16 @@
 """Figures, as PNG files readable without the code.
 
-- :func:`plot_curves`: the seed's three panels (train loss, validation loss,
-  validation accuracy by epoch), a mean line and a 95% band per configuration.
+- :func:`plot_curves`: training loss against the optimizer step (every 100th
+  step's loss, as the notebook recorded it; per-epoch means when epochs are
+  shorter), validation loss and accuracy per epoch; per configuration a mean and
+  a 95% t-interval (a band over several points, error bars at a single one).
 - :func:`plot_final_accuracy`: each seed's test accuracy as a point, with the
   mean and its 95% interval per configuration; the reference is marked.
-- :func:`plot_schedules`: learning rate (and beta1) against the optimizer step.
+- :func:`plot_schedules`: the learning rate and beta1 the optimizer applied, as
+  recorded in results.json, against the step.
+
+Diverged seeds are left out and counted in the legend; a figure with nothing to
+show says so in words.
 """
 
 from __future__ import annotations
@@ -19,45 +25,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxcnn import stats  # noqa: E402
+from jaxcnn.history import step_loss_steps  # noqa: E402
 
-CURVE_PANELS = (("train_loss", "train loss"), ("val_loss", "{val} loss"),
-                ("val_accuracy", "{val} accuracy (%)"))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
 
 
 def _curve_matrix(seeds: list[dict], key: str) -> np.ndarray:
-    """(kept seeds, epochs) array of one history curve, diverged seeds left out."""
+    """(kept seeds, points) array of one history curve, diverged seeds left out."""
     rows = [s["history"][key] for s in seeds if s.get("diverged_epoch") is None]
     return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
 
 
-def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val") -> Path:
-    """Three panels by epoch; per config a mean line and a 95% t-interval band."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, cfg in configs.items():
-        for ax, (key, _) in zip(axes, CURVE_PANELS):
-            matrix = _curve_matrix(cfg["seeds"], key)
-            if matrix.size == 0:
-                continue
-            epochs = np.arange(1, matrix.shape[1] + 1)
-            mean, low, high = stats.curve_band(matrix)
-            label = f"{name} (n={matrix.shape[0]})"
-            (line,) = ax.plot(epochs, mean, marker="o", label=label)
-            if matrix.shape[0] > 1:
-                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-                # Error bars too, so a one-epoch run still shows its interval.
-                ax.errorbar(epochs, mean, yerr=[mean - low, high - mean], fmt="none",
-                            ecolor=line.get_color(), capsize=4, alpha=0.8)
-            ax.set_xticks(epochs)
-    for ax, (_, label) in zip(axes, CURVE_PANELS):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label.format(val=val_name))
-        ax.grid(alpha=0.3)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend()
-    else:
-        axes[0].text(0.5, 0.5, "no seed finished without diverging", ha="center",
-                     transform=axes[0].transAxes)
-    fig.suptitle(f"{title}: mean over seeds, band = 95% t-interval")
+def _band(ax, xs: np.ndarray, matrix: np.ndarray, label: str, style: dict) -> None:
+    mean, low, high = stats.curve_band(matrix)
+    (line,) = ax.plot(xs, mean, label=label, **style)
+    if matrix.shape[0] > 1:
+        if len(xs) > 1:
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.18)
+        else:  # one point: a band would be invisible
+            ax.errorbar(xs, mean, yerr=[mean - low, high - mean], fmt="none",
+                        ecolor=line.get_color(), capsize=5)
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10,
+            color="0.3", wrap=True)
+
+
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -65,23 +61,72 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
     return path
 
 
-def plot_schedules(configs: Mapping, steps_per_epoch: int, epochs: int, path: Path) -> Path:
-    """Learning rate and beta1 against the optimizer step, one line per configuration.
+def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val",
+                steps_per_epoch: int | None = None) -> Path:
+    """Training loss by step, validation loss and accuracy by epoch; mean and 95% interval."""
+    fig, (ax_step, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(16, 4.4))
+    plotted = 0
+    one_epoch = True
+    for i, (name, cfg) in enumerate(configs.items()):
+        style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
+                     markersize=4)
+        kept = sum(s.get("diverged_epoch") is None for s in cfg["seeds"])
+        if kept == 0:
+            continue
+        plotted += 1
+        label = f"{name} (n={kept})"
+        step_losses = _curve_matrix(cfg["seeds"], "train_step_loss")
+        epoch_losses = _curve_matrix(cfg["seeds"], "train_loss")
+        epochs = epoch_losses.shape[1]
+        one_epoch = one_epoch and epochs == 1
+        if step_losses.size and steps_per_epoch:
+            xs = np.array(step_loss_steps(steps_per_epoch, epochs), float)[:step_losses.shape[1]]
+            _band(ax_step, xs, step_losses, label, {**style, "markersize": 2})
+            ax_step.set_xlabel("optimizer step (loss of every 100th step)")
+        else:  # epochs shorter than 100 steps: the epoch means instead
+            xs = np.arange(1, epochs + 1) * (steps_per_epoch or 1)
+            _band(ax_step, xs, epoch_losses, label, style)
+            ax_step.set_xlabel("optimizer step (mean loss of each epoch)")
+        for ax, key in ((ax_loss, "val_loss"), (ax_acc, "val_accuracy")):
+            matrix = _curve_matrix(cfg["seeds"], key)
+            _band(ax, np.arange(1, matrix.shape[1] + 1), matrix, label, style)
+    for ax, ylabel in ((ax_step, "training loss"), (ax_loss, f"{val_name} loss"),
+                       (ax_acc, f"{val_name} accuracy (%)")):
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if plotted:
+        ax_step.legend(fontsize=8)
+    else:
+        for ax in (ax_step, ax_loss, ax_acc):
+            _no_data(ax, "every seed diverged:\nnothing to plot")
+    interval = ("error bars: 95% t-interval over seeds" if one_epoch
+                else "shaded: 95% t-interval over seeds")
+    fig.suptitle(f"{title}: mean over seeds; {interval}")
+    return _save(fig, path)
 
-    configs: name -> RunConfig; the schedules are evaluated exactly as the
-    optimizer evaluates them (``optim.make_schedules``).
+
+def plot_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int,
+                   path: Path) -> Path:
+    """Learning rate and beta1 as applied, from each configuration's recorded ``schedule``.
+
+    Lines that coincide (e.g. every schedule's beta1 but cyclic's) stay visible:
+    each has its own marker and dash pattern, later ones drawn thinner on top.
     """
-    import jax.numpy as jnp
-
-    from jaxcnn.optim import make_schedules
-
-    counts = jnp.arange(steps_per_epoch * epochs)
-    fig, (ax_lr, ax_b1) = plt.subplots(1, 2, figsize=(12, 4))
-    for name, config in configs.items():
-        lr, b1 = make_schedules(config.optimizer, steps_per_epoch)
-        ax_lr.plot(counts, lr(counts), label=name)
-        beta1 = b1(counts) if b1 is not None else np.full(counts.shape, config.optimizer.b1)
-        ax_b1.plot(counts, beta1, label=name)
+    fig, (ax_lr, ax_b1) = plt.subplots(1, 2, figsize=(13, 4.2))
+    drawn = 0
+    for i, (name, cfg) in enumerate(configs.items()):
+        record = cfg.get("schedule") or {}
+        if not record.get("step"):
+            continue
+        drawn += 1
+        style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
+                     lw=2.2 - 0.4 * (i % 4), markersize=5, label=name,
+                     markevery=max(1, len(record["step"]) // 12))
+        ax_lr.plot(record["step"], record["learning_rate"], **style)
+        ax_b1.plot(record["step"], record["beta1"], **style)
     for epoch in range(1, epochs):
         for ax in (ax_lr, ax_b1):
             ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
@@ -90,13 +135,13 @@ def plot_schedules(configs: Mapping, steps_per_epoch: int, epochs: int, path: Pa
     for ax in (ax_lr, ax_b1):
         ax.set_xlabel("optimizer step (dotted: epoch boundaries)")
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"Schedules as trained: {steps_per_epoch} steps per epoch, {epochs} epochs")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            _no_data(ax, "no schedule recorded")
+    fig.suptitle(f"Schedules as applied by the optimizer (read from its state): "
+                 f"{steps_per_epoch} steps per epoch, {epochs} epochs")
+    return _save(fig, path)
 
 
 def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
@@ -110,22 +155,25 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 4.5))
     rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
     summary = statistics["summary"]
+    any_points = False
     for x, name in enumerate(names):
         seeds = [s for s in configs[name]["seeds"] if s.get("test_accuracy") is not None]
         values = np.array([s["test_accuracy"] for s in seeds], float)
+        any_points = any_points or values.size > 0
         jitter = rng.uniform(-0.12, 0.12, values.size)
         ax.scatter(x + jitter, values, s=22, alpha=0.6, color="grey", zorder=2,
                    label="one seed" if x == 0 else None)
         entry = summary[name]
+        diverged = len(entry["diverged_seeds"])
+        if diverged:
+            ax.text(x, 0.02, f"{diverged} diverged", ha="center", fontsize=8,
+                    transform=ax.get_xaxis_transform())
         if entry["mean"] is None:
             continue
         ci = entry["ci95_t"]
         yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
         ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
                     zorder=3, label="mean, 95% t-interval" if x == 0 else None)
-        diverged = len(entry["diverged_seeds"])
-        if diverged:
-            ax.annotate(f"{diverged} diverged", (x, ax.get_ylim()[0]), ha="center", fontsize=8)
         if name == reference:
             ax.axvspan(x - 0.45, x + 0.45, color="C1", alpha=0.08)
             ax.axhline(entry["mean"], color="C1", ls="--", lw=1, label=f"{reference} mean")
@@ -134,10 +182,8 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{title}: test accuracy per seed")
     ax.grid(axis="y", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
+    if not any_points:
+        _no_data(ax, "every seed diverged: no test accuracy to show")
+    elif ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

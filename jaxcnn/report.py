@@ -1,59 +1,105 @@
-"""A Markdown report generated from the three studies' results files.
+"""Tables and the Markdown report, generated from the studies' results files.
 
-Every number and every verdict in the text comes from the computed statistics
-(``stats.py``); the only constants are the seed notebook's own single-run
-numbers, quoted so its conclusions can be checked against ours.
+Every number and every verdict comes from the computed statistics (``stats.py``);
+the only constants are the seed notebook's own single-run numbers (the studies'
+claims), quoted so its conclusions can be checked against ours. Each comparison
+has one verdict, from one Holm family per study (the comparisons with the
+reference and the notebook's claims in that study), shown identically in the
+console table, the report's tables, its sentences and its claims table.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from jaxcnn import stats
+from jaxcnn.stats import MIN_BOOTSTRAP_N, find_comparison
+from jaxcnn.studies import STUDIES
 
 STUDY_ORDER = ("regularization", "initialization", "schedules")
 
-# The seed notebook's claims, as (study, better, worse, its accuracy for each, its words).
-# Its "default initialization" is PyTorch's default, our "torch"; its step-decay run is
-# its baseline model (the same run), so both read 67.84. Its L2 run's output stops after
-# epoch 1 (58.89%), so only the direction of that claim can be checked.
-SEED_CLAIMS = (
-    ("regularization", "baseline", "dropout", 67.84, 65.76,
-     "the baseline (no regularization) outperforms dropout"),
-    ("regularization", "baseline", "l2", 67.84, None,
-     "the baseline outperforms L2 regularization"),
-    ("initialization", "glorot", "torch", 68.45, 67.84,
-     "Xavier initialization is marginally better than the default"),
-    ("initialization", "torch", "he", 67.84, 67.13, "the default beats Kaiming initialization"),
-    ("initialization", "glorot", "he", 68.45, 67.13, "Xavier beats Kaiming initialization"),
-    ("schedules", "cyclic", "step", 69.22, 67.84, "cyclic learning rates beat step decay"),
-    ("schedules", "cyclic", "exponential", 69.22, 66.30,
-     "cyclic learning rates beat exponential decay"),
-    ("schedules", "step", "exponential", 67.84, 66.30, "step decay beats exponential decay"),
-)
 
-
-def _fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
+def fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _p(value: float | None) -> str:
+def fmt_p(value: float | None) -> str:
     if value is None:
         return "n/a"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _ci(pair: list[float] | None) -> str:
-    return f"[{pair[0]:.2f}, {pair[1]:.2f}]" if pair else "n/a"
+def fmt_interval(pair: list[float] | None, sign: int = 1) -> str:
+    if not pair:
+        return "n/a"
+    low, high = sorted((sign * pair[0], sign * pair[1]))
+    return f"[{low:.2f}, {high:.2f}]"
 
 
-def _min_wilcoxon_p(n: int) -> float:
-    """The smallest two-sided p an exact Wilcoxon signed-rank test can give on n pairs."""
-    return min(1.0, 2.0 / 2 ** n)
+def verdict(c: dict, alpha: float, sign: int = 1) -> str:
+    """The one verdict of a comparison (``sign`` -1 reads it the other way round)."""
+    if c.get("p_holm") is None:
+        return "not testable"
+    if c["p_holm"] < alpha:
+        return "better" if sign * c["mean_difference"] > 0 else "worse"
+    if c["p_ttest"] < alpha:
+        return "suggestive only"
+    return "not distinguishable"
+
+
+VERDICT_WORDS = {
+    "better": "**significant** (Holm): better",
+    "worse": "**significant** (Holm): worse",
+    "suggestive only": "suggestive only: p < 5% before Holm, not after",
+    "not distinguishable": "not distinguishable",
+    "not testable": "not testable",
+}
+
+
+def table_rows(results: dict) -> list[dict]:
+    """One row per configuration with every cell formatted; the console and Markdown
+    tables are two views of these rows."""
+    statistics = results["statistics"]
+    reference = results["metadata"]["reference"]
+    alpha = statistics["alpha"]
+    rows = []
+    for name, entry in statistics["summary"].items():
+        c, _ = find_comparison(statistics, name, reference)
+        c = c or {}
+        mean = (f"{entry['mean']:.2f} ± {entry['std']:.2f}" if entry["std"] is not None
+                else fmt(entry["mean"]))
+        notes = [n for n in (c.get("note"), entry["note"]) if n]
+        rows.append({
+            "config": name, "is_reference": name == reference,
+            "description": results["configs"][name]["description"], "n": str(entry["n"]),
+            "mean": mean, "ci_t": fmt_interval(entry["ci95_t"]),
+            "ci_bootstrap": (fmt_interval(entry["ci95_bootstrap"]) if entry["n"] >= MIN_BOOTSTRAP_N
+                             else f"n/a (n < {MIN_BOOTSTRAP_N})"),
+            "diff": fmt(c.get("mean_difference"), signed=True) if c else "",
+            "diff_ci": fmt_interval(c.get("ci95")) if c else "",
+            "p_t": fmt_p(c.get("p_ttest")), "p_wilcoxon": fmt_p(c.get("p_wilcoxon")),
+            "p_holm": fmt_p(c.get("p_holm")) if c else "",
+            "d_z": fmt(c.get("effect_size")), "p_improvement": fmt(c.get("prob_improvement")),
+            "verdict": "reference" if name == reference else verdict(c, alpha) if c else "",
+            "notes": "; ".join(notes),
+        })
+    return rows
+
+
+def console_table(results: dict) -> str:
+    """The console's summary: mean ± std, interval, paired difference, Holm p, verdict."""
+    reference = results["metadata"]["reference"]
+    lines = [f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
+             f"'{reference}'; Holm-adjusted p over the study's comparisons",
+             f"{'config':<13} {'n':>2} {'mean ± std':>14} {'95% CI':>16} {'diff':>7} "
+             f"{'diff 95% CI':>17} {'Holm p':>8}  verdict"]
+    for r in table_rows(results):
+        notes = f" ({r['notes']})" if r["notes"] else ""
+        lines.append(f"{r['config']:<13} {r['n']:>2} {r['mean']:>14} {r['ci_t']:>16} "
+                     f"{r['diff']:>7} {r['diff_ci']:>17} {r['p_holm']:>8}  "
+                     f"{r['verdict']}{notes}")
+    return "\n".join(lines)
 
 
 def comparison_sentence(c: dict, alpha: float) -> str:
@@ -62,57 +108,81 @@ def comparison_sentence(c: dict, alpha: float) -> str:
     if c["p_holm"] is None:
         return f"{head}: {c['note'] or 'not testable'}."
     diff = c["mean_difference"]
-    detail = (f"{_fmt(diff, signed=True)} points (95% CI {_ci(c['ci95'])}; paired t p = "
-              f"{_p(c['p_ttest'])}, Holm p = {_p(c['p_holm'])}, Wilcoxon p = "
-              f"{_p(c['p_wilcoxon'])}; d_z = {_fmt(c['effect_size'])}, "
-              f"P(improvement) = {_fmt(c['prob_improvement'])})")
-    if c["p_holm"] < alpha:
-        direction = "better than" if diff > 0 else "worse than"
+    detail = (f"{fmt(diff, signed=True)} points (95% CI {fmt_interval(c['ci95'])}; paired t p = "
+              f"{fmt_p(c['p_ttest'])}, Holm p = {fmt_p(c['p_holm'])}, Wilcoxon p = "
+              f"{fmt_p(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
+              f"P(improvement) = {fmt(c['prob_improvement'])})")
+    which = verdict(c, alpha)
+    if which in ("better", "worse"):
         text = (f"{head}: {detail}. **Significant** after Holm at {alpha:.0%}: "
-                f"{c['config']} is {direction} {c['reference']}.")
-    elif c["p_ttest"] is not None and c["p_ttest"] < alpha:
+                f"{c['config']} is {which} than {c['reference']}.")
+    elif which == "suggestive only":
         # The interval excludes zero but the family-wise correction does not let it
         # through: say both, so the reader does not take it for a null result.
-        text = (f"{head}: {detail}. Not significant after Holm at {alpha:.0%} across the "
-                f"study's comparisons, though the unadjusted paired t-test is (p = "
-                f"{_p(c['p_ttest'])}): suggestive only; more seeds would settle it.")
+        text = (f"{head}: {detail}. Suggestive only: the unadjusted paired t-test is below "
+                f"{alpha:.0%} (p = {fmt_p(c['p_ttest'])}) but not after Holm across the "
+                "study's comparisons; more seeds would settle it.")
     else:
         mdd = c["min_detectable_difference"]
         text = (f"{head}: {detail}. Not distinguishable at {c['n_pairs']} seeds"
-                + (f"; with the observed paired spread (sd {_fmt(c['sd_difference'])}) this run "
-                   f"could detect a true difference of about {_fmt(mdd)} points (80% power, "
+                + (f"; with the observed paired spread (sd {fmt(c['sd_difference'])}) this run "
+                   f"could detect a true difference of about {fmt(mdd)} points (80% power, "
                    f"two-sided {alpha:.0%})." if mdd is not None else "."))
     if c.get("note"):
         text += f" Note: {c['note']}."
     return text
 
 
+def _min_wilcoxon_p(n: int) -> float:
+    """The smallest two-sided p an exact Wilcoxon signed-rank test can give on n pairs."""
+    return min(1.0, 2.0 / 2 ** n)
+
+
+def same_model_lines(all_results: dict[str, dict]) -> list[str]:
+    """'a = b = c' for configurations that are one model (same network, init, optimizer,
+    hyperparameters), with how it was trained."""
+    groups, seen = [], set()
+    for study in STUDY_ORDER:
+        for name, record in all_results.get(study, {}).get("configs", {}).items():
+            entry = f"{study}/{name}"
+            if entry in seen or not record.get("same_model_as"):
+                continue
+            present = [e for e in [entry, *record["same_model_as"]]
+                       if e.split("/")[0] in all_results
+                       and e.split("/")[1] in all_results[e.split("/")[0]]["configs"]]
+            seen.update(present)
+            if len(present) > 1:
+                groups.append(present)
+    lines = []
+    for group in groups:
+        trained = {all_results[e.split("/")[0]]["configs"][e.split("/")[1]].get("trained_as")
+                   for e in group}
+        once = len(trained) == 1 and None not in trained
+        lines.append(f"- {' = '.join(f'`{e}`' for e in group)}: one model"
+                     + (f", trained once (as `{trained.pop()}`) and reported in each study"
+                        if once else ", trained separately in each study (same numbers)"))
+    return lines
+
+
 def study_section(name: str, results: dict, figure_prefix: str) -> list[str]:
     meta, statistics = results["metadata"], results["statistics"]
     reference = meta["reference"]
-    lines = [f"## {name.capitalize()}", ""]
-    lines.append(f"Command: `{meta.get('command', '?')}`  ")
-    lines.append(f"Reference: `{reference}`. Wall time per configuration (s): "
-                 + ", ".join(f"{k} {v:.0f}" for k, v in meta["wall_seconds"].items()) + ".")
+    lines = [f"## {name.capitalize()}", "",
+             f"Command: `{meta.get('command', '?')}`  ",
+             f"Reference: `{reference}`."]
     lines += ["", "| config | description | n | mean ± std | 95% CI (t) | 95% CI (bootstrap) "
-              "| diff vs ref | diff 95% CI | p (t) | p (Wilcoxon) | p (Holm) | d_z | P(impr.) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    by_config = {c["config"]: c for c in statistics["comparisons"] if c["reference"] == reference}
-    for cfg_name, entry in statistics["summary"].items():
-        c = by_config.get(cfg_name, {})
-        desc = results["configs"][cfg_name]["description"]
-        std = f" ± {_fmt(entry['std'])}" if entry["std"] is not None else ""
+              "| diff vs ref | diff 95% CI | p (t) | p (Wilcoxon) | p (Holm) | d_z | P(impr.) "
+              "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table_rows(results):
         lines.append(
-            f"| {cfg_name}{' (ref)' if cfg_name == reference else ''} | {desc} | {entry['n']} | "
-            f"{_fmt(entry['mean'])}{std} | {_ci(entry['ci95_t'])} | "
-            f"{_ci(entry['ci95_bootstrap'])} | {_fmt(c.get('mean_difference'), signed=True)} | "
-            f"{_ci(c.get('ci95'))} | {_p(c.get('p_ttest'))} | {_p(c.get('p_wilcoxon'))} | "
-            f"{_p(c.get('p_holm'))} | {_fmt(c.get('effect_size'))} | "
-            f"{_fmt(c.get('prob_improvement'))} |")
+            f"| {r['config']}{' (ref)' if r['is_reference'] else ''} | {r['description']} | "
+            f"{r['n']} | {r['mean']} | {r['ci_t']} | {r['ci_bootstrap']} | {r['diff'] or 'n/a'} "
+            f"| {r['diff_ci'] or 'n/a'} | {r['p_t']} | {r['p_wilcoxon']} | "
+            f"{r['p_holm'] or 'n/a'} | {r['d_z']} | {r['p_improvement']} | {r['verdict']} |")
     lines += ["", f"![curves]({figure_prefix}/curves.png)", "",
               f"![test accuracy]({figure_prefix}/test_accuracy.png)", ""]
     if name == "schedules":
-        lines += [f"![learning rate and beta1 per step]({figure_prefix}/schedules.png)", ""]
+        lines += [f"![learning rate and beta1 as applied]({figure_prefix}/schedules.png)", ""]
     lines += ["Findings:", ""]
     alpha = statistics["alpha"]
     for c in statistics["comparisons"]:
@@ -130,58 +200,62 @@ def study_section(name: str, results: dict, figure_prefix: str) -> list[str]:
         lines.append(f"- With {n_max} pairs the Wilcoxon signed-rank test cannot reach "
                      f"p < {alpha:.0%} (its smallest two-sided p is "
                      f"{_min_wilcoxon_p(n_max):.4f}); the paired t-test carries the verdicts.")
+    if any(entry["n"] < MIN_BOOTSTRAP_N for entry in statistics["summary"].values()):
+        lines.append(f"- Bootstrap intervals are omitted below {MIN_BOOTSTRAP_N} seeds: "
+                     "resampling so few values gives intervals far narrower than the truth; "
+                     "the t interval is the one to read.")
+    if name == "schedules" and meta["settings"].get("torch_parity"):
+        lines.append("- Under the notebook's protocol the schedulers step once per epoch: in "
+                     f"{meta['settings']['epochs']} epochs StepLR(step_size=5) never fires and "
+                     "CyclicLR (step_size_up=2000 scheduler steps) barely moves, so `step` "
+                     "and `cyclic` train at an almost constant rate (see the schedule figure).")
     return lines + [""]
 
 
-def seed_claims_section(all_results: dict[str, dict], seed: int = 0) -> list[str]:
-    """The notebook's single-run conclusions against our paired multi-seed differences."""
-    rng = np.random.default_rng(seed)
-    rows = []
+def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
+    """The notebook's single-run conclusions, each read from its study's statistics."""
     parity = any(r["metadata"]["settings"].get("torch_parity") for r in all_results.values())
-    for study, better, worse, acc_better, acc_worse, words in SEED_CLAIMS:
-        results = all_results.get(study)
-        if results is None or better not in results["configs"] or worse not in results["configs"]:
-            continue
-        a = stats.kept_scores(results["configs"][better]["seeds"])
-        b = stats.kept_scores(results["configs"][worse]["seeds"])
-        common = sorted(set(a) & set(b))
-        comparison = stats.compare(np.array([a[s] for s in common]),
-                                   np.array([b[s] for s in common]), rng)
-        rows.append((study, better, worse, acc_better, acc_worse, words, comparison))
-    testable = [i for i, r in enumerate(rows) if r[6]["p_ttest"] is not None]
-    adjusted = dict(zip(testable, stats.holm([rows[i][6]["p_ttest"] for i in testable])))
     lines = ["## The seed's single-run conclusions, revisited", "",
-             "The notebook ranked techniques from one run each. Here each of its claims is "
-             "tested as a paired difference (first minus second) over our seeds, Holm-adjusted "
-             "across the claims in this table. "
+             "The notebook ranked techniques from one run each. Each of its claims is a paired "
+             "comparison (first minus second, by seed) in its study's statistics, adjusted "
+             "with Holm in the same family as that study's comparisons with its reference, so "
+             "it carries the same verdict as in the study's table. "
              + ("These runs follow the notebook's protocol (`--torch-parity`)."
                 if parity else
                 "These runs use jaxcnn's corrected defaults, not the notebook's protocol "
-                "(schedules step per optimizer step, so the cyclic schedule really cycles and "
-                "the exponential one decays 10x per epoch; Flax initializers; see the README's "
-                "parity table): a claim can fail here because the setting differs, not only "
-                "because one run is noisy. `--torch-parity` tests the claims as the notebook ran "
-                "them."), "",
+                "(schedules scaled to the run: `step` decays 10x at the midpoint, `cyclic` "
+                "completes whole cycles, `exponential` decays 10x per epoch; Flax "
+                "initializers; see the README's parity table): a claim can fail here because "
+                "the setting differs, not only because one run is noisy. `--torch-parity` "
+                "tests the claims as the notebook ran them."), "",
              "| study | claim (the notebook's words) | its gap (one run) | our mean diff | "
-             "95% CI | p (t) | Holm p | verdict |", "|---|---|---|---|---|---|---|---|"]
-    for i, (study, better, worse, acc_b, acc_w, words, c) in enumerate(rows):
-        gap = _fmt(acc_b - acc_w, signed=True) if acc_w is not None else "n/a (run cut off)"
-        p_holm = adjusted.get(i)
-        if p_holm is None:
-            verdict = "not testable (fewer than 2 paired seeds)"
-        elif p_holm < stats.ALPHA:
-            verdict = "holds" if c["mean_difference"] > 0 else "reversed: significant the other way"
-        elif c["p_ttest"] < stats.ALPHA:
-            verdict = (f"suggestive only: unadjusted p = {_p(c['p_ttest'])}, not significant "
-                       f"after Holm across the {len(testable)} claims")
-        else:
-            verdict = f"not supported at {c['n_pairs']} seeds (not distinguishable)"
-        lines.append(f"| {study} | {words} (`{better}` > `{worse}`) | {gap} | "
-                     f"{_fmt(c['mean_difference'], signed=True)} | {_ci(c['ci95'])} | "
-                     f"{_p(c['p_ttest'])} | {_p(p_holm)} | {verdict} |")
-    held = sum(1 for i, r in enumerate(rows) if adjusted.get(i) is not None
-               and adjusted[i] < stats.ALPHA and r[6]["mean_difference"] > 0)
-    lines += ["", f"Of {len(rows)} claims, {held} hold at 5% after Holm with our seeds.", ""]
+             "95% CI | p (t) | p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    counts = {"holds": 0, "total": 0}
+    for study_name in STUDY_ORDER:
+        results = all_results.get(study_name)
+        if results is None:
+            continue
+        alpha = results["statistics"]["alpha"]
+        for claim in STUDIES[study_name].claims:
+            c, sign = find_comparison(results["statistics"], claim.better, claim.worse)
+            if c is None:
+                continue
+            gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
+                   if claim.acc_worse is not None else "n/a (run cut off)")
+            which = verdict(c, alpha, sign)
+            text = {"better": "holds", "worse": "reversed: significant the other way",
+                    "suggestive only": "suggestive only (p < 5% before Holm, not after)",
+                    "not distinguishable": f"not supported at {c['n_pairs']} seeds "
+                                           "(not distinguishable)",
+                    "not testable": "not testable (fewer than 2 paired seeds)"}[which]
+            counts["total"] += 1
+            counts["holds"] += which == "better"
+            diff = None if c["mean_difference"] is None else sign * c["mean_difference"]
+            lines.append(f"| {study_name} | {claim.words} (`{claim.better}` > `{claim.worse}`) | "
+                         f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(c['ci95'], sign)} | "
+                         f"{fmt_p(c['p_ttest'])} | {fmt_p(c['p_holm'])} | {text} |")
+    lines += ["", f"Of {counts['total']} claims, {counts['holds']} hold at 5% after Holm with "
+              "our seeds.", ""]
     return lines
 
 
@@ -192,6 +266,7 @@ def build_report(all_results: dict[str, dict]) -> str:
     data, settings, device = meta["data"], meta["settings"], meta["device"]
     differing = sorted({key for r in all_results.values() for key, value in
                         r["metadata"]["settings"].items() if value != settings.get(key)})
+    runtime = meta.get("runtime", {})
     lines = ["# jaxcnn report: regularization, initialization and learning-rate schedules", "",
              "Generated by `python -m experiments.report` from the studies' results.json files; "
              "every number below is computed from them.", "",
@@ -207,12 +282,22 @@ def build_report(all_results: dict[str, dict]) -> str:
                 if settings["train_examples"] else "") + ".",
              f"- Machine: {device['kind']} ({device['platform']}, {device['host_cpus']} host "
              f"CPUs); jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}, "
-             f"optax {meta['versions'].get('optax')}.",
-             "- Method: configurations are compared with their study's reference, paired by seed "
-             "(seed i shares data order and, where the initializer is the same, initial weights); "
-             "95% intervals are t-based and percentile-bootstrap (10,000 resamples, fixed "
-             "Generator); p-values are Holm-adjusted within each study; d_z is the mean paired "
-             "difference over its std; P(impr.) is P(config > reference) over all run pairs.", ""]
+             f"optax {meta['versions'].get('optax')}"
+             + (f"; members batched by {runtime['batching']}, conv {runtime['conv']}"
+                if runtime else "") + ".",
+             "- Method: configurations are compared paired by seed (seed i shares data order "
+             "and, where the initializer is the same, initial weights); 95% intervals are "
+             "t-based and percentile-bootstrap (10,000 resamples, fixed Generator; omitted "
+             f"below {MIN_BOOTSTRAP_N} seeds); every verdict uses Holm-adjusted p-values over "
+             "its study's comparisons (each configuration against the reference, and the "
+             "notebook's claims in that study): one family per study, so each comparison has "
+             "one verdict wherever it appears; d_z is the mean paired difference over its "
+             "std; P(impr.) is P(config > reference) over all run pairs.", ""]
+    same = same_model_lines(all_results)
+    if same:
+        lines += ["Configurations that are the same model (same network, initializer, "
+                  "optimizer and hyperparameters) have the same numbers by construction:", "",
+                  *same, ""]
     if differing:
         lines += [f"**Warning:** the studies were run with different settings "
                   f"({', '.join(differing)}); the protocol line above is the first study's.", ""]

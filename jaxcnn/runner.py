@@ -1,12 +1,14 @@
-"""Train one configuration for S seeds: the loop around the compiled epoch.
+"""Train the members of one network: compiled chunk programs, epochs, checkpoints.
 
-:func:`train_config` initialises every seed's state from its own init key,
-runs the epochs (each one compiled ``lax.scan``, seeds batched as chosen),
-evaluates on the validation split after each epoch and on the test split at
-the end, and records each seed's history. After every epoch it hands the
-state to an ``on_epoch`` hook (checkpointing); given a saved state it resumes
-from there. A seed whose loss turns NaN or infinite is marked diverged with
-its epoch; the others carry on.
+A *group* is every member (configuration, seed) whose configuration has the same
+:class:`~jaxcnn.model.Network`; one :class:`ChunkProgram` (init, epoch,
+evaluation, compiled once) trains all of them, a chunk of members at a time.
+:func:`train_members` runs the chunks, ``settings.workers`` of them at once
+(worker threads on the CPU), and hands each chunk's finished members to a
+callback as soon as they are done, so the caller can write results while the
+rest train. After every epoch a chunk's state goes to its checkpointer; given a
+saved state the chunk resumes from there. A member whose loss turns NaN,
+infinite or huge is marked diverged with its epoch; the others carry on.
 """
 
 from __future__ import annotations
@@ -14,48 +16,58 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn import history as hist
 from jaxcnn import train
+from jaxcnn.batching import over_members
+from jaxcnn.configs import Hyperparams, stack
 from jaxcnn.data.splits import PreparedData
-from jaxcnn.model import CNN, ModelConfig
-from jaxcnn.optim import OptimizerConfig, build_optimizer
-from jaxcnn.progress import StepBar, Stopwatch, format_epoch_line, log
+from jaxcnn.model import CNN, Network
+from jaxcnn.progress import EpochLines, StepBoard, Stopwatch
 
-STEP_LOSS_EVERY = 100  # the seed notebook recorded the loss of every 100th step
-# A seed has diverged when a loss is NaN or infinite, or when a step's loss exceeds this:
-# cross-entropy over 10 classes starts near ln 10 = 2.3, and a step above 1e4 means the
-# weights have blown up (with --lr 10 losses reach 1e13 while staying finite, and the
-# seed ends at chance).
-DIVERGENCE_LOSS = 1e4
+REPORT_EVERY = 25  # steps between progress callbacks from inside an epoch
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """One configuration of a study: the network and its optimizer."""
+class Member:
+    """One (configuration, seed) to train.
 
-    model: ModelConfig
-    optimizer: OptimizerConfig
-    description: str = ""
+    config: the name results are reported under (unique per distinct model);
+    hparams: host scalars (see ``configs.hyperparams``).
+    """
+
+    config: str
+    seed: int
+    hparams: Hyperparams
+
+    @property
+    def key(self) -> str:
+        return f"{self.config}#{self.seed}"
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """How to train; every field but ``show_progress`` is fixed per study."""
+class RunSettings:
+    """How a group is trained; only ``epochs`` and ``batch_size`` change results."""
 
-    epochs: int = 2
-    batch_size: int = 64
-    seed_batching: str = "map"
-    show_progress: bool = True
+    epochs: int
+    batch_size: int
+    batching: str = "threads"
+    conv: str = "winograd"
+    workers: int = 1
+    members_per_chunk: int = 1
+    show_progress: bool = False
 
 
 class DeviceData:
-    """The prepared splits, moved to the device once and shared by every run."""
+    """The prepared splits, moved to the device once and shared by every chunk."""
 
     def __init__(self, prepared: PreparedData):
         def put(split) -> train.ImageData:
@@ -69,207 +81,264 @@ class DeviceData:
         self.norm = train.Normalizer(jnp.asarray(prepared.normalization.mean),
                                      jnp.asarray(prepared.normalization.std))
         self.num_train = len(prepared.train)
+        self.num_classes = len(prepared.class_names)
 
 
 @dataclasses.dataclass
-class Progress:
-    """A configuration's state after ``epochs_done`` epochs (what a checkpoint holds).
+class ChunkProgress:
+    """A chunk's state after ``epochs_done`` epochs (what a checkpoint holds).
 
-    states: TrainState with leaves (S, ...) as numpy arrays.
-    histories: one dict per seed (see :func:`empty_history`).
+    states: TrainState with leaves (M, ...) as numpy arrays (padding included);
+    histories, schedules: one per real member.
     """
 
     epochs_done: int
     states: train.TrainState
     histories: list[dict]
+    schedules: list[dict | None]
 
 
 @dataclasses.dataclass
-class ConfigResult:
-    """A finished configuration: per-seed records and the final parameters."""
+class MemberResult:
+    """A finished member: its results.json seed entry, applied schedule and parameters."""
 
-    seeds: list[dict]
-    params: Any  # leaves (S, ...) numpy
-    wall_seconds: float  # of this invocation only, when resumed
+    member: Member
+    record: dict
+    schedule: dict
+    params: Any  # numpy leaves, no member axis
     resumed_from_epoch: int = 0
 
 
-def empty_history() -> dict:
-    return {"train_loss": [], "val_loss": [], "val_accuracy": [], "train_step_loss": [],
-            "diverged_epoch": None}
+class Checkpointer(Protocol):
+    """Where a chunk saves its progress each epoch and resumes from."""
 
+    def save(self, progress: ChunkProgress) -> None: ...
 
-def _finite_or_none(value: float) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
+    def restore(self, template_states: Any) -> ChunkProgress | None: ...
 
 
 def params_checksums(params: Any) -> list[str]:
-    """sha256 (16 hex digits) of each seed's parameters; leaves have a leading S axis.
+    """sha256 (16 hex digits) of each member's parameters; leaves have a leading M axis.
 
     Stored per seed so the statistics can check, rather than assume, that two
     configurations started seed i from the same weights.
     """
     leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
     out = []
-    for s in range(leaves[0].shape[0]):
+    for m in range(leaves[0].shape[0]):
         digest = hashlib.sha256()
         for leaf in leaves:
-            digest.update(np.ascontiguousarray(leaf[s]).tobytes())
+            digest.update(np.ascontiguousarray(leaf[m]).tobytes())
         out.append(digest.hexdigest()[:16])
     return out
 
 
-def _percent(correct: jax.Array, split: train.ImageData) -> np.ndarray:
-    """Accuracy in percent, in float64 so 6672 of 10000 reads 66.72."""
-    return 100.0 * np.asarray(correct, np.float64) / split.labels.shape[0]
+def to_host(tree: Any) -> Any:
+    return jax.tree.map(np.asarray, tree)
 
 
-def seed_groups(seeds: list[int], seed_batching: str) -> list[list[int]]:
-    """Seeds trained by one compiled program each: all at once, or one by one."""
-    return [[s] for s in seeds] if seed_batching == "sequential" else [list(seeds)]
+class ChunkProgram:
+    """The compiled init, epoch and evaluation for chunks of ``width`` members.
 
-
-def _stack(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _concat_to_host(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *trees)
-
-
-def _split(tree: Any, sizes: list[int]) -> list[Any]:
-    bounds = np.cumsum([0, *sizes])
-    return [jax.tree.map(lambda x, a=a, b=b: jnp.asarray(x[a:b]), tree)
-            for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-@functools.lru_cache(maxsize=32)
-def compiled_functions(model_config: ModelConfig, optimizer_config: OptimizerConfig,
-                       num_train: int, batch_size: int, seed_batching: str,
-                       on_step: StepBar | None) -> tuple[Callable, Callable, Callable]:
-    """Jitted (init, train_epoch, evaluate) for one configuration, built once.
-
-    Cached so that runs with the same configuration and sizes (seeds trained
-    one by one, tests, benchmarks) share compiled programs.
+    Compiled ahead of time once (``jit(...).lower(...).compile()``), so worker
+    threads share one executable and the compile time is known. Evaluation
+    compiles once per split size (validation, test).
     """
-    model = CNN(model_config)
-    tx = build_optimizer(optimizer_config, train.steps_per_epoch(num_train, batch_size))
-    init_fn = jax.jit(lambda key: train.init_state(key, model, tx))
-    epoch_fn = jax.jit(train.make_train_epoch(
-        model, tx, num_train=num_train, batch_size=batch_size, seed_batching=seed_batching,
-        on_step=on_step), donate_argnums=0)
-    return init_fn, epoch_fn, compiled_evaluate(model_config, seed_batching)
+
+    def __init__(self, network: Network, conv: str, batching: str, width: int,
+                 num_train: int, batch_size: int, on_step: StepBoard | None):
+        self.network, self.width = network, width
+        self.compile_seconds = 0.0
+        model = CNN(network, conv=conv)
+        self._batching = batching
+        init = over_members(lambda keys, hparams: train.init_state(keys, network, hparams),
+                            batching, 2)
+        epoch = over_members(train.make_train_epoch(model, num_train=num_train,
+                                                    batch_size=batch_size, on_step=on_step,
+                                                    report_every=REPORT_EVERY),
+                             batching, 2)
+        self._evaluate_one = train.make_evaluate(model)
+        self._init_jit = jax.jit(lambda keys, hparams: init(keys, hparams))
+        self._epoch_jit = jax.jit(epoch, donate_argnums=0)
+        self._compiled: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, key: Any, jitted, *args) -> Any:
+        with self._lock:
+            if key not in self._compiled:
+                clock = Stopwatch()
+                self._compiled[key] = jitted.lower(*args).compile()
+                self.compile_seconds += clock.seconds()
+            return self._compiled[key]
+
+    def init(self, keys: train.SeedKeys, hparams: Hyperparams) -> train.TrainState:
+        return self._compile("init", self._init_jit, keys, hparams)(keys, hparams)
+
+    def epoch(self, states: train.TrainState, keys: train.SeedKeys, data: DeviceData,
+              epoch: int, slot: int) -> tuple[train.TrainState, dict]:
+        args = (states, keys, data.train, data.norm, jnp.int32(epoch), jnp.int32(slot))
+        return self._compile("epoch", self._epoch_jit, *args)(*args)
+
+    def evaluate(self, params: Any, split: train.ImageData, norm: train.Normalizer
+                 ) -> tuple[jax.Array, jax.Array]:
+        """Per-example (losses, correct) of every member on ``split``: (M, N) each.
+
+        With vmap, one program for the chunk. Otherwise each member is evaluated by
+        the same one-member program, whatever the chunk's width, so a member's
+        numbers cannot depend on how many members shared its chunk (XLA may fuse a
+        reduction differently in a program for another width).
+        """
+        if self._batching == "vmap":
+            key = ("evaluate", split.labels.shape[0])
+            if key not in self._compiled:
+                self._compile(key, jax.jit(over_members(self._evaluate_one, "vmap", 1)),
+                              params, split, norm)
+            return self._compiled[key](params, split, norm)
+        key = ("evaluate_one", split.labels.shape[0])
+        one = jax.tree.map(lambda x: x[0], params)
+        if key not in self._compiled:
+            self._compile(key, jax.jit(self._evaluate_one), one, split, norm)
+        outputs = [self._compiled[key](jax.tree.map(lambda x, i=i: x[i], params), split, norm)
+                   for i in range(self.width)]
+        return tuple(jnp.stack(parts) for parts in zip(*outputs))
+
+    def warm_up(self, data: DeviceData, hparams: Hyperparams) -> None:
+        """Compiles everything with a dummy chunk, before workers start."""
+        keys = train.stack_seed_keys([0] * self.width)
+        hp = stack([hparams] * self.width)
+        states = jax.eval_shape(lambda: self._init_jit(keys, hp))
+        self._compile("init", self._init_jit, keys, hp)
+        args = (states, keys, data.train, data.norm, jnp.int32(0), jnp.int32(0))
+        self._compile("epoch", self._epoch_jit, *args)
+        for split in {id(data.val): data.val, id(data.test): data.test}.values():
+            if self._batching == "vmap":
+                evaluate = jax.jit(over_members(self._evaluate_one, "vmap", 1))
+                self._compile(("evaluate", split.labels.shape[0]), evaluate, states.params,
+                              split, data.norm)
+            else:
+                one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                   states.params)
+                self._compile(("evaluate_one", split.labels.shape[0]),
+                              jax.jit(self._evaluate_one), one, split, data.norm)
 
 
-@functools.lru_cache(maxsize=32)
-def compiled_evaluate(model_config: ModelConfig, seed_batching: str) -> Callable:
-    """Jitted evaluate: it depends on the network only, so optimizers share it.
-
-    It uses the training convolution: on the CPU, Winograd evaluates 1.3-1.7x
-    faster than lax.conv (measured twice, see benchmarks/NOTES.md), even though
-    forward-only lax.conv has no loop trap.
-    """
-    return jax.jit(train.make_evaluate(CNN(model_config), seed_batching=seed_batching))
+@functools.lru_cache(maxsize=16)
+def chunk_program(network: Network, conv: str, batching: str, width: int, num_train: int,
+                  batch_size: int, on_step: StepBoard | None) -> ChunkProgram:
+    """One program per (network, conv, batching, chunk width, data and batch size), shared
+    by every study, test and benchmark in the process."""
+    return ChunkProgram(network, conv, batching, width, num_train, batch_size, on_step)
 
 
-class Checkpointer(Protocol):
-    """Where :func:`train_config` saves progress each epoch and resumes from."""
-
-    def save(self, progress: Progress) -> None: ...
-
-    def restore(self, template_states: Any) -> Progress | None: ...
+def chunks_of(members: list[Member], width: int) -> list[list[Member]]:
+    """Consecutive chunks of at most ``width`` members (the last may be shorter)."""
+    return [members[i:i + width] for i in range(0, len(members), width)]
 
 
-def train_config(name: str, config: RunConfig, data: DeviceData, seeds: list[int],
-                 settings: TrainSettings, *, checkpointer: Checkpointer | None = None
-                 ) -> ConfigResult:
-    """Trains ``config`` for every seed in ``seeds`` and evaluates it.
+def _padded(members: list[Member], width: int) -> list[Member]:
+    # A short last chunk repeats its last member; the copies' results are dropped.
+    return members + [members[-1]] * (width - len(members))
 
-    Args:
-      name: the configuration's name, for progress lines.
-      config: model and optimizer.
-      data: the device-resident splits.
-      seeds: integer seeds; seed i's keys come from ``train.seed_keys(i)``.
-      settings: epochs, batch size, seed batching.
-      checkpointer: if given, the run resumes from its latest saved progress
-        and saves after every epoch.
-    """
-    clock = Stopwatch()
-    steps = train.steps_per_epoch(data.num_train, settings.batch_size)
-    groups = seed_groups(seeds, settings.seed_batching)
-    group_keys = [train.stack_seed_keys(g) for g in groups]
-    bar = StepBar(settings.show_progress)
-    # "sequential" is "map" over groups of one seed: the same compiled program.
-    batching = "map" if settings.seed_batching == "sequential" else settings.seed_batching
-    init_fn, epoch_fn, eval_fn = compiled_functions(
-        config.model, config.optimizer, data.num_train, settings.batch_size, batching,
-        bar if bar.enabled else None)
 
-    states = [_stack([init_fn(k) for k in keys.init]) for keys in group_keys]
-    checksums = params_checksums(_concat_to_host([s.params for s in states]))
-    histories = [empty_history() for _ in seeds]
+def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
+                settings: RunSettings, *, slot: int = 0, board: StepBoard | None = None,
+                lines: EpochLines | None = None,
+                checkpointer: Checkpointer | None = None) -> list[MemberResult]:
+    """Trains and evaluates one chunk of members through every epoch."""
+    real = len(members)
+    padded = _padded(members, program.width)
+    keys = train.stack_seed_keys([m.seed for m in padded])
+    states = program.init(keys, stack([m.hparams for m in padded]))
+    checksums = params_checksums(states.params)[:real]
+    histories = [hist.empty_history() for _ in members]
+    schedules: list[dict | None] = [None] * real
     start = 0
-    resume = checkpointer.restore(_concat_to_host(states)) if checkpointer else None
+    resume = checkpointer.restore(to_host(states)) if checkpointer else None
     if resume is not None:
-        states = _split(resume.states, [len(g) for g in groups])
-        histories = [dict(h) for h in resume.histories]
+        states = jax.tree.map(jnp.asarray, resume.states)
+        histories, schedules = resume.histories, resume.schedules
         start = resume.epochs_done
-        log(f"[{name}] resuming after epoch {start} from the checkpoint")
-
-    val_name = "test" if data.val_is_test else "val"
+    if lines is not None:
+        for m in members:
+            lines.skip(m.config, start)
+    steps = train.steps_per_epoch(data.num_train, settings.batch_size)
+    stride = hist.schedule_stride(steps * settings.epochs)
     for epoch in range(start, settings.epochs):
-        epoch_clock = Stopwatch()
-        step_losses, val_losses, val_accs = [], [], []
-        for gi, keys in enumerate(group_keys):
-            bar.start(steps, f"{name} epoch {epoch + 1}/{settings.epochs}")
-            states[gi], metrics = epoch_fn(states[gi], keys, data.train, data.norm,
-                                           jnp.int32(epoch))
-            loss, correct = eval_fn(states[gi].params, data.val, data.norm)
-            step_losses.append(np.asarray(metrics["loss"]))
-            val_losses.append(np.asarray(loss))
-            val_accs.append(_percent(correct, data.val))
-            bar.close()
-        step_loss = np.concatenate(step_losses, axis=1)  # (T, S)
-        val_loss, val_acc = np.concatenate(val_losses), np.concatenate(val_accs)
-        train_loss = step_loss.mean(axis=0)
-        for s, history in enumerate(histories):
-            history["train_loss"].append(_finite_or_none(train_loss[s]))
-            history["val_loss"].append(_finite_or_none(val_loss[s]))
-            history["val_accuracy"].append(_finite_or_none(val_acc[s]) if np.isfinite(val_loss[s])
-                                           else None)
-            history["train_step_loss"] += [_finite_or_none(v) for v in
-                                           step_loss[STEP_LOSS_EVERY - 1::STEP_LOSS_EVERY, s]]
-            healthy = (np.isfinite(step_loss[:, s]).all() and np.isfinite(val_loss[s])
-                       and step_loss[:, s].max() <= DIVERGENCE_LOSS)
-            if not healthy and history["diverged_epoch"] is None:
-                history["diverged_epoch"] = epoch + 1
-                log(f"[{name}] seed {seeds[s]} diverged in epoch {epoch + 1} (a loss was NaN, "
-                    f"infinite or above {DIVERGENCE_LOSS:g}); it carries on but is excluded "
-                    "from the statistics and figures")
-        alive = np.array([h["diverged_epoch"] is None for h in histories])
-        log(format_epoch_line(name, epoch + 1, settings.epochs, train_loss[alive],
-                              val_loss[alive], val_acc[alive], epoch_clock.seconds(), val_name,
-                              diverged=int((~alive).sum())))
+        if board is not None:
+            board.begin_epoch(slot, program.width if settings.batching == "vmap" else 1)
+        states, metrics = program.epoch(states, keys, data, epoch, slot)
+        val_loss, val_acc = train.summarize_evaluation(
+            *program.evaluate(states.params, data.val, data.norm))
+        metrics = to_host(metrics)  # {name: (M, T)}
+        if board is not None:
+            width = program.width
+            board.end_epoch(slot, steps * width, (steps // REPORT_EVERY) * REPORT_EVERY * width)
+        for i, m in enumerate(members):
+            hist.record_epoch(histories[i], epoch + 1, metrics["loss"][i], val_loss[i],
+                              val_acc[i])
+            schedules[i] = hist.schedule_record(schedules[i], epoch, metrics["learning_rate"][i],
+                                                metrics["beta1"][i], stride)
+            if lines is not None:
+                lines.report(m.config, epoch + 1, float(metrics["loss"][i].mean()),
+                             float(val_loss[i]), float(val_acc[i]),
+                             histories[i]["diverged_epoch"] is None)
         if checkpointer is not None:
-            checkpointer.save(Progress(epoch + 1, _concat_to_host(states), histories))
+            checkpointer.save(ChunkProgress(epoch + 1, to_host(states), histories, schedules))
+    test_loss, test_acc = train.summarize_evaluation(
+        *program.evaluate(states.params, data.test, data.norm))
+    params = to_host(states.params)
+    return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
+                                               test_acc[i]),
+                         schedules[i], jax.tree.map(lambda x, i=i: x[i], params),
+                         resumed_from_epoch=start)
+            for i, m in enumerate(members)]
 
-    test_loss, test_acc = [], []
-    for gi in range(len(groups)):
-        loss, correct = eval_fn(states[gi].params, data.test, data.norm)
-        test_loss.append(np.asarray(loss))
-        test_acc.append(_percent(correct, data.test))
-    test_loss, test_acc = np.concatenate(test_loss), np.concatenate(test_acc)
-    records = []
-    for s, seed in enumerate(seeds):
-        diverged = histories[s]["diverged_epoch"] is not None or not np.isfinite(test_loss[s])
-        records.append({
-            "seed": seed,
-            "initial_params_checksum": checksums[s],
-            "test_accuracy": None if diverged else float(test_acc[s]),
-            "test_loss": None if diverged else float(test_loss[s]),
-            "diverged_epoch": histories[s]["diverged_epoch"],
-            "history": {k: v for k, v in histories[s].items() if k != "diverged_epoch"},
-        })
-    params = _concat_to_host([s.params for s in states])
-    return ConfigResult(records, params, clock.seconds(), resumed_from_epoch=start)
+
+def train_members(network: Network, members: list[Member], data: DeviceData,
+                  settings: RunSettings, *, on_done: Callable[[list[MemberResult]], None],
+                  checkpointer_for: Callable[[list[Member]], Checkpointer | None] | None = None,
+                  lines: EpochLines | None = None, board: StepBoard | None = None
+                  ) -> ChunkProgram:
+    """Trains every member of one network, chunk by chunk, ``settings.workers`` at a time.
+
+    ``on_done`` receives each chunk's results in the calling thread, as chunks
+    finish (results can be written while others train). Returns the program
+    (its ``compile_seconds`` say what compilation cost).
+    """
+    width = min(settings.members_per_chunk, len(members))
+    program = chunk_program(network, settings.conv, settings.batching, width, data.num_train,
+                            settings.batch_size, board if board and board.enabled else None)
+    program.warm_up(data, members[0].hparams)
+    chunks = chunks_of(members, width)
+
+    def run(slot: int, chunk: list[Member]) -> list[MemberResult]:
+        ckpt = checkpointer_for(chunk) if checkpointer_for else None
+        return train_chunk(program, chunk, data, settings, slot=slot, board=board, lines=lines,
+                           checkpointer=ckpt)
+
+    if settings.workers <= 1:
+        for chunk in chunks:
+            on_done(run(0, chunk))
+        return program
+    free_slots = list(range(settings.workers))
+    slot_lock = threading.Lock()
+
+    def run_in_worker(chunk: list[Member]) -> list[MemberResult]:
+        with slot_lock:
+            slot = free_slots.pop()
+        try:
+            return run(slot, chunk)
+        finally:
+            with slot_lock:
+                free_slots.append(slot)
+
+    with ThreadPoolExecutor(settings.workers, thread_name_prefix="jaxcnn-worker") as pool:
+        futures = [pool.submit(run_in_worker, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                on_done(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return program

@@ -23,6 +23,7 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 POWER = 0.80
 BOOTSTRAP_RESAMPLES = 10_000
+MIN_BOOTSTRAP_N = 5  # below this many seeds the bootstrap interval is omitted
 
 
 # --- one configuration -----------------------------------------------------------------
@@ -40,25 +41,21 @@ def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[floa
     return float(low), float(high)
 
 
-def stratified_bootstrap_ci(values: np.ndarray, rng: np.random.Generator,
-                            strata: np.ndarray | None = None,
-                            statistic: Callable[[np.ndarray], float] = np.mean,
-                            n_resamples: int = BOOTSTRAP_RESAMPLES,
-                            confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(values)``.
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator,
+                 statistic: Callable[[np.ndarray], float] = np.mean,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(values)``, resampling seeds.
 
-    Each resample draws, within every stratum, as many values as the stratum
-    has, with replacement (rliable's stratified bootstrap); with ``strata``
-    None there is one stratum (the ordinary bootstrap over seeds). The
-    Generator makes it reproducible. (nan, nan) below 2 values.
+    The Generator makes it reproducible. (nan, nan) below ``MIN_BOOTSTRAP_N``
+    values: with so few, the resamples take only a handful of distinct values and
+    the interval comes out much narrower than the t interval, which accounts for
+    how little a few seeds say.
     """
     values = np.asarray(values, dtype=float)
-    if values.size < 2:
+    if values.size < MIN_BOOTSTRAP_N:
         return float("nan"), float("nan")
-    strata = np.zeros(values.size, int) if strata is None else np.asarray(strata)
-    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    picks = np.concatenate([g[rng.integers(0, g.size, size=(n_resamples, g.size))]
-                            for g in groups], axis=1)  # (n_resamples, N)
+    picks = rng.integers(0, values.size, size=(n_resamples, values.size))
     estimates = np.apply_along_axis(statistic, 1, values[picks])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(estimates, [tail, 100 - tail])
@@ -85,7 +82,7 @@ def summarize(values: np.ndarray, rng: np.random.Generator) -> dict:
         "mean": float(values.mean()) if n else None,
         "std": float(values.std(ddof=1)) if n > 1 else None,
         "ci95_t": _pair_or_none(t_interval(values)),
-        "ci95_bootstrap": _pair_or_none(stratified_bootstrap_ci(values, rng)),
+        "ci95_bootstrap": _pair_or_none(bootstrap_ci(values, rng)),
     }
 
 
@@ -176,7 +173,7 @@ def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator)
         return out
     sd = float(d.std(ddof=1))
     out.update(sd_difference=sd, prob_improvement=probability_of_improvement(x, y),
-               ci95_bootstrap=_pair_or_none(stratified_bootstrap_ci(d, rng)),
+               ci95_bootstrap=_pair_or_none(bootstrap_ci(d, rng)),
                min_detectable_difference=minimum_detectable_difference(sd, n))
     if sd == 0:
         out.update(ci95=[float(d.mean())] * 2, p_ttest=1.0 if d.mean() == 0 else 0.0,
@@ -215,9 +212,16 @@ def pairing_note(config: dict, reference: dict) -> str:
     return "paired on " + " and ".join(shared)
 
 
-def study_statistics(results: dict, reference: str, seed: int = 0,
-                     all_pairs: bool = False) -> dict:
-    """The ``statistics`` block of a results file (see README)."""
+def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bool = False,
+                     extra_pairs: Sequence[tuple[str, str]] = ()) -> dict:
+    """The ``statistics`` block of a results file (see README).
+
+    Compares every configuration with ``reference`` (config minus reference),
+    then each of ``extra_pairs`` (first minus second; the notebook's claims that
+    fall in this study), then with ``all_pairs`` every other pair. Holm's
+    adjustment runs over all of them: one family per study, so each comparison
+    has one verdict wherever it is shown.
+    """
     rng = np.random.default_rng(seed)
     configs = results["configs"]
     summary = {}
@@ -237,13 +241,22 @@ def study_statistics(results: dict, reference: str, seed: int = 0,
                                         "ci95_high": _list(high)}
         summary[name] = entry
 
-    pairs = []
+    pairs: list[tuple[str, str]] = []
+
+    def add(a: str, b: str) -> None:
+        if a in configs and b in configs and a != b and not {(a, b), (b, a)} & set(pairs):
+            pairs.append((a, b))
+
     if reference in configs:
-        pairs += [(name, reference) for name in configs if name != reference]
+        for name in configs:
+            add(name, reference)
+    for a, b in extra_pairs:
+        add(a, b)
     if all_pairs:
         names = list(configs)
-        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
-                  if (a, b) not in pairs and (b, a) not in pairs]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                add(a, b)
     comparisons = []
     for name, ref in pairs:
         a, b = kept_scores(configs[name]["seeds"]), kept_scores(configs[ref]["seeds"])
@@ -265,9 +278,22 @@ def study_statistics(results: dict, reference: str, seed: int = 0,
     for i, p in zip(testable, adjusted):
         comparisons[i]["p_holm"] = p
     return {"metric": "test_accuracy", "confidence": CONFIDENCE, "alpha": ALPHA,
-            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "generator_seed": seed},
-            "holm_family": "the comparisons listed here", "summary": summary,
-            "comparisons": comparisons}
+            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "generator_seed": seed,
+                          "min_n": MIN_BOOTSTRAP_N},
+            "holm_family": f"the {len(testable)} comparisons listed here (each configuration "
+                           "against the reference, and the notebook's claims in this study)",
+            "summary": summary, "comparisons": comparisons}
+
+
+def find_comparison(statistics: dict, a: str, b: str) -> tuple[dict | None, int]:
+    """The comparison of ``a`` with ``b`` and its orientation: +1 if it is a minus b,
+    -1 if it is stored as b minus a; (None, 0) if absent."""
+    for c in statistics["comparisons"]:
+        if (c["config"], c["reference"]) == (a, b):
+            return c, 1
+        if (c["config"], c["reference"]) == (b, a):
+            return c, -1
+    return None, 0
 
 
 def _list(array: np.ndarray) -> list[float | None]:

@@ -61,15 +61,19 @@ def png_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def folder_files(per_class: int = 2, seed: int = 0, root: str = "tree"
+def folder_files(per_class: int = 2, seed: int = 0, root: str = "tree",
+                 classes: tuple[str, ...] = CLASSES
                  ) -> tuple[dict[str, bytes], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """An image-folder tree as name -> PNG bytes, and the expected arrays per split."""
+    """An image-folder tree as name -> PNG bytes, and the expected arrays per split.
+
+    ``classes`` must be sorted (the loader numbers classes in sorted order).
+    """
     rng = np.random.default_rng(seed)
     files: dict[str, bytes] = {}
     expected = {}
     for split in ("train", "test"):
         images, labels = [], []
-        for label, cls in enumerate(CLASSES):
+        for label, cls in enumerate(classes):
             for i in range(per_class):
                 image = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
                 files[f"{root}/{split}/{cls}/{i:04d}.png"] = png_bytes(image)

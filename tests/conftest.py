@@ -8,6 +8,10 @@ os.environ.setdefault("JAXCNN_CACHE", str(Path(__file__).parent / ".cache-unused
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.xz"
 
+# Every test that trains uses these sizes (100 training images, batches of 16: 7 steps,
+# the last of 4 images), so the compiled programs are shared across the whole run.
+TINY_TRAIN, TINY_BATCH = 100, 16
+
 
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
@@ -19,3 +23,14 @@ def real_data() -> Path:
     if not REAL_DATA.exists():
         pytest.skip(f"real CIFAR-10 copy not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """Device-resident synthetic splits: 100 train, 50 val, 50 test images."""
+    from jaxcnn.data import prepare_data
+    from jaxcnn.data.synthetic import make_synthetic
+    from jaxcnn.runner import DeviceData
+
+    return DeviceData(prepare_data(make_synthetic(300, 50), val_size=50,
+                                   train_examples=TINY_TRAIN))

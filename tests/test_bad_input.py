@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.regularization import STUDY
+from jaxcnn.cli import study_main
 from jaxcnn.data import load_dataset
 from jaxcnn.data.cache import _entry
 from jaxcnn.errors import DataError
-from jaxcnn.study import main
+from jaxcnn.studies import REGULARIZATION as STUDY
 from tests import archives
 
 
@@ -91,7 +91,13 @@ def test_pickle_that_runs_code_is_refused(tmp_path, cache_dir):
 def test_corrupt_image(tmp_path, cache_dir):
     files = archives.folder_files()[0]
     files["tree/train/dog/0001.png"] = files["tree/train/dog/0001.png"][:40]
-    assert_data_error(tree(tmp_path, files), cache_dir, "train/dog/0001.png", "not a readable")
+    message = assert_data_error(tree(tmp_path, files), cache_dir, "train/dog/0001.png",
+                                "not a readable")
+    files["tree/train/dog/0001.png"] = b"not an image at all"
+    other = assert_data_error(tree(tmp_path / "b", files), cache_dir, "train/dog/0001.png",
+                              "cannot identify image file")
+    for text in (message, other):  # the file's name, not Pillow's in-memory buffer
+        assert "BytesIO" not in text and "0x" not in text
 
 
 def test_non_image_file(tmp_path, cache_dir):
@@ -146,13 +152,24 @@ def test_corrupt_cache_is_rebuilt(tmp_path, cache_dir, capsys):
 
 
 def test_cli_bad_archive_is_one_line_without_output(tmp_path, capsys):
+    """No leftover progress bar either: output is not a terminal here."""
     bad = tmp_path / "bad.tar.gz"
     bad.write_text("nope")
     out = tmp_path / "out"
-    assert main(STUDY, ["--data", str(bad), "--out", str(out)]) == 2
+    assert study_main(STUDY, ["--data", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+def test_cli_corrupt_image_tree_is_one_line_without_a_progress_bar(tmp_path, capsys):
+    files = archives.folder_files()[0]
+    files["tree/test/cat/0000.png"] = b"\x89PNG broken"
+    root = tree(tmp_path, files)
+    assert study_main(STUDY, ["--data", str(root), "--out", str(tmp_path / "out"),
+                              "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "test/cat/0000.png" in err and "decoding images" not in err
 
 
 # --- randomly damaged archives: they load correctly or raise DataError -------------------

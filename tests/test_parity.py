@@ -8,6 +8,7 @@ into full-size updates), so float32 is compared over one step only.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -19,14 +20,21 @@ from scipy import stats
 torch = pytest.importorskip("torch")
 
 from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights  # noqa: E402
-from jaxcnn import train  # noqa: E402
-from jaxcnn.model import CNN, ModelConfig  # noqa: E402
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig, make_schedules  # noqa: E402
+from jaxcnn import schedules, train  # noqa: E402
+from jaxcnn.configs import Configuration, hyperparams  # noqa: E402
+from jaxcnn.model import CNN, Network, init_params  # noqa: E402
+from jaxcnn.optim import (  # noqa: E402
+    OptimizerConfig,
+    ScheduleConfig,
+    make_schedules,
+    member_optimizer,
+    schedule_params,
+)
 from jaxcnn.torch_compat import flax_to_torch_arrays, torch_arrays_to_flax  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-STEPS, BATCH, STEPS_PER_EPOCH = 40, 16, 10
+STEPS, BATCH, STEPS_PER_EPOCH = 40, 8, 10
 
 
 def make_batches(dtype, steps=STEPS, seed=0):
@@ -59,13 +67,12 @@ def torch_scheduler(opt, cfg: OptimizerConfig, steps_per_epoch: int):
     if sc.kind == "constant":
         return None
     if sc.kind == "step":
-        size = sc.step_size if sc.per_epoch else sc.step_size * steps_per_epoch
-        return lr_sched.StepLR(opt, step_size=size, gamma=sc.gamma)
+        return lr_sched.StepLR(opt, step_size=int(sc.period), gamma=sc.gamma)
     if sc.kind == "exponential":
-        if sc.per_epoch or sc.staircase:
-            assert sc.per_epoch, "per-step staircase has no single torch scheduler"
+        if sc.staircase:
+            assert sc.period == 1, "a staircase over several steps has no single torch scheduler"
             return lr_sched.ExponentialLR(opt, gamma=sc.gamma)
-        return lr_sched.ExponentialLR(opt, gamma=sc.gamma ** (1 / steps_per_epoch))
+        return lr_sched.ExponentialLR(opt, gamma=sc.gamma ** (1 / sc.period))
     return lr_sched.CyclicLR(opt, base_lr=cfg.lr, max_lr=cfg.lr * sc.max_lr_factor,
                              step_size_up=sc.step_size_up, step_size_down=sc.step_size_down,
                              mode=sc.mode, gamma=sc.gamma, cycle_momentum=sc.cycle_momentum,
@@ -90,13 +97,21 @@ def run_torch(model, cfg: OptimizerConfig, batches, dtype):
     return np.array(losses), torch_arrays_to_flax(arrays)
 
 
-def run_jax(model_cfg: ModelConfig, params, cfg: OptimizerConfig, batches):
-    from jaxcnn.optim import build_optimizer
+@functools.lru_cache(maxsize=4)
+def member_step(network: Network):
+    """The member train step, compiled once per network: hyperparameters are inputs."""
+    return jax.jit(train.make_train_step(CNN(network, conv="xla")))
 
-    model = CNN(model_cfg)
-    tx = build_optimizer(cfg, STEPS_PER_EPOCH)
-    state = train.TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
-    step = jax.jit(train.make_train_step(model, tx))
+
+def run_jax(network: Network, params, cfg: OptimizerConfig, batches):
+    """The member train step (the one training uses), the configuration's values as data."""
+    hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(network, optimizer=cfg),
+                                               STEPS_PER_EPOCH))
+    default_float = jnp.result_type(float)  # float64 under enable_x64
+    hp = jax.tree.map(lambda x: x.astype(default_float) if x.dtype == jnp.float32 else x, hp)
+    state = train.TrainState(params, member_optimizer(hp.optimizer).init(params),
+                             jnp.zeros((), jnp.int32), hp)
+    step = member_step(network)
     losses = []
     for images, labels in batches:
         batch = train.Batch(jnp.asarray(images), jnp.asarray(labels, jnp.int32),
@@ -111,18 +126,18 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
-TORCH_INIT = ModelConfig(init="torch")
+DEFAULT_NETWORK = Network()
 
 
-def compare_training(opt_cfg: OptimizerConfig, model_cfg=TORCH_INIT, torch_model=SeedCNN,
-                     steps=STEPS):
+def compare_training(opt_cfg: OptimizerConfig, network: Network = DEFAULT_NETWORK,
+                     torch_model=SeedCNN, steps=STEPS):
     with jax.enable_x64(True):
-        params = CNN(model_cfg).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+        params = init_params(jax.random.key(0), network, "torch")
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
         batches = make_batches(np.float64, steps)
         model = load_into_torch(torch_model(), params, torch.float64)
         torch_losses, torch_params = run_torch(model, opt_cfg, batches, torch.float64)
-        jax_losses, jax_params = run_jax(model_cfg, params, opt_cfg, batches)
+        jax_losses, jax_params = run_jax(network, params, opt_cfg, batches)
     assert relative_error(jax_losses, torch_losses) < 1e-10
     errors = jax.tree.map(relative_error, jax_params, torch_params)
     assert max(jax.tree.leaves(errors)) < 1e-10, errors
@@ -132,11 +147,11 @@ def compare_training(opt_cfg: OptimizerConfig, model_cfg=TORCH_INIT, torch_model
 
 
 SCHEDULES = {
-    "step_per_epoch": ScheduleConfig("step", per_epoch=True, step_size=2, gamma=0.1),
-    "step_per_step": ScheduleConfig("step", per_epoch=False, step_size=2, gamma=0.1),
+    "step_per_epoch": ScheduleConfig("step", per_epoch=True, period=2, gamma=0.1),
+    "step_per_step": ScheduleConfig("step", per_epoch=False, period=20, gamma=0.1),
     "exponential_per_epoch": ScheduleConfig("exponential", per_epoch=True, gamma=0.5),
     "exponential_per_step": ScheduleConfig("exponential", per_epoch=False, gamma=0.5,
-                                           staircase=False),
+                                           period=STEPS_PER_EPOCH, staircase=False),
     "cyclic_triangular_per_step": ScheduleConfig("cyclic", step_size_up=7),
     "cyclic_triangular2_per_step": ScheduleConfig("cyclic", step_size_up=5, step_size_down=3,
                                                   mode="triangular2"),
@@ -159,18 +174,21 @@ def test_adamw_float64():
     compare_training(OptimizerConfig(lr=1e-3, weight_decay=0.05, decay="decoupled"))
 
 
-@pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.parametrize("name", [
+    n if n in ("step_per_epoch", "cyclic_triangular_per_step") else
+    pytest.param(n, marks=pytest.mark.slow) for n in SCHEDULES])
 def test_schedules_float64(name):
     compare_training(OptimizerConfig(lr=1e-3, schedule=SCHEDULES[name]))
 
 
 def test_seed_dropout_model_forward_eval_float64():
-    config = ModelConfig(init="torch", spatial_dropout=0.3, dropout=0.3, relu_after=("conv1",))
+    network = Network(relu_after=("conv1",))
     with jax.enable_x64(True):
-        params = CNN(config).init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)))["params"]
+        params = init_params(jax.random.key(1), network, "torch")
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
         images = make_batches(np.float64, 1)[0][0]
-        ours = np.asarray(CNN(config).apply({"params": params}, jnp.asarray(images)))
+        ours = np.asarray(jax.jit(lambda p, x: CNN(network, conv="xla").apply(
+            {"params": p}, x))(params, jnp.asarray(images)))
     model = load_into_torch(SeedDropoutCNN(0.3), params, torch.float64).eval()
     with torch.no_grad():
         theirs = model(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()).numpy()
@@ -178,20 +196,19 @@ def test_seed_dropout_model_forward_eval_float64():
 
 
 def test_float32_one_step():
-    params = CNN(ModelConfig(init="torch")).init(jax.random.key(2), jnp.zeros((1, 32, 32, 3)))
-    params = params["params"]
+    params = init_params(jax.random.key(2), Network(), "torch")
     batches = make_batches(np.float32, 1)
     cfg = OptimizerConfig(lr=1e-3, weight_decay=0.003)
     model = load_into_torch(SeedCNN(), params, torch.float32)
     torch_losses, torch_params = run_torch(model, cfg, batches, torch.float32)
-    jax_losses, jax_params = run_jax(ModelConfig(init="torch"), params, cfg, batches)
+    jax_losses, jax_params = run_jax(Network(), params, cfg, batches)
     assert relative_error(jax_losses, torch_losses) < 1e-5
     errors = jax.tree.map(relative_error, jax_params, torch_params)
     assert max(jax.tree.leaves(errors)) < 1e-5, errors
 
 
 def test_weight_conversion_round_trip():
-    params = CNN(ModelConfig()).init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))["params"]
+    params = init_params(jax.random.key(3), Network(), "lecun")
     back = torch_arrays_to_flax(flax_to_torch_arrays(params))
     jax.tree.map(np.testing.assert_array_equal, back, jax.tree.map(np.asarray, params))
 
@@ -209,9 +226,9 @@ def torch_layer_samples(scheme: str, seed: int) -> dict[str, np.ndarray]:
 
 
 def jax_layer_samples(scheme: str, seed: int) -> dict[str, np.ndarray]:
-    params = CNN(ModelConfig(init=scheme)).init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
+    params = init_params(jax.random.key(seed), Network(), scheme)
     return {name: (np.asarray(p["kernel"]).ravel(), np.asarray(p["bias"]).ravel())
-            for name, p in params["params"].items()}
+            for name, p in params.items()}
 
 
 @pytest.mark.parametrize("ours, theirs", list(TORCH_INITS.items()))
@@ -237,10 +254,10 @@ def test_jax_truncated_glorot_differs_from_torch_xavier():
 # --- schedule values, step by step, for 5,000 steps ------------------------------------
 
 VALUE_CASES = {
-    "step_per_epoch": ScheduleConfig("step", per_epoch=True, step_size=2, gamma=0.1),
-    "step_per_step": ScheduleConfig("step", step_size=2, gamma=0.1),
+    "step_per_epoch": ScheduleConfig("step", per_epoch=True, period=2, gamma=0.1),
+    "step_per_step": ScheduleConfig("step", period=2 * 782, gamma=0.1),
     "exponential_per_epoch": ScheduleConfig("exponential", per_epoch=True, gamma=0.5),
-    "exponential_smooth": ScheduleConfig("exponential", gamma=0.5, staircase=False),
+    "exponential_smooth": ScheduleConfig("exponential", gamma=0.5, period=782, staircase=False),
     "cyclic_seed": ScheduleConfig("cyclic"),  # base 1e-3, max 5e-3, up 2000: the seed's
     "cyclic_seed_per_epoch": ScheduleConfig("cyclic", per_epoch=True),
     "cyclic_triangular2": ScheduleConfig("cyclic", step_size_up=300, step_size_down=500,
@@ -267,10 +284,16 @@ def test_schedule_values_equal_torch_for_5000_steps(name):
             sched.step()
     with jax.enable_x64(True):
         lr_schedule, b1_schedule = make_schedules(cfg, steps_per_epoch)
-        counts = jnp.arange(total)
+        counts = jnp.arange(total, dtype=jnp.int32)
         ours_lr = np.asarray(jax.jit(jax.vmap(lr_schedule))(counts))
         ours_b1 = (np.asarray(jax.vmap(b1_schedule)(counts)) if b1_schedule is not None
                    else np.full(total, 0.9))
-    np.testing.assert_allclose(ours_lr, lrs, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(ours_b1, betas, rtol=1e-12, atol=0)
+        # The member family (what training runs), its parameters as arrays.
+        params = jax.tree.map(jnp.asarray, schedule_params(cfg, steps_per_epoch))
+        member_lr = np.asarray(jax.jit(jax.vmap(
+            lambda c: schedules.learning_rate(c, params)))(counts))
+        member_b1 = np.asarray(jax.jit(jax.vmap(lambda c: schedules.beta1(c, params)))(counts))
+    for lr_values, b1_values in ((ours_lr, ours_b1), (member_lr, member_b1)):
+        np.testing.assert_allclose(lr_values, lrs, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(b1_values, betas, rtol=1e-12, atol=0)
     assert len(set(lrs)) > 1  # the schedule really moved within the 5,000 steps

@@ -1,4 +1,4 @@
-"""Resume after SIGKILL, refusal of mixed runs, divergence, determinism, loading params."""
+"""Resume after a crash or SIGKILL, refusal of mixed runs, divergence, determinism, loading."""
 
 from __future__ import annotations
 
@@ -14,24 +14,68 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.regularization import STUDY
-from jaxcnn.data import prepare_data
+from jaxcnn import checkpoint
+from jaxcnn.cli import study_main
+from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data.synthetic import make_synthetic
+from jaxcnn.experiment import Experiment, Runtime
 from jaxcnn.inference import load_model
-from jaxcnn.model import ModelConfig
-from jaxcnn.optim import OptimizerConfig
-from jaxcnn.runner import DeviceData, Progress, RunConfig, TrainSettings, train_config
-from jaxcnn.study import main
+from jaxcnn.model import Network
+from jaxcnn.runner import ChunkProgress, Member, RunSettings, train_members
+from jaxcnn.studies import REGULARIZATION
+from jaxcnn.study import run_studies
+from tests.conftest import TINY_BATCH, TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
+         str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH), "--configs",
+         "baseline", "--no-progress"]
+
+
+def numbers(out: Path, study: str = "regularization") -> dict:
+    """results.json without metadata (wall times differ between runs)."""
+    results = json.loads((out / study / "results.json").read_text())
+    return {"configs": results["configs"], "statistics": results["statistics"]}
+
+
+class SimulatedCrashError(Exception):
+    """Stands for the process dying right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("batching", [pytest.param("vmap", marks=pytest.mark.slow), "threads"])
+def test_a_run_that_dies_after_a_checkpoint_resumes_to_identical_results(
+        tmp_path, monkeypatch, batching):
+    """The process dies right after the first checkpoint is written; the rerun gives the
+    numbers of a run that was never interrupted. vmap trains all 4 members in one chunk;
+    threads trains one member per chunk, two at a time (the other worker finishes its
+    chunk, whose result is then picked up from its last checkpoint)."""
+    experiment = Experiment(data="synthetic", seeds=2, epochs=2, train_examples=TINY_TRAIN,
+                            val_size=50, batch_size=TINY_BATCH)
+    configs = ["baseline", "dropout"]
+
+    def runtime(out: str) -> Runtime:
+        return Runtime(batching=batching, progress=False, out=tmp_path / out)
+
+    run_studies([REGULARIZATION], experiment, runtime("whole"), configs=configs)
+    real_save = checkpoint.ChunkCheckpointer.save
+
+    def save_then_die(self, progress: ChunkProgress) -> None:
+        real_save(self, progress)
+        raise SimulatedCrashError()
+
+    monkeypatch.setattr(checkpoint.ChunkCheckpointer, "save", save_then_die)
+    with pytest.raises(SimulatedCrashError):
+        run_studies([REGULARIZATION], experiment, runtime("killed"), configs=configs)
+    assert list((tmp_path / "killed" / "checkpoints").glob("*/1"))  # epoch 1 was saved
+    monkeypatch.setattr(checkpoint.ChunkCheckpointer, "save", real_save)
+    resumed = run_studies([REGULARIZATION], experiment, runtime("killed"), configs=configs)
+    assert resumed["regularization"]["metadata"]["resumed_from_epoch"]
+    assert numbers(tmp_path / "killed") == numbers(tmp_path / "whole")
+    assert not list((tmp_path / "killed" / "checkpoints").glob("*"))
+
+
 KILL_FLAGS = ["--data", "synthetic", "--seeds", "2", "--epochs", "3", "--train-examples", "800",
               "--val-size", "500", "--configs", "baseline", "dropout", "--no-progress"]
-
-
-def numbers(out: Path) -> dict:
-    """results.json without metadata (wall times differ between runs)."""
-    results = json.loads((out / "regularization" / "results.json").read_text())
-    return {"configs": results["configs"], "statistics": results["statistics"]}
 
 
 def start(out: Path) -> subprocess.Popen:
@@ -40,17 +84,15 @@ def start(out: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
-def kill_when(proc: subprocess.Popen, path: Path, extra_seconds: float, timeout=300) -> None:
-    """SIGKILL ``proc`` ``extra_seconds`` after ``path`` appears (mid-epoch, not at a boundary)."""
+def kill_at_first_checkpoint(proc: subprocess.Popen, out: Path, done: int, timeout=600) -> None:
+    """SIGKILL ``proc`` as soon as a checkpoint appears beyond the ``done`` already there."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while len(list((out / "checkpoints").glob("*/[0-9]*"))) <= done:
         assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the run never reached the kill point"
-        time.sleep(0.05)
-    time.sleep(extra_seconds)
-    assert proc.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline, "the run never reached a checkpoint"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # it was killed mid-run, not finished
 
 
 @pytest.mark.slow
@@ -59,54 +101,69 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
     assert start(reference).wait() == 0
 
     out = tmp_path / "killed"
-    proc = start(out)  # killed in epoch 2 of the first configuration
-    kill_when(proc, out / "regularization" / "checkpoints" / "baseline" / "1", 0.5)
-    proc = start(out)  # resumed; killed again in epoch 2 of the second configuration
-    kill_when(proc, out / "regularization" / "checkpoints" / "dropout" / "1", 0.5)
-    interim = json.loads((out / "regularization" / "results.json").read_text())
-    assert list(interim["configs"]) == ["baseline"]  # the finished one was kept
+    kill_at_first_checkpoint(start(out), out, done=0)
+    kill_at_first_checkpoint(start(out), out, done=len(list((out / "checkpoints").glob("*/*"))))
     proc = start(out)
     assert proc.wait() == 0, proc.stderr.read().decode()
-    assert "resuming after epoch" in proc.stderr.read().decode()
     assert numbers(out) == numbers(reference)
-    assert not (out / "regularization" / "checkpoints" / "dropout").exists()
+    assert not list((out / "checkpoints").glob("*"))
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    flags = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples", "300",
-             "--val-size", "200", "--configs", "baseline", "--no-progress", "--out", str(out)]
-    assert main(STUDY, flags) == 0
+    flags = [*SMALL, "--out", str(out)]
+    assert study_main(REGULARIZATION, flags) == 0
     return out, flags
 
 
 def test_same_command_twice_gives_identical_numbers(tiny_run, tmp_path):
     out, flags = tiny_run
     again = tmp_path / "again"
-    assert main(STUDY, [*flags[:-1], str(again)]) == 0
+    assert study_main(REGULARIZATION, [*flags[:-1], str(again)]) == 0
     assert numbers(again) == numbers(out)
 
 
-@pytest.mark.parametrize("flag, value", [("--epochs", "2"), ("--lr", "0.002"), ("--seeds", "3"),
-                                         ("--train-examples", "400")])
-def test_rerun_with_different_flags_is_refused(tiny_run, flag, value, capsys):
+@pytest.mark.parametrize("changes, named", [
+    ({"--epochs": "2"}, ["--epochs 1", "--epochs 2"]),
+    ({"--lr": "0.002", "--seeds": "3"}, ["--seeds 2, --lr 0.001", "--seeds 3, --lr 0.002"]),
+    ({"--train-examples": "96"}, ["--train-examples 100", "--train-examples 96"]),
+])
+def test_rerun_with_different_flags_is_refused_naming_every_flag(tiny_run, changes, named,
+                                                                 capsys):
     out, flags = tiny_run
     changed = list(flags)
-    if flag in changed:
-        changed[changed.index(flag) + 1] = value
-    else:
-        changed += [flag, value]
-    assert main(STUDY, changed) == 2
+    for flag, value in changes.items():
+        if flag in changed:
+            changed[changed.index(flag) + 1] = value
+        else:
+            changed += [flag, value]
+    assert study_main(REGULARIZATION, changed) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and flag in err and "--fresh" in err
+    assert len(err.splitlines()) == 1 and "--fresh" in err, err
+    for fragment in named:
+        assert fragment in err, err
+    assert "None" not in err
+
+
+def test_rerun_on_other_data_names_the_path_not_a_fingerprint(tiny_run, capsys, tmp_path):
+    from tests import archives
+
+    out, flags = tiny_run
+    root = archives.write_folder(archives.folder_files(per_class=60)[0], tmp_path) / "tree"
+    changed = list(flags)
+    changed[changed.index("--data") + 1] = str(root)
+    assert study_main(REGULARIZATION, [*changed, "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--data synthetic" in err and f"--data {root}" in err
+    assert "sha256" not in err and "listing" not in err
 
 
 def test_fresh_starts_over(tiny_run, tmp_path):
     out, flags = tiny_run
     copy = tmp_path / "copy"
-    assert main(STUDY, [*flags[:-1], str(copy)]) == 0
-    assert main(STUDY, [*flags[:-1], str(copy), "--lr", "0.002", "--fresh"]) == 0
+    assert study_main(REGULARIZATION, [*flags[:-1], str(copy)]) == 0
+    assert study_main(REGULARIZATION, [*flags[:-1], str(copy), "--lr", "0.002", "--fresh"]) == 0
     results = json.loads((copy / "regularization" / "results.json").read_text())
     assert results["metadata"]["settings"]["lr"] == 0.002
 
@@ -124,49 +181,70 @@ def test_load_model_reproduces_the_reported_accuracy(tiny_run):
     assert model.predict_proba(ds.test_images[:7], seed=1).shape == (7, 10)
 
 
-class NaNInSeed:
-    """A checkpointer whose 'saved' state has NaN weights for one seed."""
+def test_load_model_compiles_once_per_model(tiny_run):
+    out, _ = tiny_run
+    model = load_model(out, "regularization", "baseline")
+    images = make_synthetic(10, 1500).test_images
+    model.logits(images[:1000], seed=0)  # warm: one compilation for the 1000-image chunk
+    compiles = []
 
-    def __init__(self, seed_index: int):
-        self.seed_index = seed_index
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        model.predict_proba(images)  # every seed, 1500 images: two chunks each
+        model.evaluate(images[:700], np.zeros(700, int), seed=1)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+
+
+class NaNInSeed:
+    """A checkpointer whose 'saved' state has NaN weights for one member."""
+
+    def __init__(self, member_index: int):
+        self.member_index = member_index
         self.saved: list[int] = []
 
     def restore(self, template):
         def poison(x):
             x = np.array(x)
             if np.issubdtype(x.dtype, np.floating):
-                x[self.seed_index] = np.nan
+                x[self.member_index] = np.nan
             return x
 
         params = jax.tree.map(poison, template.params)
-        from jaxcnn.runner import empty_history
+        from jaxcnn.history import empty_history
 
-        return Progress(0, template._replace(params=params), [empty_history(), empty_history()])
+        members = len(jax.tree.leaves(template)[0])
+        return ChunkProgress(0, template._replace(params=params),
+                             [empty_history() for _ in range(members)], [None] * members)
 
     def save(self, progress):
         self.saved.append(progress.epochs_done)
 
 
-def test_diverged_seed_is_marked_and_others_carry_on(capsys):
-    data = DeviceData(prepare_data(make_synthetic(300, 50), val_size=50, train_examples=200))
-    ckpt = NaNInSeed(1)
-    result = train_config("nan", RunConfig(ModelConfig(), OptimizerConfig()), data, [0, 1],
-                          TrainSettings(epochs=2, batch_size=32, show_progress=False),
-                          checkpointer=ckpt)
-    ok, bad = result.seeds
+def test_diverged_member_is_marked_and_others_carry_on(tiny_data, capsys):
+    ckpt = NaNInSeed(0)  # seed 1's chunk of one member "resumes" with NaN weights
+    members = [Member("nan", s, hyperparams(Configuration(), 7)) for s in (0, 1)]
+    results = []
+    train_members(Network(), members, tiny_data,
+                  RunSettings(2, TINY_BATCH, "threads", "winograd", 1, 1),
+                  on_done=results.extend,
+                  checkpointer_for=lambda chunk: ckpt if chunk[0].seed == 1 else None)
+    ok, bad = (r.record for r in sorted(results, key=lambda r: r.member.seed))
     assert bad["diverged_epoch"] == 1 and bad["test_accuracy"] is None
     assert ok["diverged_epoch"] is None and ok["test_accuracy"] > 0
     assert all(v is not None for v in ok["history"]["train_loss"])
     assert all(v is None for v in bad["history"]["val_loss"])  # null, never NaN
     assert ckpt.saved == [1, 2]
-    assert "seed 1 diverged in epoch 1" in capsys.readouterr().err
 
 
 def test_huge_learning_rate_diverges_cleanly(tmp_path, capsys):
-    flags = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples", "300",
-             "--val-size", "200", "--configs", "baseline", "--no-progress", "--lr", "10",
-             "--out", str(tmp_path)]
-    assert main(STUDY, flags) == 0
+    flags = [*SMALL, "--lr", "10", "--out", str(tmp_path)]
+    assert study_main(REGULARIZATION, flags) == 0
     captured = capsys.readouterr()
     text = (tmp_path / "regularization" / "results.json").read_text()
     assert "NaN" not in text and "Infinity" not in text

@@ -56,29 +56,28 @@ def test_holm_known_values():
 
 def test_bootstrap_is_reproducible_with_a_fixed_generator():
     values = np.random.default_rng(0).normal(65, 1.5, size=20)
-    a = stats.stratified_bootstrap_ci(values, np.random.default_rng(7))
-    b = stats.stratified_bootstrap_ci(values, np.random.default_rng(7))
-    c = stats.stratified_bootstrap_ci(values, np.random.default_rng(8))
+    a = stats.bootstrap_ci(values, np.random.default_rng(7))
+    b = stats.bootstrap_ci(values, np.random.default_rng(7))
+    c = stats.bootstrap_ci(values, np.random.default_rng(8))
     assert a == b and a != c
     assert a[0] < values.mean() < a[1]
 
 
 def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
     values = np.random.default_rng(0).normal(65, 1.5, size=20)
-    ours = stats.stratified_bootstrap_ci(values, np.random.default_rng(1))
+    ours = stats.bootstrap_ci(values, np.random.default_rng(1))
     ref = sps.bootstrap((values,), np.mean, method="percentile", n_resamples=10_000,
                         rng=np.random.default_rng(2)).confidence_interval
     assert ours == pytest.approx((ref.low, ref.high), abs=0.08)
 
 
-def test_stratified_bootstrap_keeps_stratum_sizes():
-    values = np.array([0.0] * 3 + [1.0] * 7)
-    strata = np.array([0] * 3 + [1] * 7)
-    # Resampling within strata: every resample keeps 7 of 10 ones, so the mean never moves.
-    low, high = stats.stratified_bootstrap_ci(values, np.random.default_rng(0), strata=strata)
-    assert low == high == pytest.approx(0.7)
-    low, high = stats.stratified_bootstrap_ci(values, np.random.default_rng(0))
-    assert low < 0.7 < high
+def test_bootstrap_is_omitted_below_its_minimum_n():
+    """With 2-4 seeds the percentile bootstrap is far too narrow: no interval at all."""
+    few = X[:stats.MIN_BOOTSTRAP_N - 1]
+    assert all(np.isnan(stats.bootstrap_ci(few, np.random.default_rng(0))))
+    summary = stats.summarize(few, np.random.default_rng(0))
+    assert summary["ci95_bootstrap"] is None and summary["ci95_t"] is not None
+    assert stats.summarize(X, np.random.default_rng(0))["ci95_bootstrap"] is not None
 
 
 def test_minimum_detectable_difference_has_the_stated_power():
@@ -128,6 +127,17 @@ def test_study_statistics_block():
     assert len(block["summary"]["a"]["curves"]["val_accuracy"]["mean"]) == 2
     all_pairs = stats.study_statistics(results, "base", all_pairs=True)
     assert len(all_pairs["comparisons"]) == 3
+
+
+def test_extra_pairs_join_the_holm_family_once():
+    results = _results({"base": list(Y), "a": list(X), "b": list(X + 0.1)})
+    block = stats.study_statistics(results, "base", extra_pairs=[("b", "a"), ("base", "a")])
+    pairs = [(c["config"], c["reference"]) for c in block["comparisons"]]
+    assert pairs == [("a", "base"), ("b", "base"), ("b", "a")]  # (base, a) is (a, base)
+    ps = [c["p_ttest"] for c in block["comparisons"]]
+    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(stats.holm(ps))
+    c, sign = stats.find_comparison(block, "base", "a")
+    assert c["config"] == "a" and sign == -1
 
 
 def test_diverged_seeds_are_excluded_and_named():

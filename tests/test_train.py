@@ -1,147 +1,208 @@
-"""The trainer: seed batching, masking, dropout keys, compile-once, learning."""
+"""Members: batching equivalence, the epoch's order and masking, compile-once, dropout keys."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxcnn import train
-from jaxcnn.data import prepare_data
-from jaxcnn.data.synthetic import make_synthetic
-from jaxcnn.model import CNN, ModelConfig
-from jaxcnn.optim import OptimizerConfig, build_optimizer
-from jaxcnn.runner import DeviceData, RunConfig, TrainSettings, train_config
+from jaxcnn.batching import over_members
+from jaxcnn.configs import Configuration, hyperparams, stack
+from jaxcnn.model import CNN, Network
+from jaxcnn.optim import OptimizerConfig, ScheduleConfig, member_optimizer
+from jaxcnn.runner import Member, RunSettings, train_members
+from tests.conftest import TINY_BATCH, TINY_TRAIN
+
+STEPS = -(-TINY_TRAIN // TINY_BATCH)
+DEFAULT_NET = Network()
+PARITY_NET = Network(relu_after=("conv1",))  # the seed's dropout model: its own group
+
+CONFIGS = {
+    "plain": Configuration(),
+    "l2": Configuration(optimizer=OptimizerConfig(weight_decay=1e-3)),
+    "dropout": Configuration(spatial_dropout=0.3, dropout=0.3),
+    "cyclic_he": Configuration(init="he", optimizer=OptimizerConfig(
+        schedule=ScheduleConfig("cyclic", step_size_up=3))),
+}
+PARITY_CONFIGS = {"parity_dropout": Configuration(PARITY_NET, "torch", spatial_dropout=0.3,
+                                                  dropout=0.3)}
 
 
-@pytest.fixture(scope="module")
-def tiny_data() -> DeviceData:
-    # 100 training images with batch 16: 7 steps, the last one partial (4 images).
-    ds = make_synthetic(300, 50)  # val and test both 50: one eval shape
-    return DeviceData(prepare_data(ds, val_size=50, train_examples=100))
+def members_of(configs: dict, seeds=(0, 1)) -> list[Member]:
+    return [Member(name, seed, hyperparams(c, STEPS)) for name, c in configs.items()
+            for seed in seeds]
 
 
-DROPOUT_RUN = RunConfig(ModelConfig(spatial_dropout=0.3, dropout=0.3),
-                        OptimizerConfig(weight_decay=1e-3))
+def run(network, members, data, batching, width, workers=1, epochs=2) -> dict:
+    results = []
+    settings = RunSettings(epochs, TINY_BATCH, batching, "winograd", workers, width)
+    train_members(network, members, data, settings, on_done=results.extend)
+    return {r.member.key: r for r in results}
 
 
-def run(data, seeds, batching, epochs=2, config=DROPOUT_RUN):
-    settings = TrainSettings(epochs=epochs, batch_size=16, seed_batching=batching,
-                             show_progress=False)
-    return train_config("t", config, data, seeds, settings)
+def assert_same_member(a, b):
+    chex.assert_trees_all_equal(a.params, b.params)
+    assert a.record == b.record and a.schedule == b.schedule
 
 
-def assert_same_seed(batched, alone, index, **tol):
-    compare = np.testing.assert_allclose if tol else np.testing.assert_array_equal
-    jax.tree.map(lambda a, b: compare(a[index], b[0], **tol), batched.params, alone.params)
-    a, b = batched.seeds[index], alone.seeds[0]
-    assert a["seed"] == b["seed"]
-    compare(a["history"]["train_loss"], b["history"]["train_loss"], **tol)
-    compare(a["test_accuracy"], b["test_accuracy"], **tol)
+@pytest.mark.parametrize("network, configs", [
+    (DEFAULT_NET, CONFIGS),
+    pytest.param(PARITY_NET, PARITY_CONFIGS, marks=pytest.mark.slow, id="parity_network")])
+def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, network, configs):
+    """map (lax.map inside one program) and threads (one member per worker, two at once)
+    run each member's own computation: the same bits as training it alone."""
+    members = members_of(configs)
+    in_map = run(network, members, tiny_data, "map", width=len(members))
+    in_threads = run(network, members, tiny_data, "threads", width=1, workers=2)
+    for member in (members[1], members[-1]):
+        alone = run(network, [member], tiny_data, "threads", width=1)[member.key]
+        assert_same_member(in_map[member.key], alone)
+        assert_same_member(in_threads[member.key], alone)
+    accuracies = {r.record["test_accuracy"] for r in in_map.values()}
+    assert len(accuracies) > 1  # the members really differ
 
 
-@pytest.mark.parametrize("batching", ["map", "sequential"])
-def test_seed_batched_equals_seed_alone_exactly(tiny_data, batching):
-    batched = run(tiny_data, [0, 1, 2], batching)
-    alone = run(tiny_data, [1], batching)
-    assert_same_seed(batched, alone, 1)
+def test_vmap_matches_a_member_alone_to_float_rounding(tiny_data):
+    """vmap batches the members' matmuls, whose float32 sums may round differently: one
+    step's losses and gradients agree to float32 noise, not bit for bit. (Over many steps
+    Adam turns rounding in near-zero gradients into full-size updates, so whole runs are
+    compared statistically, never digit by digit.)"""
+    configs = list(CONFIGS.values())
+    hp = stack([hyperparams(c, STEPS) for c in configs])
+    keys = train.stack_seed_keys([0, 1, 2, 3])
+    states = jax.jit(over_members(lambda k, h: train.init_state(k, DEFAULT_NET, h), "vmap", 2))(
+        keys, hp)
+    batch = train.Batch(train.normalize(tiny_data.train.images[:TINY_BATCH], tiny_data.norm),
+                        tiny_data.train.labels[:TINY_BATCH], jnp.ones(TINY_BATCH, bool))
+    model = CNN(DEFAULT_NET, conv="patches")  # any convolution shows it; patches compiles fast
+
+    def grads(state, key):
+        loss_fn = lambda p: train.masked_loss(model, p, batch, state.hparams.rates, key)[0]  # noqa: E731
+        return jax.value_and_grad(loss_fn)(state.params)
+
+    dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys.dropout)
+    batched = jax.jit(jax.vmap(grads))(states, dropout_keys)
+    one = jax.jit(grads)
+    for i in range(len(configs)):
+        loss, g = one(jax.tree.map(lambda x, i=i: x[i], states), dropout_keys[i])
+        np.testing.assert_allclose(batched[0][i], loss, rtol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], batched[1]), g,
+                                    rtol=1e-4, atol=1e-6)
 
 
-def test_vmap_batched_matches_seed_alone(tiny_data):
-    """vmap batches the seeds' matmuls, so rounding may differ: equal to float32 noise."""
-    batched = run(tiny_data, [0, 1, 2], "vmap", epochs=1)
-    alone = run(tiny_data, [1], "map", epochs=1)
-    assert_same_seed(batched, alone, 1, rtol=2e-3, atol=2e-5)
+def test_epoch_visits_every_example_once_and_masks_the_last_batch():
+    """Run the real epoch on N=10, B=4 with a recording model: each step's images, and
+    its loss against the mean over that step's real examples."""
+    n, b = 10, 4
+    seen: list[tuple[np.ndarray, float]] = []
 
+    class Recorder:
+        """Logits [w x, 0, ..., 0] of image value x: each example has its own loss."""
 
-def test_seeds_differ(tiny_data):
-    result = run(tiny_data, [0, 1], "map", epochs=1)
-    kernels = result.params["conv1"]["kernel"]
-    assert not np.allclose(kernels[0], kernels[1])
+        def apply(self, variables, images, rates=None, key=None):
+            x, w = images[:, 0, 0, 0], variables["params"]["w"]
+            jax.debug.callback(lambda v, w: seen.append((np.asarray(v), float(w))), x, w,
+                               ordered=True)
+            return jnp.zeros((len(x), 10)).at[:, 0].set(x * w)
 
-
-def _two_seeds_same_except_dropout(model_config: ModelConfig, data: DeviceData):
-    model = CNN(model_config)
-    tx = build_optimizer(OptimizerConfig(), 7)
-    state = train.init_state(jax.random.key(0), model, tx)
-    states = jax.tree.map(lambda x: jnp.stack([x, x]), state)
-    base = train.seed_keys(0)
-    keys = train.SeedKeys(jnp.stack([base.init] * 2), jnp.stack([base.data] * 2),
-                          jnp.stack([base.dropout, train.seed_keys(1).dropout]))
-    epoch = jax.jit(train.make_train_epoch(model, tx, num_train=data.num_train, batch_size=16))
-    states, _ = epoch(states, keys, data.train, data.norm, jnp.int32(0))
-    return states.params
-
-
-def test_each_seed_draws_its_own_dropout_masks(tiny_data):
-    """Same weights and data order, different dropout keys: different results (flax#4973)."""
-    params = _two_seeds_same_except_dropout(DROPOUT_RUN.model, tiny_data)
-    assert not np.allclose(params["fc2"]["kernel"][0], params["fc2"]["kernel"][1])
-    # Without dropout the dropout key is unused, so the two must agree exactly.
-    params = _two_seeds_same_except_dropout(ModelConfig(), tiny_data)
-    np.testing.assert_array_equal(params["fc2"]["kernel"][0], params["fc2"]["kernel"][1])
-
-
-def test_masked_partial_batch_equals_mean_over_real_examples():
-    model = CNN(ModelConfig())
-    tx = optax.sgd(0.1)
-    state = train.init_state(jax.random.key(0), model, tx)
-    step = jax.jit(train.make_train_step(model, tx))
-    rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.normal(size=(8, 32, 32, 3)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
-    mask = jnp.arange(8) < 3
-    padded, m1 = step(state, train.Batch(images, labels, mask), None)
-    real, m2 = step(state, train.Batch(images[:3], labels[:3], jnp.ones(3, bool)), None)
-    np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 padded.params, real.params)
-
-
-def test_epoch_visits_every_example_once(tiny_data):
-    """The order is a permutation: padded slots are masked, nothing repeats or is skipped."""
-    n, batch = tiny_data.num_train, 16
-    fn = train.make_train_epoch(CNN(ModelConfig()), optax.sgd(0.0), num_train=n, batch_size=batch)
+    images = jnp.broadcast_to(jnp.arange(n, dtype=jnp.uint8)[:, None, None, None],
+                              (n, 32, 32, 3))
+    data = train.ImageData(images, jnp.zeros(n, jnp.int32))
+    norm = train.Normalizer(jnp.zeros(3), jnp.full(3, 1 / 255))  # normalised value = pixel
+    hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(), 3))
+    params = {"w": jnp.float32(1.0)}
+    state = train.TrainState(params, member_optimizer(hp.optimizer).init(params),
+                             jnp.int32(0), hp)
+    epoch = jax.jit(train.make_train_epoch(Recorder(), num_train=n, batch_size=b))
+    keys = train.seed_keys(0)
     orders = []
-    for epoch in range(2):
-        key = train.seed_keys(0).data
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        orders.append(np.asarray(perm))
-        assert sorted(perm.tolist()) == list(range(n))
+    for e in range(2):
+        seen.clear()
+        state, metrics = epoch(state, keys, data, norm, jnp.int32(e), jnp.int32(0))
+        jax.effects_barrier()
+        steps = np.array([v for v, _ in seen])  # (T, B) image values = example indices
+        assert steps.shape == (3, b)
+        real = np.concatenate([steps[0], steps[1], steps[2][:n % b]])
+        assert sorted(real.tolist()) == list(range(n))  # every example exactly once
+        assert (steps[2][n % b:] == 0).all()  # padding slots point at example 0...
+        w = seen[2][1]  # ...and the last step's loss averages its real examples only
+        expected = np.log1p(9 * np.exp(-w * steps[2][:n % b].astype(np.float64))).mean()
+        assert float(metrics["loss"][2]) == pytest.approx(expected, rel=1e-5)
+        orders.append(real)
     assert not np.array_equal(orders[0], orders[1])  # reshuffled every epoch
-    assert train.steps_per_epoch(n, batch) == 7
-    assert callable(fn)
 
 
-def test_epoch_compiles_once(tiny_data):
-    """A 3-epoch run compiles exactly what a 1-epoch run compiles: nothing per epoch."""
+def test_training_compiles_once_whatever_the_configurations(tiny_data):
+    """After a warm-up, more epochs and other configurations of the same network (their
+    hyperparameters are data) compile nothing."""
     compiles = []
 
     def listener(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
             compiles.append(event)
 
+    run(DEFAULT_NET, members_of({"plain": CONFIGS["plain"]}, seeds=(0,)), tiny_data, "threads",
+        1, epochs=1)  # warm-up: compiles the program (or finds it compiled by another test)
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        config = RunConfig(ModelConfig(), OptimizerConfig(lr=2e-3))  # fresh: nothing cached
-        run(tiny_data, [0, 1], "map", epochs=1, config=config)
-        one_epoch = len(compiles)
-        compiles.clear()
-        config = RunConfig(ModelConfig(), OptimizerConfig(lr=3e-3))
-        run(tiny_data, [0, 1], "map", epochs=3, config=config)
-        three_epochs = len(compiles)
+        others = {"glorot_l2": Configuration(init="glorot", optimizer=OptimizerConfig(
+            lr=3e-3, weight_decay=1e-2, decay="decoupled")), **CONFIGS}
+        results = run(DEFAULT_NET, members_of(others, seeds=(3, 4)), tiny_data, "threads", 1,
+                      workers=2, epochs=3)
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
-    assert one_epoch > 0
-    assert three_epochs == one_epoch
+    assert len(results) == 2 * len(others)
+    assert all(len(r.record["history"]["train_loss"]) == 3 for r in results.values())
+    assert compiles == []
 
 
-def test_history_layout(tiny_data):
-    result = run(tiny_data, [0], "map", epochs=2)
-    record = result.seeds[0]
-    assert set(record["history"]) == {"train_loss", "val_loss", "val_accuracy", "train_step_loss"}
-    assert len(record["history"]["train_loss"]) == 2
-    assert record["history"]["train_step_loss"] == []  # 7 steps an epoch: no 100th step
-    assert 0 <= record["test_accuracy"] <= 100 and record["diverged_epoch"] is None
+def test_each_member_draws_its_own_dropout_masks(tiny_data):
+    """Same weights and data order, different dropout keys: different results (flax#4973);
+    with dropout off the dropout key is unused, so the two must agree exactly."""
+    model = CNN(DEFAULT_NET, conv="patches")
+    epoch = jax.jit(over_members(train.make_train_epoch(model, num_train=TINY_TRAIN,
+                                                        batch_size=TINY_BATCH), "vmap", 2))
+    base = train.seed_keys(0)
+    keys = train.SeedKeys(jnp.stack([base.init] * 2), jnp.stack([base.data] * 2),
+                          jnp.stack([base.dropout, train.seed_keys(1).dropout]))
+    for config, differ in ((CONFIGS["dropout"], True), (CONFIGS["plain"], False)):
+        hp = stack([hyperparams(config, STEPS)] * 2)
+        states = jax.vmap(lambda k, h: train.init_state(k, DEFAULT_NET, h))(keys, hp)
+        states, _ = epoch(states, keys, tiny_data.train, tiny_data.norm, jnp.int32(0),
+                          jnp.int32(0))
+        fc2 = np.asarray(states.params["fc2"]["kernel"])
+        assert (not np.allclose(fc2[0], fc2[1])) if differ else np.array_equal(fc2[0], fc2[1])
+
+
+def test_masked_partial_batch_equals_mean_over_real_examples():
+    model = CNN(DEFAULT_NET, conv="xla")
+    hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(), 7))
+    state = train.init_state(train.seed_keys(0), DEFAULT_NET, hp)
+    step = jax.jit(train.make_train_step(model))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.normal(size=(8, 32, 32, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
+    padded, m1 = step(state, train.Batch(images, labels, jnp.arange(8) < 3), None)
+    real, m2 = step(state, train.Batch(images[:3], labels[:3], jnp.ones(3, bool)), None)
+    np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-6)
+    chex.assert_trees_all_close(padded.params, real.params, rtol=1e-5, atol=1e-7)
+    assert float(m1["learning_rate"]) == pytest.approx(1e-3)
+
+
+def test_optimizer_state_records_the_applied_schedule():
+    hp = jax.tree.map(jnp.asarray, hyperparams(CONFIGS["cyclic_he"], STEPS))
+    tx = member_optimizer(hp.optimizer)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    rates = []
+    for _ in range(7):
+        _, state = tx.update({"w": jnp.ones(3)}, state, params)
+        rates.append(float(state.hyperparams["learning_rate"]))
+    # Triangular, up 3 steps from 1e-3 to 5e-3 and down again: 1, 2.33, 3.67, 5, 3.67, ...
+    np.testing.assert_allclose(rates, np.array([1, 7 / 3, 11 / 3, 5, 11 / 3, 7 / 3, 1]) * 1e-3,
+                               rtol=1e-6)
+    # beta1 cycles against the rate: 0.9 at the base rate, 0.8 at the peak (step 4).
+    assert float(state.hyperparams["b1"]) == pytest.approx(0.9)

@@ -8,6 +8,7 @@ result computed from them) do not depend on the order a tar stores members in.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,8 +44,11 @@ def _decode(blob: bytes, where: str) -> np.ndarray:
                 mode, size = img.mode, img.size
                 array = np.asarray(img)
     except Exception as err:  # damaged files reach Pillow's decoders in many ways
-        reason = str(err) or type(err).__name__
-        raise DataError(f"{where}: not a readable image ({reason})") from None
+        # Pillow names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which
+        # says nothing to a user; ``where`` already names the file.
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err)).strip()
+        raise DataError(f"{where}: not a readable image "
+                        f"({reason or type(err).__name__})") from None
     if mode != "RGB" or size != (32, 32):
         raise DataError(
             f"{where}: image is {size[0]}x{size[1]} {mode}; every image must be 32x32 RGB"

@@ -83,8 +83,10 @@ def _parse_tree(files: FileTree, origin: str, fingerprint: str, show_progress: b
     prefix = detect_folder_tree(files)
     if prefix is not None:
         total = sum(1 for n in files if n.startswith(prefix))
-        with tqdm(total=total, desc="decoding images", unit="img", disable=not show_progress,
-                  leave=False, file=sys.stderr) as bar:
+        # Only in a terminal: a log would keep a half bar ("decoding images: 0%") above
+        # an error line.
+        with tqdm(total=total, desc="decoding images", unit="img", leave=False, file=sys.stderr,
+                  disable=not (show_progress and sys.stderr.isatty())) as bar:
             return parse_folder_tree(files, prefix, origin, fingerprint, progress=bar.update)
     raise DataError(
         f"{origin}: not a CIFAR-10 archive or image-folder tree "

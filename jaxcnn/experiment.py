@@ -1,0 +1,150 @@
+"""What a run is: one frozen :class:`Experiment` (every flag that changes the numbers)
+and one :class:`Runtime` (how it runs, which changes nothing beyond float rounding).
+
+The fields themselves drive everything that used to be spread over argparse,
+option classes and a settings dict: the command-line flags (``cli.py`` builds
+them from the field metadata), the ``settings`` recorded in results.json, the
+check that refuses to resume a run made with other flags (naming every flag
+that differs), the configurations and their members (``studies.py``), and the
+exact command that reproduces a run (:meth:`Experiment.flags`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from jaxcnn.errors import ResumeError
+
+
+def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
+    """A dataclass field that is also a command-line flag (``--name-with-dashes``)."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "argparse": argparse_kwargs})
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Every setting that changes results; equal experiments give equal numbers."""
+
+    data: str = option("cifar10", "cifar10 (downloaded via tensorflow-datasets), synthetic, or "
+                       "a path to an official CIFAR-10 archive (python or binary version, "
+                       ".tar.gz or extracted) or an image-folder tree "
+                       "ROOT/{train,test}/<class>/*.png|jpg (a folder or .tar/.tar.gz/.tar.xz)",
+                       group="data")
+    seeds: int = option(5, "seeds per configuration (0..N-1); 5 is the fewest we draw "
+                        "conclusions from", group="training")
+    epochs: int = option(2, "training epochs (the notebook: 2)", group="training")
+    batch_size: int = option(64, "images per optimizer step (the notebook: 64)",
+                             group="training")
+    lr: float = option(1e-3, "Adam's base learning rate (the notebook: 0.001)", group="training")
+    val_size: int = option(5000, "stratified training images held out as the validation set "
+                           "for the per-epoch curves; 0 = evaluate the test set every epoch, as "
+                           "the notebook did (default: 5000, or 0 with --torch-parity)",
+                           group="data")
+    train_examples: int | None = option(None, "train on a stratified subset of this many "
+                                        "images (quick runs; default: all)", group="data")
+    normalization: str = option("dataset", "per-channel mean/std of the training images "
+                                "('dataset') or the notebook's 0.5/0.5 ('half'; default: "
+                                "dataset, or half with --torch-parity)", group="data")
+    torch_parity: bool = option(False, "reproduce the seed notebook's protocol as written "
+                                "(PyTorch init, schedulers stepped per epoch, 0.5/0.5 "
+                                "normalisation, the test set as validation set, its dropout "
+                                "model without ReLUs); see README", group="training")
+
+    def __post_init__(self) -> None:
+        for name in ("seeds", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.normalization not in ("dataset", "half"):
+            raise ValueError(f"normalization must be 'dataset' or 'half', "
+                             f"got {self.normalization!r}")
+
+    def settings(self, data_fingerprint: str) -> dict:
+        """What results.json records under ``metadata.settings`` and a resume must match."""
+        return {"data": self.data, "data_fingerprint": data_fingerprint,
+                **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name != "data"}}
+
+    def flags(self) -> list[str]:
+        """The command-line flags that reproduce this experiment (defaults left out)."""
+        parity_defaults = {"val_size": 0, "normalization": "half"} if self.torch_parity else {}
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            default = parity_defaults.get(f.name, f.default)
+            if value == default and not (f.name == "data" and value != "cifar10"):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                out += [flag] if value else []
+            else:
+                out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return out
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def steps_per_epoch(self, num_train: int) -> int:
+        return math.ceil(num_train / self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How to run. None of these change results beyond float rounding."""
+
+    batching: str = option("auto", "how members (configuration, seed) share the device: "
+                           "vmap (one wide program, all members in lockstep), map (lax.map, "
+                           "one after another inside the program), threads (one worker per CPU "
+                           "core, each training one member at a time); auto = threads on the "
+                           "CPU, vmap on a GPU", group="speed",
+                           choices=("auto", "vmap", "map", "threads"))
+    conv: str = option("auto", "how the 3x3 convolutions are computed: winograd (F(2x2,3x3) as "
+                       "matmuls), patches (im2col + matmul) or xla (lax.conv); auto = the fastest "
+                       "measured on the device: winograd on the CPU, patches on a GPU",
+                       group="speed", choices=("auto", "winograd", "patches", "xla"))
+    workers: int | None = option(None, "chunks trained at the same time (default: one per CPU "
+                                 "core with threads, else 1)", group="speed")
+    members_per_chunk: int | None = option(None, "members trained together in one program "
+                                           "call (default: 1 with threads; else all members of "
+                                           "a network, or what fits in memory)", group="speed")
+    deterministic: bool = option(False, "GPU only: set XLA_FLAGS=--xla_gpu_deterministic_ops="
+                                 "true so reruns give identical numbers (slower); CPU runs are "
+                                 "always deterministic", group="speed")
+    out: Path = option(Path("results"), "results go to OUT/<study>/", group="output")
+    fresh: bool = option(False, "discard earlier results and checkpoints of the studies run "
+                         "and start over", group="output")
+    all_pairs: bool = option(False, "compare every pair of configurations, not only each with "
+                             "the reference", group="output")
+    progress: bool = option(True, "a step bar in a terminal (--no-progress: epoch lines only)",
+                            group="output")
+    cache_dir: Path | None = option(None, "where decoded datasets are cached (default: "
+                                    "$JAXCNN_CACHE or ~/.cache/jaxcnn)", group="data")
+
+
+def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:
+    """Raises ResumeError naming every flag whose value differs from the earlier run's."""
+    differing = []
+    for key, new in new_settings.items():
+        if key == "data_fingerprint":
+            continue
+        old = old_settings.get(key)
+        if old != new:
+            differing.append((key, old, new))
+    if (old_settings.get("data_fingerprint") != new_settings.get("data_fingerprint")
+            and not any(key == "data" for key, _, _ in differing)):
+        differing.insert(0, ("data", f"{old_settings.get('data')} (other content)",
+                             new_settings.get("data")))
+    if differing:
+        def show(key: str, value: Any) -> str:
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                return flag if value else f"no {flag}"
+            return f"{flag} {'(default)' if value is None else value}"
+
+        was = ", ".join(show(k, old) for k, old, _ in differing)
+        now = ", ".join(show(k, new) for k, _, new in differing)
+        raise ResumeError(f"{path} was made with {was}, not {now}; use the same flags to "
+                          "resume, another --out, or --fresh to start over")
