@@ -74,8 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def device_data(images, labels):
-    """The arrays as jaxcnn's device-resident splits (validation and test: 256 images)."""
+def device_data(images, labels, mesh=None):
+    """The arrays as jaxcnn's device-resident splits (validation and test: 256 images),
+    replicated over ``mesh``'s devices if given."""
     import numpy as np
 
     from jaxcnn.data.splits import Normalization, PreparedData, Split
@@ -84,7 +85,7 @@ def device_data(images, labels):
     small = Split(images[:256], labels[:256])
     half = Normalization(np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
     return DeviceData(PreparedData(Split(images, labels), small, small, half,
-                                   tuple(f"c{i}" for i in range(10)), val_is_test=False))
+                                   tuple(f"c{i}" for i in range(10)), val_is_test=False), mesh)
 
 
 def study_configs(steps_per_epoch: int) -> list:

@@ -34,6 +34,14 @@ from jaxcnn.runner import ChunkProgress, Member
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 _OPTIONS = dict(max_to_keep=1, enable_async_checkpointing=False)
+
+
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+    """Every save and restore here is one process's own (a chunk belongs to one process;
+    results are written by process 0): no barriers with the other processes."""
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                              barrier_sync_key_prefix=f"jaxcnn-p{me}")
 # Worker threads save their chunks at any time; orbax's managers are not meant to be
 # driven from several threads at once, so saves and restores take turns.
 _IO_LOCK = threading.Lock()
@@ -54,8 +62,9 @@ class ChunkCheckpointer:
         self.directory = Path(directory).absolute()
 
     def _manager(self) -> ocp.CheckpointManager:
-        return ocp.CheckpointManager(self.directory,
-                                     options=ocp.CheckpointManagerOptions(**_OPTIONS))
+        self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not, per process
+        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            **_OPTIONS, create=False, multiprocessing_options=_this_process_only()))
 
     def save(self, progress: ChunkProgress) -> None:
         with _IO_LOCK, self._manager() as manager:
@@ -67,7 +76,7 @@ class ChunkCheckpointer:
 
     def restore(self, template_states: Any) -> ChunkProgress | None:
         """The latest complete checkpoint, restored into ``template_states``' structure."""
-        if not self.directory.exists():
+        if not self.directory.exists() or not any(self.directory.iterdir()):
             return None
         with _IO_LOCK, self._manager() as manager:
             step = manager.latest_step()
@@ -95,7 +104,8 @@ def save_params(directory: Path, params: Any, seeds: list[int], meta: dict) -> N
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    with _IO_LOCK, ocp.StandardCheckpointer() as checkpointer:
+    with _IO_LOCK, ocp.StandardCheckpointer(
+            multiprocessing_options=_this_process_only()) as checkpointer:
         checkpointer.save(tmp / "params", params)
     (tmp / "meta.json").write_text(json.dumps({"seeds": seeds, **meta}, indent=1))
     if directory.exists():
@@ -107,6 +117,7 @@ def load_params_tree(directory: Path) -> tuple[Any, dict]:
     """(params with leaves (S, ...), meta) saved by :func:`save_params`."""
     directory = Path(directory).absolute()
     meta = json.loads((directory / "meta.json").read_text())
-    with _IO_LOCK, ocp.StandardCheckpointer() as checkpointer:
+    with _IO_LOCK, ocp.StandardCheckpointer(
+            multiprocessing_options=_this_process_only()) as checkpointer:
         params = checkpointer.restore(directory / "params")
     return params, meta

@@ -44,7 +44,9 @@ positive_float = _number(float, 0.0, False, "a positive number")
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "seeds": positive_int, "epochs": positive_int, "batch_size": positive_int,
     "lr": positive_float, "val_size": nonnegative_int, "train_examples": positive_int,
-    "workers": positive_int, "members_per_chunk": positive_int,
+    "workers": positive_int, "members_per_chunk": positive_int, "devices": positive_int,
+    "memory_budget": positive_float, "num_processes": positive_int,
+    "process_id": nonnegative_int,
 }
 # Defaults that depend on --torch-parity or the device are filled in after parsing.
 _LATE_DEFAULTS = ("val_size", "normalization")
@@ -66,7 +68,9 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, groups: dict,
             continue
         meta = dict(field.metadata["argparse"])
         group_name = meta.pop("group")
-        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        group = groups[group_name]
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata["help"] + _describe_default(field)
         if isinstance(field.default, bool):
@@ -87,10 +91,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()
                       ) -> argparse.ArgumentParser:
     """The flags of every study run: Experiment's and Runtime's fields."""
     groups: dict = {}
-    for name in ("data", "training", "speed", "output"):
-        groups[name] = parser.add_argument_group(
-            name if name != "speed" else "speed (results do not depend on these beyond float "
-                                         "rounding)")
+    titles = {"speed": "speed (results do not depend on these beyond float rounding)",
+              "hosts": "several hosts (see README: Scaling out)"}
+    for name in ("data", "training", "speed", "hosts", "output"):
+        groups[name] = parser.add_argument_group(titles.get(name, name))
     _add_fields(parser, Experiment, groups, skip)
     _add_fields(parser, Runtime, groups, skip)
     return parser

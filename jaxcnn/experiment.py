@@ -109,7 +109,13 @@ class Runtime:
                                  "core with threads, else 1)", group="speed")
     members_per_chunk: int | None = option(None, "members trained together in one program "
                                            "call (default: 1 with threads; else all members of "
-                                           "a network, or what fits in memory)", group="speed")
+                                           "a network, or as many as the memory plan says fit)",
+                                           group="speed")
+    devices: int | None = option(None, "local devices the members are split over (default: "
+                                 "all of them; 1 = no splitting)", group="speed")
+    memory_budget: float | None = option(None, "plan chunks as if each device had this many "
+                                         "MiB free (default: what the device reports)",
+                                         group="speed")
     deterministic: bool = option(False, "GPU only: set XLA_FLAGS=--xla_gpu_deterministic_ops="
                                  "true so reruns give identical numbers (slower); CPU runs are "
                                  "always deterministic", group="speed")
@@ -122,6 +128,16 @@ class Runtime:
                             group="output")
     cache_dir: Path | None = option(None, "where decoded datasets are cached (default: "
                                     "$JAXCNN_CACHE or ~/.cache/jaxcnn)", group="data")
+    coordinator: str | None = option(None, "HOST:PORT of process 0, to train over several "
+                                     "processes/hosts with jax.distributed (with "
+                                     "--num-processes and --process-id)", group="hosts",
+                                     metavar="HOST:PORT")
+    num_processes: int | None = option(None, "how many processes take part", group="hosts")
+    process_id: int | None = option(None, "this process's index, 0..N-1 (0 writes the "
+                                    "results)", group="hosts")
+    distributed: bool = option(False, "start jax.distributed from the cluster's environment "
+                               "(SLURM, Open MPI, ...) instead of the three flags above",
+                               group="hosts")
 
 
 def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:

@@ -77,14 +77,14 @@ def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,
             broadcast_dims: tuple[int, ...] = ()) -> jax.Array:
     """Zeroes each element (or each slice along ``broadcast_dims``) with probability ``rate``.
 
-    Survivors are scaled by 1 / (1 - rate), as torch's Dropout and Dropout2d. ``rate``
-    may be traced. With rate 0 every draw is kept and x / 1 == x, so the result is x
+    Survivors are multiplied by 1 / (1 - rate), as torch's Dropout and Dropout2d. ``rate``
+    may be traced. With rate 0 every draw is kept and x * 1 == x, so the result is x
     exactly: a member without dropout trains as a network without dropout layers.
     """
     keep = 1.0 - jnp.asarray(rate, x.dtype)
     shape = tuple(1 if d in broadcast_dims else s for d, s in enumerate(x.shape))
     mask = jax.random.bernoulli(key, keep, shape)
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+    return jnp.where(mask, x * (1.0 / keep), jnp.zeros_like(x))
 
 
 class ConvPool(nn.Module):

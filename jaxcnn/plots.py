@@ -187,3 +187,72 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     elif ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
+
+
+def sweep_axis(ax, values: np.ndarray) -> str:
+    """Log scale where the swept values span a decade or more (symlog when 0 is among
+    them, linear below its smallest positive value); linear otherwise. Returns the scale."""
+    positive = values[values > 0]
+    if positive.size >= 2 and positive.max() / positive.min() >= 10 and (values >= 0).all():
+        if (values == 0).any():
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
+            return "symlog"
+        ax.set_xscale("log")
+        return "log"
+    return "linear"
+
+
+def plot_sweep(results: dict, path: Path, names: list[str]) -> Path:
+    """Final test accuracy against the swept value: every seed's point, the mean and a
+    95% t band; with two parameters, one line per value of the second."""
+    from jaxcnn.sweep import values_of
+
+    configs = results["configs"]
+    reference = results["metadata"]["reference"]
+    lines: dict[float | None, list[tuple[float, list[float]]]] = {}
+    for name, cfg in configs.items():
+        values = values_of(name)
+        key = values[names[1]] if len(names) > 1 else None
+        scores = [s["test_accuracy"] for s in cfg["seeds"] if s.get("test_accuracy") is not None]
+        lines.setdefault(key, []).append((values[names[0]], scores))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    xs_all = np.array(sorted({v for points in lines.values() for v, _ in points}), float)
+    scale = sweep_axis(ax, xs_all)
+    drawn = False
+    for i, (key, points) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0] is None,
+                                                                            kv[0] or 0))):
+        points.sort()
+        label = f"{names[1]}={key:g}" if key is not None else "mean, 95% t-interval"
+        color = f"C{i}"
+        xs, means, lows, highs = [], [], [], []
+        for x, scores in points:
+            if not scores:
+                continue
+            spread = (np.array([0.985, 1.0, 1.015])[:len(scores)] if scale == "log"
+                      else np.zeros(len(scores)))
+            if scale == "log" and len(scores) > 3:
+                spread = np.exp(np.linspace(-0.03, 0.03, len(scores)))
+            ax.scatter(x * spread if scale == "log" else np.full(len(scores), x), scores, s=14,
+                       alpha=0.45, color=color, zorder=2)
+            low, high = stats.t_interval(np.array(scores))
+            xs.append(x)
+            means.append(float(np.mean(scores)))
+            lows.append(low if np.isfinite(low) else np.mean(scores))
+            highs.append(high if np.isfinite(high) else np.mean(scores))
+        if xs:
+            drawn = True
+            ax.plot(xs, means, marker=MARKERS[i % len(MARKERS)], color=color, label=label)
+            ax.fill_between(xs, lows, highs, color=color, alpha=0.15)
+    ref_values = values_of(reference)
+    ax.axvline(ref_values[names[0]], color="grey", ls="--", lw=1,
+               label=f"base: {names[0]}={ref_values[names[0]]:g}")
+    ax.set_xlabel(names[0] + (" (symlog axis: linear near 0)" if scale == "symlog" else ""))
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{results['experiment']}: test accuracy against {names[0]}; dots: one seed "
+                 f"each", fontsize=10)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "every seed diverged: nothing to plot")
+    return _save(fig, path)

@@ -90,13 +90,15 @@ def table_rows(results: dict) -> list[dict]:
 def console_table(results: dict) -> str:
     """The console's summary: mean ± std, interval, paired difference, Holm p, verdict."""
     reference = results["metadata"]["reference"]
+    rows = table_rows(results)
+    width = max([len("config"), *(len(r["config"]) for r in rows)])
     lines = [f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
              f"'{reference}'; Holm-adjusted p over the study's comparisons",
-             f"{'config':<13} {'n':>2} {'mean ± std':>14} {'95% CI':>16} {'diff':>7} "
+             f"{'config':<{width}} {'n':>2} {'mean ± std':>14} {'95% CI':>16} {'diff':>7} "
              f"{'diff 95% CI':>17} {'Holm p':>8}  verdict"]
-    for r in table_rows(results):
+    for r in rows:
         notes = f" ({r['notes']})" if r["notes"] else ""
-        lines.append(f"{r['config']:<13} {r['n']:>2} {r['mean']:>14} {r['ci_t']:>16} "
+        lines.append(f"{r['config']:<{width}} {r['n']:>2} {r['mean']:>14} {r['ci_t']:>16} "
                      f"{r['diff']:>7} {r['diff_ci']:>17} {r['p_holm']:>8}  "
                      f"{r['verdict']}{notes}")
     return "\n".join(lines)

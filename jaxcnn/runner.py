@@ -3,12 +3,15 @@
 A *group* is every member (configuration, seed) whose configuration has the same
 :class:`~jaxcnn.model.Network`; one :class:`ChunkProgram` (init, epoch,
 evaluation, compiled once) trains all of them, a chunk of members at a time.
-:func:`train_members` runs the chunks, ``settings.workers`` of them at once
-(worker threads on the CPU), and hands each chunk's finished members to a
-callback as soon as they are done, so the caller can write results while the
-rest train. After every epoch a chunk's state goes to its checkpointer; given a
-saved state the chunk resumes from there. A member whose loss turns NaN,
-infinite or huge is marked diverged with its epoch; the others carry on.
+With several local devices the chunk's member axis is split over them
+(``shard_map`` over a one-axis ``Mesh``, the data replicated), each device
+batching its share as the chunk does. :func:`train_members` runs the chunks,
+``settings.workers`` of them at once (worker threads on the CPU), and hands each
+chunk's finished members to a callback as soon as they are done, so the caller
+can write results while the rest train. After every epoch a chunk's state goes to
+its checkpointer; given a saved state the chunk resumes from there. A member
+whose loss turns NaN, infinite or huge is marked diverged with its epoch; the
+others carry on.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxcnn import history as hist
 from jaxcnn import train
-from jaxcnn.batching import over_members
+from jaxcnn.batching import BATCHINGS, default_batching, default_workers, over_members
 from jaxcnn.configs import Hyperparams, stack
+from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
 from jaxcnn.model import CNN, Network
 from jaxcnn.progress import EpochLines, StepBoard, Stopwatch
 
 REPORT_EVERY = 25  # steps between progress callbacks from inside an epoch
+MEMBERS = "members"  # the mesh axis the member axis is split over
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,33 +62,67 @@ class Member:
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """How a group is trained; only ``epochs`` and ``batch_size`` change results."""
+    """How a group is trained; only ``epochs`` and ``batch_size`` change results.
+
+    ``batching``, ``conv`` and ``workers`` left as "auto"/None mean what the
+    command line would choose on this device (:meth:`resolved`).
+    ``members_per_chunk`` None means every member of the group in one chunk
+    (one member per chunk with threads); ``devices`` the local devices the
+    member axis is split over.
+    """
 
     epochs: int
     batch_size: int
-    batching: str = "threads"
-    conv: str = "winograd"
-    workers: int = 1
-    members_per_chunk: int = 1
+    batching: str = "auto"
+    conv: str = "auto"
+    workers: int | None = None
+    members_per_chunk: int | None = None
+    devices: int = 1
     show_progress: bool = False
+
+    def resolved(self, platform: str | None = None) -> RunSettings:
+        """``auto`` and None replaced by the defaults for ``platform`` (default: JAX's)."""
+        platform = platform or jax.default_backend()
+        batching = default_batching(platform) if self.batching == "auto" else self.batching
+        if batching not in BATCHINGS:
+            raise ValueError(f"batching must be auto or one of {', '.join(BATCHINGS)}, "
+                             f"got {batching!r}")
+        if self.devices > 1 and batching == "threads":
+            batching = "map"  # each device maps over its own members instead
+        conv = default_conv(platform) if self.conv == "auto" else check_conv(self.conv)
+        per_chunk = self.members_per_chunk or (1 if batching == "threads" else None)
+        workers = self.workers or default_workers(batching)
+        return dataclasses.replace(self, batching=batching, conv=conv, workers=workers,
+                                   members_per_chunk=per_chunk)
 
 
 class DeviceData:
-    """The prepared splits, moved to the device once and shared by every chunk."""
+    """The prepared splits, moved to the device(s) once and shared by every chunk.
 
-    def __init__(self, prepared: PreparedData):
-        def put(split) -> train.ImageData:
-            return train.ImageData(jax.device_put(split.images),
-                                   jax.device_put(split.labels.astype(np.int32)))
+    With a ``mesh`` every array is replicated on each of its devices.
+    """
 
-        self.train = put(prepared.train)
-        self.test = put(prepared.test)
-        self.val = self.test if prepared.val_is_test else put(prepared.val)
+    def __init__(self, prepared: PreparedData, mesh: Mesh | None = None):
+        where = NamedSharding(mesh, P()) if mesh is not None else None
+
+        def put(x):
+            return jax.device_put(x, where)
+
+        def split(s) -> train.ImageData:
+            return train.ImageData(put(s.images), put(s.labels.astype(np.int32)))
+
+        self.mesh = mesh
+        self.train = split(prepared.train)
+        self.test = split(prepared.test)
+        self.val = self.test if prepared.val_is_test else split(prepared.val)
         self.val_is_test = prepared.val_is_test
-        self.norm = train.Normalizer(jnp.asarray(prepared.normalization.mean),
-                                     jnp.asarray(prepared.normalization.std))
+        self.norm = train.Normalizer(put(np.asarray(prepared.normalization.mean)),
+                                     put(np.asarray(prepared.normalization.std)))
         self.num_train = len(prepared.train)
         self.num_classes = len(prepared.class_names)
+        self.nbytes = sum(x.nbytes for x in (prepared.train.images, prepared.test.images,
+                                             *(() if prepared.val_is_test
+                                               else (prepared.val.images,))))
 
 
 @dataclasses.dataclass
@@ -137,106 +178,111 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+def member_mesh(devices: int) -> Mesh | None:
+    """A one-axis mesh over the first ``devices`` local devices (None for one)."""
+    local = jax.local_devices()
+    if devices > len(local):
+        raise ValueError(f"--devices {devices}: only {len(local)} local devices")
+    return Mesh(np.array(local[:devices]), (MEMBERS,)) if devices > 1 else None
+
+
 class ChunkProgram:
     """The compiled init, epoch and evaluation for chunks of ``width`` members.
 
     Compiled ahead of time once (``jit(...).lower(...).compile()``), so worker
-    threads share one executable and the compile time is known. Evaluation
-    compiles once per split size (validation, test).
+    threads share one executable and the compile time is known; evaluation
+    compiles once per split size. With a mesh, each function is a ``shard_map``
+    over the member axis: every device runs the chunk's batching on its own
+    ``width / devices`` members, with no communication between devices.
     """
 
     def __init__(self, network: Network, conv: str, batching: str, width: int,
-                 num_train: int, batch_size: int, on_step: StepBoard | None):
-        self.network, self.width = network, width
+                 num_train: int, batch_size: int, on_step: StepBoard | None,
+                 mesh: Mesh | None = None):
+        self.network, self.width, self.mesh = network, width, mesh
         self.compile_seconds = 0.0
+        local = "map" if batching == "threads" else batching
         model = CNN(network, conv=conv)
-        self._batching = batching
         init = over_members(lambda keys, hparams: train.init_state(keys, network, hparams),
-                            batching, 2)
-        epoch = over_members(train.make_train_epoch(model, num_train=num_train,
-                                                    batch_size=batch_size, on_step=on_step,
-                                                    report_every=REPORT_EVERY),
-                             batching, 2)
-        self._evaluate_one = train.make_evaluate(model)
-        self._init_jit = jax.jit(lambda keys, hparams: init(keys, hparams))
-        self._epoch_jit = jax.jit(epoch, donate_argnums=0)
+                            local, 2)
+        epoch = over_members(train.make_train_epoch(
+            model, num_train=num_train, batch_size=batch_size, report_every=REPORT_EVERY,
+            on_step=on_step if mesh is None else None), local, 2)
+        evaluate = over_members(train.make_evaluate(model), local, 1)
+        if mesh is not None:
+            shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
+            m, r = P(MEMBERS), P()
+            init = shard(init, in_specs=(m, m), out_specs=m)
+            epoch = shard(epoch, in_specs=(m, m, r, r, r, r), out_specs=m)
+            evaluate = shard(evaluate, in_specs=(m, r, r, r), out_specs=m)
+        self._jitted = {"init": jax.jit(init), "epoch": jax.jit(epoch, donate_argnums=0),
+                        "evaluate": jax.jit(evaluate)}
         self._compiled: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
-    def _compile(self, key: Any, jitted, *args) -> Any:
+    def _compiled_for(self, name: str, key: Any, *args) -> Any:
         with self._lock:
             if key not in self._compiled:
                 clock = Stopwatch()
-                self._compiled[key] = jitted.lower(*args).compile()
+                self._compiled[key] = self._jitted[name].lower(*args).compile()
                 self.compile_seconds += clock.seconds()
             return self._compiled[key]
 
+    def _call(self, name: str, key: Any, *args) -> Any:
+        return self._compiled_for(name, key, *args)(*args)
+
+    def place(self, tree: Any) -> Any:
+        """Puts member-axis arrays where the program wants them (split over the mesh)."""
+        if self.mesh is None:
+            return jax.tree.map(jnp.asarray, tree)
+        return jax.device_put(tree, NamedSharding(self.mesh, P(MEMBERS)))
+
     def init(self, keys: train.SeedKeys, hparams: Hyperparams) -> train.TrainState:
-        return self._compile("init", self._init_jit, keys, hparams)(keys, hparams)
+        keys, hparams = self.place(keys), self.place(hparams)
+        return self._call("init", "init", keys, hparams)
 
     def epoch(self, states: train.TrainState, keys: train.SeedKeys, data: DeviceData,
               epoch: int, slot: int) -> tuple[train.TrainState, dict]:
-        args = (states, keys, data.train, data.norm, jnp.int32(epoch), jnp.int32(slot))
-        return self._compile("epoch", self._epoch_jit, *args)(*args)
+        args = (states, self.place(keys), data.train, data.norm, jnp.int32(epoch),
+                jnp.int32(slot))
+        return self._call("epoch", "epoch", *args)
 
     def evaluate(self, params: Any, split: train.ImageData, norm: train.Normalizer
-                 ) -> tuple[jax.Array, jax.Array]:
-        """Per-example (losses, correct) of every member on ``split``: (M, N) each.
-
-        With vmap, one program for the chunk. Otherwise each member is evaluated by
-        the same one-member program, whatever the chunk's width, so a member's
-        numbers cannot depend on how many members shared its chunk (XLA may fuse a
-        reduction differently in a program for another width).
-        """
-        if self._batching == "vmap":
-            key = ("evaluate", split.labels.shape[0])
-            if key not in self._compiled:
-                self._compile(key, jax.jit(over_members(self._evaluate_one, "vmap", 1)),
-                              params, split, norm)
-            return self._compiled[key](params, split, norm)
-        key = ("evaluate_one", split.labels.shape[0])
-        one = jax.tree.map(lambda x: x[0], params)
-        if key not in self._compiled:
-            self._compile(key, jax.jit(self._evaluate_one), one, split, norm)
-        outputs = [self._compiled[key](jax.tree.map(lambda x, i=i: x[i], params), split, norm)
-                   for i in range(self.width)]
-        return tuple(jnp.stack(parts) for parts in zip(*outputs))
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (losses, correct) of every member on ``split``: (M, N) each."""
+        key = ("evaluate", split.labels.shape[0])
+        return train.evaluate_split(
+            lambda p, d, n, start: self._call("evaluate", key, p, d, n, start),
+            params, split, norm)
 
     def warm_up(self, data: DeviceData, hparams: Hyperparams) -> None:
         """Compiles everything with a dummy chunk, before workers start."""
         keys = train.stack_seed_keys([0] * self.width)
-        hp = stack([hparams] * self.width)
-        states = jax.eval_shape(lambda: self._init_jit(keys, hp))
-        self._compile("init", self._init_jit, keys, hp)
-        args = (states, keys, data.train, data.norm, jnp.int32(0), jnp.int32(0))
-        self._compile("epoch", self._epoch_jit, *args)
+        states = self.init(keys, stack([hparams] * self.width))
+        self._compiled_for("epoch", "epoch", states, self.place(keys), data.train, data.norm,
+                           jnp.int32(0), jnp.int32(0))
         for split in {id(data.val): data.val, id(data.test): data.test}.values():
-            if self._batching == "vmap":
-                evaluate = jax.jit(over_members(self._evaluate_one, "vmap", 1))
-                self._compile(("evaluate", split.labels.shape[0]), evaluate, states.params,
-                              split, data.norm)
-            else:
-                one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
-                                   states.params)
-                self._compile(("evaluate_one", split.labels.shape[0]),
-                              jax.jit(self._evaluate_one), one, split, data.norm)
+            self._compiled_for("evaluate", ("evaluate", split.labels.shape[0]), states.params,
+                               split, data.norm, jnp.int32(0))
 
 
 @functools.lru_cache(maxsize=16)
 def chunk_program(network: Network, conv: str, batching: str, width: int, num_train: int,
-                  batch_size: int, on_step: StepBoard | None) -> ChunkProgram:
-    """One program per (network, conv, batching, chunk width, data and batch size), shared
-    by every study, test and benchmark in the process."""
-    return ChunkProgram(network, conv, batching, width, num_train, batch_size, on_step)
+                  batch_size: int, on_step: StepBoard | None, devices: int = 1) -> ChunkProgram:
+    """One program per (network, conv, batching, chunk width, data and batch size, devices),
+    shared by every study, test and benchmark in the process."""
+    return ChunkProgram(network, conv, batching, width, num_train, batch_size, on_step,
+                        member_mesh(devices))
 
 
-def chunks_of(members: list[Member], width: int) -> list[list[Member]]:
+def chunks_of(members: list, width: int) -> list[list]:
     """Consecutive chunks of at most ``width`` members (the last may be shorter)."""
     return [members[i:i + width] for i in range(0, len(members), width)]
 
 
 def _padded(members: list[Member], width: int) -> list[Member]:
-    # A short last chunk repeats its last member; the copies' results are dropped.
+    # A short chunk repeats its last member (the mesh needs whole shares, the compiled
+    # program its width); the copies are trained like the rest and their results dropped.
     return members + [members[-1]] * (width - len(members))
 
 
@@ -255,7 +301,7 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
     start = 0
     resume = checkpointer.restore(to_host(states)) if checkpointer else None
     if resume is not None:
-        states = jax.tree.map(jnp.asarray, resume.states)
+        states = program.place(resume.states)
         histories, schedules = resume.histories, resume.schedules
         start = resume.epochs_done
     if lines is not None:
@@ -271,8 +317,8 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
             *program.evaluate(states.params, data.val, data.norm))
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
-            width = program.width
-            board.end_epoch(slot, steps * width, (steps // REPORT_EVERY) * REPORT_EVERY * width)
+            reported = 0 if program.mesh is not None else (steps // REPORT_EVERY) * REPORT_EVERY
+            board.end_epoch(slot, steps * program.width, reported * program.width)
         for i, m in enumerate(members):
             hist.record_epoch(histories[i], epoch + 1, metrics["loss"][i], val_loss[i],
                               val_acc[i])
@@ -294,6 +340,13 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
             for i, m in enumerate(members)]
 
 
+def chunk_width(settings: RunSettings, members: int) -> int:
+    """Members per chunk: the setting (or every member), capped by the group's size and
+    rounded up to whole shares of the devices."""
+    width = min(settings.members_per_chunk or members, members)
+    return -(-width // settings.devices) * settings.devices
+
+
 def train_members(network: Network, members: list[Member], data: DeviceData,
                   settings: RunSettings, *, on_done: Callable[[list[MemberResult]], None],
                   checkpointer_for: Callable[[list[Member]], Checkpointer | None] | None = None,
@@ -305,9 +358,11 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
     finish (results can be written while others train). Returns the program
     (its ``compile_seconds`` say what compilation cost).
     """
-    width = min(settings.members_per_chunk, len(members))
+    settings = settings.resolved()
+    width = chunk_width(settings, len(members))
     program = chunk_program(network, settings.conv, settings.batching, width, data.num_train,
-                            settings.batch_size, board if board and board.enabled else None)
+                            settings.batch_size, board if board and board.enabled else None,
+                            settings.devices)
     program.warm_up(data, members[0].hparams)
     chunks = chunks_of(members, width)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from jaxcnn import stats
 from jaxcnn.configs import Configuration
@@ -72,6 +73,11 @@ class Study:
       claims: the notebook's conclusions about these configurations; each is
         compared (paired by seed) in the study's statistics, in the same Holm
         family as the comparisons with the reference.
+      extra_flags: command-line flags (beyond the experiment's) that rebuild it.
+      metadata: recorded in results.json's metadata (e.g. a sweep's definition).
+      figures: optional (results, out_dir) -> extra figure paths.
+      reference_from: optional context -> reference name, for studies whose
+        reference depends on the run (a sweep's base value).
     """
 
     name: str
@@ -80,9 +86,19 @@ class Study:
     reference: str
     parity_reference: str
     claims: tuple[Claim, ...] = ()
+    extra_flags: tuple[str, ...] = ()
+    metadata: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    figures: Callable[[dict, Path], list[Path]] | None = None
+    reference_from: Callable[[StudyContext], str] | None = None
 
     def reference_for(self, torch_parity: bool) -> str:
         return self.parity_reference if torch_parity else self.reference
+
+    def reference_in(self, ctx: StudyContext) -> str:
+        """The configuration the others are compared with, in this run."""
+        if self.reference_from is not None:
+            return self.reference_from(ctx)
+        return self.reference_for(ctx.experiment.torch_parity)
 
     def statistics(self, results: dict, all_pairs: bool = False) -> dict:
         """results.json's ``statistics`` block for this study's results."""

@@ -3,16 +3,20 @@
 :func:`run_studies` takes one or more :class:`~jaxcnn.studies.Study` and one
 :class:`~jaxcnn.experiment.Experiment`, and:
 
-1. loads and splits the data, and builds every study's configurations;
-2. resumes what ``--out`` already holds (finished configurations are kept; a
-   model already finished in another study of the same ``--out``, with the same
-   settings, is copied rather than trained again);
-3. turns each distinct model that is still missing into members (one per seed)
-   and groups them by network, one compiled program per group (``runner.py``);
-4. as each model's last member finishes, writes it into every study that has
-   it (results.json atomically, statistics, final parameters), so a run that
-   dies loses at most the epochs since the last checkpoint;
-5. writes figures and prints each study's table.
+1. loads and splits the data, and builds every study's configurations
+   (:func:`prepare`);
+2. resumes what ``--out`` already holds (:func:`open_results`): finished
+   configurations are kept, and a model already finished in another study of the
+   same ``--out`` with the same settings is copied rather than trained again;
+3. turns each distinct model still missing into members (one per seed), groups
+   them by network, and trains each group with one compiled program
+   (:func:`train_missing`, ``runner.py``), its members split over the local
+   devices, over processes when there are several, and in chunks when the memory
+   plan says they do not all fit;
+4. as each model's last member finishes, writes it into every study that has it
+   (:class:`_Writer`: results.json atomically, statistics, final parameters), so a
+   run that dies loses at most the epochs since the last checkpoint;
+5. writes figures and prints each study's table (:func:`finish`).
 """
 
 from __future__ import annotations
@@ -27,18 +31,24 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcnn import environment, history
-from jaxcnn.batching import check_batching, default_batching, default_workers
+from jaxcnn import distributed, environment, history
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data import load_dataset, prepare_data
-from jaxcnn.errors import ConfigError, DataError
+from jaxcnn.errors import ConfigError, DataError, ResumeError
 from jaxcnn.experiment import Experiment, Runtime, check_compatible
+from jaxcnn.memory import free_bytes, member_bytes, plan_chunk
 from jaxcnn.optim import describe_chain
 from jaxcnn.progress import EpochLines, StepBoard, log, plural
 from jaxcnn.report import console_table
 from jaxcnn.results import read_results, write_json_atomic
-from jaxcnn.runner import DeviceData, Member, MemberResult, RunSettings, train_members
+from jaxcnn.runner import (
+    DeviceData,
+    Member,
+    MemberResult,
+    RunSettings,
+    member_mesh,
+    train_members,
+)
 from jaxcnn.studies import STUDIES, Study, StudyContext
 
 
@@ -51,6 +61,18 @@ class Want:
     config: Configuration
 
 
+@dataclasses.dataclass
+class Prepared:
+    """Everything a run needs before training: data, configurations, settings."""
+
+    dataset: object
+    prepared: object
+    ctx: StudyContext
+    settings: dict
+    configs: dict[str, dict[str, Configuration]]  # study -> name -> configuration
+    siblings: dict[str, list[str]]  # "study/config" -> the same model elsewhere
+
+
 def batch_size_notice(batch_size: int, num_train: int) -> str | None:
     """A warning when one batch holds the whole training set, else None."""
     if batch_size <= num_train:
@@ -59,35 +81,101 @@ def batch_size_notice(batch_size: int, num_train: int) -> str | None:
             "images: every epoch is one padded step (one update per epoch)")
 
 
-def resolve_runtime(runtime: Runtime, platform: str, members: int) -> RunSettings:
-    """The run settings that ``auto`` and the defaults stand for on ``platform``."""
-    batching = default_batching(platform) if runtime.batching == "auto" else runtime.batching
-    check_batching(batching)
-    conv = default_conv(platform) if runtime.conv == "auto" else check_conv(runtime.conv)
-    workers = runtime.workers or default_workers(batching)
-    per_chunk = runtime.members_per_chunk or (1 if batching == "threads" else max(1, members))
-    return RunSettings(epochs=0, batch_size=0, batching=batching, conv=conv, workers=workers,
-                       members_per_chunk=per_chunk, show_progress=runtime.progress)
+def same_models(all_configs: dict[str, dict[str, Configuration]]) -> dict[str, list[str]]:
+    """"study/config" -> the other "study/config" entries that are the same model."""
+    by_identity = defaultdict(list)
+    for study, configs in all_configs.items():
+        for name, config in configs.items():
+            by_identity[config.identity()].append(f"{study}/{name}")
+    return {entry: [e for e in entries if e != entry]
+            for entries in by_identity.values() for entry in entries}
 
 
-def _study_metadata(experiment: Experiment, runtime: Runtime, dataset, prepared,
-                    settings: dict, reference: str, run: RunSettings, study: Study) -> dict:
+def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
+            configs: list[str] | None) -> Prepared:
+    """Loads and splits the data; builds each study's configurations (``configs``
+    restricts a single study to some of its own)."""
+    dataset = load_dataset(experiment.data, cache_dir=runtime.cache_dir,
+                           show_progress=runtime.progress)
+    if dataset.num_classes < 2:
+        raise DataError(f"{dataset.source}: {dataset.num_classes} class; a classifier "
+                        "needs at least 2 class folders")
+    prepared = prepare_data(dataset, val_size=experiment.val_size,
+                            train_examples=experiment.train_examples,
+                            normalization=experiment.normalization)
+    notice = batch_size_notice(experiment.batch_size, len(prepared.train))
+    if notice and distributed.is_main():
+        log(notice)
+    ctx = StudyContext(experiment, experiment.steps_per_epoch(len(prepared.train)),
+                       dataset.num_classes)
+    all_configs = {s.name: s.build_configs(ctx) for s in studies}
+    if configs is not None:
+        (only,) = studies
+        unknown = [n for n in configs if n not in all_configs[only.name]]
+        if unknown:
+            raise ConfigError(f"argument --configs: unknown configuration {unknown[0]!r} "
+                              f"(choose from {', '.join(all_configs[only.name])})")
+        all_configs[only.name] = {n: c for n, c in all_configs[only.name].items() if n in configs}
+    known = {name: study.build_configs(ctx) for name, study in STUDIES.items()}
+    return Prepared(dataset, prepared, ctx, experiment.settings(dataset.fingerprint),
+                    all_configs, same_models({**known, **all_configs}))
+
+
+def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: RunSettings,
+                   prep: Prepared) -> dict:
+    """What results.json says about the run, besides the numbers."""
+    data, split = prep.dataset, prep.prepared
     command = shlex.join(["python", "-m", f"experiments.{study.name}", *experiment.flags(),
-                          "--out", str(runtime.out)])
+                          *study.extra_flags, "--out", str(runtime.out)])
     return {
         "versions": environment.versions(), "device": environment.device(),
         "git_commit": environment.git_commit(),
-        "data": {"source": dataset.source, "fingerprint": dataset.fingerprint,
-                 "class_names": list(dataset.class_names),
-                 "train_examples": len(prepared.train), "val_examples": len(prepared.val),
-                 "test_examples": len(prepared.test), "val_is_test": prepared.val_is_test,
-                 "normalization_mean": prepared.normalization.mean.tolist(),
-                 "normalization_std": prepared.normalization.std.tolist()},
-        "settings": settings, "reference": reference,
+        "data": {"source": data.source, "fingerprint": data.fingerprint,
+                 "class_names": list(data.class_names),
+                 "train_examples": len(split.train), "val_examples": len(split.val),
+                 "test_examples": len(split.test), "val_is_test": split.val_is_test,
+                 "normalization_mean": split.normalization.mean.tolist(),
+                 "normalization_std": split.normalization.std.tolist()},
+        "settings": prep.settings, "reference": study.reference_in(prep.ctx),
         "runtime": {"batching": run.batching, "conv": run.conv, "workers": run.workers,
-                    "members_per_chunk": run.members_per_chunk},
-        "command": command,
+                    "members_per_chunk": run.members_per_chunk, "devices": run.devices,
+                    "processes": jax.process_count()},
+        "command": command, **study.metadata,
     }
+
+
+def open_results(studies: list[Study], experiment: Experiment, runtime: Runtime,
+                 run: RunSettings, prep: Prepared) -> tuple[dict, dict]:
+    """Each study's results dict and path: the existing file (after checking it was made
+    with the same settings), or a new one. Process 0 writes; the others read after it."""
+    paths = {}
+    for study in studies:
+        out_dir = Path(runtime.out) / study.name
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {runtime.out}: {out_dir} is a file, not a folder; "
+                              "give another --out")
+        paths[study.name] = out_dir / "results.json"
+        existing = None if runtime.fresh else read_results(paths[study.name])
+        if existing is not None:
+            check_compatible(existing["metadata"].get("settings", {}), prep.settings,
+                             paths[study.name])
+    distributed.barrier("jaxcnn: checked")
+    if distributed.is_main():
+        for study in studies:
+            path = paths[study.name]
+            if runtime.fresh and path.parent.exists():
+                shutil.rmtree(path.parent)
+            current = read_results(path) or {"experiment": study.name, "metadata": {},
+                                             "configs": {}}
+            current["metadata"].update(study_metadata(study, experiment, runtime, run, prep))
+            current["metadata"].setdefault("wall_seconds", {})
+            try:
+                write_json_atomic(path, current)
+            except (NotADirectoryError, FileExistsError):
+                raise ConfigError(f"--out {runtime.out}: a part of that path is a file; "
+                                  "give another --out") from None
+    distributed.barrier("jaxcnn: opened")
+    return {s.name: read_results(paths[s.name]) for s in studies}, paths
 
 
 def config_record(config: Configuration, reference: str, name: str, seeds: list[dict],
@@ -101,30 +189,14 @@ def config_record(config: Configuration, reference: str, name: str, seeds: list[
             "trained_as": trained_as, "schedule": schedule, "seeds": seeds}
 
 
-def same_models(all_configs: dict[str, dict[str, Configuration]]) -> dict[str, list[str]]:
-    """"study/config" -> the other "study/config" entries that are the same model."""
-    by_identity = defaultdict(list)
-    for study, configs in all_configs.items():
-        for name, config in configs.items():
-            by_identity[config.identity()].append(f"{study}/{name}")
-    return {entry: [e for e in entries if e != entry]
-            for entries in by_identity.values() for entry in entries}
-
-
-def _known_configs(ctx: StudyContext) -> dict[str, dict[str, Configuration]]:
-    return {name: study.build_configs(ctx) for name, study in STUDIES.items()}
-
-
 class _Writer:
     """Writes finished models into their studies, and clears checkpoints no longer needed."""
 
     def __init__(self, results: dict[str, dict], paths: dict[str, Path], wants: dict,
-                 studies: dict[str, Study], siblings: dict[str, list[str]], meta_for_params,
-                 seeds: list[int], all_pairs: bool, started: float):
-        self.results, self.paths, self.wants = results, paths, wants
-        self.studies, self.siblings = studies, siblings
-        self.meta_for_params, self.seeds, self.all_pairs = meta_for_params, seeds, all_pairs
-        self.started = started
+                 studies: dict[str, Study], prep: Prepared, runtime: Runtime, started: float):
+        self.results, self.paths, self.wants, self.studies = results, paths, wants, studies
+        self.prep, self.runtime, self.started = prep, runtime, started
+        self.seeds = prep.ctx.experiment.seed_list()
         self.finished: dict[str, dict[int, MemberResult]] = defaultdict(dict)
         self.pending_chunks: list[tuple[object, set[str]]] = []
         self.members_trained = 0
@@ -139,31 +211,43 @@ class _Writer:
             if len(self.finished[r.member.config]) == len(self.seeds):
                 self._write_model(r.member.config)
 
+    def _params_meta(self, config: Configuration) -> dict:
+        norm = self.prep.prepared.normalization
+        return {"model": config.model_record(),
+                "normalization": {"mean": norm.mean.tolist(), "std": norm.std.tolist()},
+                "class_names": list(self.prep.dataset.class_names)}
+
     def _write_model(self, canonical: str) -> None:
         from jaxcnn import checkpoint
 
         members = [self.finished[canonical][s] for s in self.seeds]
-        seeds = [m.record for m in members]
-        params = jax.tree.map(lambda *xs: np.stack(xs), *[m.params for m in members])
-        wall = round(time.perf_counter() - self.started, 2)
-        for want in self.wants[canonical]:
-            entry = f"{want.study}/{want.name}"
-            results = self.results[want.study]
-            results["configs"][want.name] = config_record(
-                want.config, results["metadata"]["reference"], want.name, seeds,
-                members[0].schedule, self.siblings.get(entry, []), canonical)
-            results["metadata"]["wall_seconds"][want.name] = wall
-            resumed = max(m.resumed_from_epoch for m in members)
-            if resumed:
-                results["metadata"].setdefault("resumed_from_epoch", {})[want.name] = resumed
-            checkpoint.save_params(self.paths[want.study].parent / "params" / want.name, params,
-                                   self.seeds, self.meta_for_params(want.config))
-            results["statistics"] = self.studies[want.study].statistics(results, self.all_pairs)
-            write_json_atomic(self.paths[want.study], results)
         done = {m.member.key for m in members}
+        if distributed.is_main():
+            seeds = [m.record for m in members]
+            params = jax.tree.map(lambda *xs: np.stack(xs), *[m.params for m in members])
+            wall = round(time.perf_counter() - self.started, 2)
+            for want in self.wants[canonical]:
+                results = self.results[want.study]
+                results["configs"][want.name] = config_record(
+                    want.config, results["metadata"]["reference"], want.name, seeds,
+                    members[0].schedule, self.prep.siblings.get(f"{want.study}/{want.name}", []),
+                    canonical)
+                results["metadata"]["wall_seconds"][want.name] = wall
+                resumed = max(m.resumed_from_epoch for m in members)
+                if resumed:
+                    results["metadata"].setdefault("resumed_from_epoch", {})[want.name] = resumed
+                checkpoint.save_params(self.paths[want.study].parent / "params" / want.name,
+                                       params, self.seeds, self._params_meta(want.config))
+                results["statistics"] = self.studies[want.study].statistics(
+                    results, self.runtime.all_pairs)
+                write_json_atomic(self.paths[want.study], results)
+        self.clear_checkpoints(done)
+
+    def clear_checkpoints(self, written: set[str]) -> None:
+        """Drops the checkpoints of chunks whose every member is now written."""
         still = []
         for ckpt, keys in self.pending_chunks:
-            keys -= done
+            keys -= written
             if keys:
                 still.append((ckpt, keys))
             elif ckpt is not None:
@@ -171,8 +255,30 @@ class _Writer:
         self.pending_chunks = still
 
 
-def _reuse_from_out(out: Path, settings: dict, identity_of: dict[str, Configuration],
-                    skip: set[str]) -> dict[str, tuple[str, str]]:
+def missing_models(studies: list[Study], results: dict, prep: Prepared
+                   ) -> tuple[dict[str, list[Want]], dict[str, Configuration]]:
+    """The models still missing, each once, under the first "study/name" it has."""
+    wants: dict[str, list[Want]] = {}
+    identity_of: dict[str, Configuration] = {}
+    canonical_of: dict[Configuration, str] = {}
+    for study in studies:
+        for name, config in prep.configs[study.name].items():
+            existing = results[study.name]["configs"].get(name)
+            if existing is not None:
+                if existing.get("identity") not in (None, config.fingerprint()):
+                    raise ResumeError(f"{study.name}/{name} in --out is another model than the "
+                                      "one asked for; use another --out or --fresh")
+                if distributed.is_main():
+                    log(f"[{study.name}/{name}] already finished; skipping")
+                continue
+            canonical = canonical_of.setdefault(config.identity(), f"{study.name}/{name}")
+            identity_of[canonical] = config
+            wants.setdefault(canonical, []).append(Want(study.name, name, config))
+    return wants, identity_of
+
+
+def reuse_from_out(out: Path, settings: dict, identity_of: dict[str, Configuration],
+                   skip: set[str]) -> dict[str, tuple[str, str]]:
     """Finished models in other studies of ``out`` with the same settings.
 
     Returns canonical -> (study, config name) to copy from.
@@ -184,7 +290,7 @@ def _reuse_from_out(out: Path, settings: dict, identity_of: dict[str, Configurat
             continue
         try:
             existing = read_results(path)
-        except Exception:  # an unreadable file elsewhere is not ours to judge
+        except ResumeError:  # an unreadable file elsewhere is not ours to judge
             continue
         if existing is None or existing.get("metadata", {}).get("settings") != settings:
             continue
@@ -195,129 +301,72 @@ def _reuse_from_out(out: Path, settings: dict, identity_of: dict[str, Configurat
     return found
 
 
-def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
-                configs: list[str] | None = None, device_data: DeviceData | None = None
-                ) -> dict[str, dict]:
-    """Runs (or resumes) ``studies`` together; returns each study's results dict.
-
-    A model that appears in several of them (or is already finished in another
-    study under ``runtime.out`` with the same settings) is trained once.
-    ``configs`` restricts a single study to some of its configurations.
-    """
-    started = time.perf_counter()
-    dataset = load_dataset(experiment.data, cache_dir=runtime.cache_dir,
-                           show_progress=runtime.progress)
-    if len(dataset.class_names) < 2:
-        raise DataError(f"{dataset.source}: {len(dataset.class_names)} class; a classifier "
-                        "needs at least 2 class folders")
-    prepared = prepare_data(dataset, val_size=experiment.val_size,
-                            train_examples=experiment.train_examples,
-                            normalization=experiment.normalization)
-    num_train = len(prepared.train)
-    notice = batch_size_notice(experiment.batch_size, num_train)
-    if notice:
-        log(notice)
-    ctx = StudyContext(experiment, experiment.steps_per_epoch(num_train),
-                       len(dataset.class_names))
-    settings = experiment.settings(dataset.fingerprint)
-
-    all_configs = {s.name: s.build_configs(ctx) for s in studies}
-    if configs is not None:
-        (only,) = studies
-        unknown = [n for n in configs if n not in all_configs[only.name]]
-        if unknown:
-            raise ConfigError(f"argument --configs: unknown configuration {unknown[0]!r} "
-                              f"(choose from {', '.join(all_configs[only.name])})")
-        all_configs[only.name] = {n: c for n, c in all_configs[only.name].items() if n in configs}
-    siblings = same_models({**_known_configs(ctx), **all_configs})
-    references = {s.name: s.reference_for(experiment.torch_parity) for s in studies}
-
-    platform = jax.devices()[0].platform
-    total_members = sum(len(c) for c in all_configs.values()) * experiment.seeds
-    run = resolve_runtime(runtime, platform, total_members)
-    run = dataclasses.replace(run, epochs=experiment.epochs, batch_size=experiment.batch_size)
-
-    results, paths = {}, {}
-    for study in studies:
-        out_dir = Path(runtime.out) / study.name
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"--out {runtime.out}: {out_dir} is a file, not a folder; "
-                              "give another --out")
-        path = out_dir / "results.json"
-        if runtime.fresh and out_dir.exists():
-            shutil.rmtree(out_dir)
-        existing = read_results(path)
-        if existing is not None:
-            check_compatible(existing["metadata"].get("settings", {}), settings, path)
-            current = existing
-        else:
-            current = {"experiment": study.name, "metadata": {}, "configs": {}}
-        current["metadata"].update(_study_metadata(experiment, runtime, dataset, prepared,
-                                                   settings, references[study.name], run, study))
-        current["metadata"].setdefault("wall_seconds", {})
-        try:
-            write_json_atomic(path, current)
-        except NotADirectoryError:
-            raise ConfigError(f"--out {runtime.out}: a part of that path is a file; "
-                              "give another --out") from None
-        results[study.name], paths[study.name] = current, path
-
-    # The models still missing, each once, under the first name it has.
-    wants: dict[str, list[Want]] = {}
-    identity_of: dict[str, Configuration] = {}
-    canonical_of: dict[Configuration, str] = {}
-    for study in studies:
-        for name, config in all_configs[study.name].items():
-            if name in results[study.name]["configs"]:
-                log(f"[{study.name}/{name}] already finished in {paths[study.name]}; skipping")
-                continue
-            canonical = canonical_of.setdefault(config.identity(), f"{study.name}/{name}")
-            identity_of[canonical] = config
-            wants.setdefault(canonical, []).append(Want(study.name, name, config))
-
-    def meta_for_params(config: Configuration) -> dict:
-        return {"model": config.model_record(),
-                "normalization": {"mean": prepared.normalization.mean.tolist(),
-                                  "std": prepared.normalization.std.tolist()},
-                "class_names": list(dataset.class_names)}
-
-    seeds = experiment.seed_list()
-    writer = _Writer(results, paths, wants, {s.name: s for s in studies}, siblings,
-                     meta_for_params, seeds, runtime.all_pairs, started)
-    for canonical, (study_name, name) in _reuse_from_out(
-            Path(runtime.out), settings, identity_of, {s.name for s in studies}).items():
-        _copy_finished(canonical, study_name, name, Path(runtime.out), writer)
-
-    members = [Member(canonical, seed, hyperparams(identity_of[canonical], ctx.steps_per_epoch))
-               for canonical in wants if canonical not in writer.finished or
-               len(writer.finished[canonical]) < len(seeds)
-               for seed in seeds]
-    groups: dict = defaultdict(list)
-    for m in members:
-        groups[identity_of[m.config].network].append(m)
-
-    data = device_data or DeviceData(prepared)
-    val_name = "test" if prepared.val_is_test else "val"
-    log(f"{', '.join(s.name for s in studies)}: {plural(len(wants), 'model')} to train "
-        f"({plural(len(members), 'member')}: configuration x seed) x "
-        f"{plural(experiment.epochs, 'epoch')} on {num_train} images ({dataset.source}); "
-        + (f"the {len(prepared.test)} test images as per-epoch validation"
-           if prepared.val_is_test else
-           f"val split {len(prepared.val)}, test {len(prepared.test)}")
-        + f"; {jax.devices()[0].device_kind}, batching {run.batching}"
-        + (f" x {run.workers} workers" if run.workers > 1 else "") + f", conv {run.conv}")
-    for canonical, entries in wants.items():
-        names = ", ".join(f"{w.study}/{w.name}" for w in entries)
-        if len(entries) > 1:
-            log(f"[{canonical}] {identity_of[canonical].description} (also {names}: the same "
-                "model, trained once)")
-    board = StepBoard(runtime.progress)
-    lines = EpochLines({c: len(seeds) for c in wants}, experiment.epochs, val_name)
+def copy_finished(canonical: str, study_name: str, name: str, out: Path, writer: _Writer) -> None:
+    """Takes a model finished in another study of the same --out instead of training it."""
     from jaxcnn import checkpoint
 
+    source = read_results(out / study_name / "results.json")["configs"][name]
+    params, _ = checkpoint.load_params_tree(out / study_name / "params" / name)
+    params = jax.tree.map(np.asarray, params)
+    if distributed.is_main():
+        log(f"[{canonical}] the same model is finished in {study_name}/{name}; copying it")
+    results = [MemberResult(Member(canonical, record["seed"], None), record,
+                            source.get("schedule") or {},
+                            jax.tree.map(lambda x, i=i: x[i], params))
+               for i, record in enumerate(source["seeds"])]
+    writer.on_done(results)
+    writer.members_trained -= len(results)  # copied, not trained
+
+
+def resolve_settings(runtime: Runtime, experiment: Experiment) -> RunSettings:
+    """The run settings the runtime flags stand for on this machine (before planning)."""
+    local = jax.local_device_count()
+    devices = runtime.devices or local
+    if devices > local:
+        raise ConfigError(f"--devices {devices}: this process has {local} local device(s)")
+    return RunSettings(epochs=experiment.epochs, batch_size=experiment.batch_size,
+                       batching=runtime.batching, conv=runtime.conv, workers=runtime.workers,
+                       members_per_chunk=runtime.members_per_chunk, devices=devices,
+                       show_progress=runtime.progress).resolved()
+
+
+def plan_group(run: RunSettings, network, members: int, data: DeviceData,
+               runtime: Runtime) -> RunSettings:
+    """Chunks of as many members as fit in memory (lockstep batchings, no explicit size)."""
+    if run.members_per_chunk is not None:
+        return run
+    budget = (runtime.memory_budget * 2**20 if runtime.memory_budget
+              else free_bytes(devices_sharing=run.devices))
+    plan = plan_chunk(members, run.devices, member_bytes(network, run.batch_size, run.conv),
+                      data.nbytes, budget)
+    if plan.notice and distributed.is_main():
+        log(plan.notice)
+    return dataclasses.replace(run, members_per_chunk=plan.members_per_device * run.devices)
+
+
+def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSettings,
+                  data: DeviceData, prep: Prepared, runtime: Runtime) -> dict[str, float]:
+    """Trains every missing model's members (this process's share), group by group."""
+    from jaxcnn import checkpoint
+
+    seeds = prep.ctx.experiment.seed_list()
+    members = [Member(canonical, seed, hyperparams(identity_of[canonical],
+                                                   prep.ctx.steps_per_epoch))
+               for canonical in wants if len(writer.finished[canonical]) < len(seeds)
+               for seed in seeds]
+    groups: dict = defaultdict(list)
+    for m in distributed.share(members):
+        groups[identity_of[m.config].network].append(m)
+    board = StepBoard(runtime.progress and distributed.is_main())
+    lines = EpochLines({c: len(distributed.share([m for m in members if m.config == c]))
+                        for c in wants}, run.epochs,
+                       "test" if prep.prepared.val_is_test else "val")
+    several = jax.process_count() > 1
+    local_results: list[MemberResult] = []
+
     def checkpointer_for(chunk: list[Member]):
-        key = checkpoint.chunk_key(chunk, settings)
-        ckpt = checkpoint.ChunkCheckpointer(Path(runtime.out) / "checkpoints" / key)
+        ckpt = checkpoint.ChunkCheckpointer(Path(runtime.out) / "checkpoints"
+                                            / checkpoint.chunk_key(chunk, prep.settings))
         if runtime.fresh:
             ckpt.clear()
         writer.chunk_started(ckpt, chunk)
@@ -325,51 +374,105 @@ def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
 
     compile_seconds = {}
     for network, group in groups.items():
-        total = len(group) * experiment.epochs * ctx.steps_per_epoch
-        board.start(total, "training")
-        n_configs = len({m.config for m in group})
-        log(f"training {plural(len(group), 'member')} ({plural(n_configs, 'configuration')} x "
-            f"{plural(len(seeds), 'seed')}) of one network ({network.describe()}) with one "
-            "compiled program")
-        program = train_members(network, group, data, run, on_done=writer.on_done,
+        group_run = plan_group(run, network, len(group), data, runtime)
+        board.start(len(group) * run.epochs * prep.ctx.steps_per_epoch, "training")
+        log(f"training {plural(len(group), 'member')} "
+            f"({plural(len({m.config for m in group}), 'configuration')} x seeds) of one "
+            f"network ({network.describe()}) with one compiled program"
+            + (f", on {plural(run.devices, 'device')}" if run.devices > 1 else "")
+            + (f", process {jax.process_index()} of {jax.process_count()}" if several else ""))
+        program = train_members(network, group, data, group_run,
+                                on_done=local_results.extend if several else writer.on_done,
                                 checkpointer_for=checkpointer_for, lines=lines, board=board)
         board.close()
         compile_seconds[network.describe()] = round(program.compile_seconds, 2)
         log(f"compiled in {program.compile_seconds:.1f} s")
+    if several:
+        gather_and_write(local_results, writer)
+    return compile_seconds
 
+
+def gather_and_write(local: list[MemberResult], writer: _Writer) -> None:
+    """Every process's finished members to every process; process 0 writes them."""
+    blob = distributed.pack(
+        [{"config": r.member.config, "seed": r.member.seed, "record": r.record,
+          "schedule": r.schedule, "resumed_from_epoch": r.resumed_from_epoch} for r in local],
+        [r.params for r in local])
+    everyone = []
+    for part in distributed.allgather_bytes(blob):
+        records, params = distributed.unpack(part)
+        everyone += [MemberResult(Member(r["config"], r["seed"], None), r["record"],
+                                  r["schedule"], p, r["resumed_from_epoch"])
+                     for r, p in zip(records, params)]
+    mine = {r.member.key for r in local}
+    writer.on_done(everyone)
+    distributed.barrier("jaxcnn: written")
+    writer.clear_checkpoints(mine)
+
+
+def finish(studies: list[Study], results: dict, paths: dict, prep: Prepared, runtime: Runtime,
+           started: float, compile_seconds: dict, members_trained: int) -> None:
+    """Orders each study's configurations, final statistics, figures and the console table."""
     total = round(time.perf_counter() - started, 2)
     for study in studies:
         current = results[study.name]
-        order = list(all_configs[study.name])
+        order = list(prep.configs[study.name])
         current["configs"] = {n: current["configs"][n] for n in
                               order + [n for n in current["configs"] if n not in order]
                               if n in current["configs"]}
         current["statistics"] = study.statistics(current, runtime.all_pairs)
         current["metadata"]["total_wall_seconds_this_invocation"] = total
         current["metadata"]["compile_seconds"] = compile_seconds
-        current["metadata"]["members_trained_this_invocation"] = writer.members_trained
+        current["metadata"]["members_trained_this_invocation"] = members_trained
         write_json_atomic(paths[study.name], current)
         figures = write_figures(study, current, paths[study.name].parent)
         print(console_table(current))
         log(f"wrote {paths[study.name]}" + "".join(f", {p}" for p in figures))
+
+
+def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
+                configs: list[str] | None = None) -> dict[str, dict]:
+    """Runs (or resumes) ``studies`` together; returns each study's results dict.
+
+    A model that appears in several of them (or is already finished in another
+    study under ``runtime.out`` with the same settings) is trained once.
+    ``configs`` restricts a single study to some of its configurations.
+    """
+    started = time.perf_counter()
+    distributed.initialize(runtime.coordinator, runtime.num_processes, runtime.process_id,
+                           runtime.distributed)
+    prep = prepare(studies, experiment, runtime, configs)
+    run = resolve_settings(runtime, experiment)
+    results, paths = open_results(studies, experiment, runtime, run, prep)
+    wants, identity_of = missing_models(studies, results, prep)
+    writer = _Writer(results, paths, wants, {s.name: s for s in studies}, prep, runtime, started)
+    for canonical, (study_name, name) in reuse_from_out(
+            Path(runtime.out), prep.settings, identity_of, {s.name for s in studies}).items():
+        copy_finished(canonical, study_name, name, Path(runtime.out), writer)
+
+    data = DeviceData(prep.prepared, member_mesh(run.devices))
+    split = prep.prepared
+    members = sum(len(prep.ctx.experiment.seed_list()) for c in wants
+                  if len(writer.finished[c]) < experiment.seeds)
+    if distributed.is_main():
+        log(f"{', '.join(s.name for s in studies)}: {plural(len(wants), 'model')} to train "
+            f"({plural(members, 'member')}: configuration x seed) x "
+            f"{plural(experiment.epochs, 'epoch')} on {len(split.train)} images "
+            f"({prep.dataset.source}); "
+            + (f"the {len(split.test)} test images as per-epoch validation" if split.val_is_test
+               else f"val split {len(split.val)}, test {len(split.test)}")
+            + f"; {jax.devices()[0].device_kind}, batching {run.batching}"
+            + (f" x {run.workers} workers" if run.workers > 1 else "") + f", conv {run.conv}")
+        for canonical, entries in wants.items():
+            if len(entries) > 1:
+                others = ", ".join(f"{w.study}/{w.name}" for w in entries[1:])
+                log(f"[{canonical}] is also {others}: the same model, trained once")
+    compile_seconds = train_missing(wants, identity_of, writer, run, data, prep, runtime)
+    if distributed.is_main():
+        finish(studies, results, paths, prep, runtime, started, compile_seconds,
+               writer.members_trained)
+    distributed.barrier("jaxcnn: finished")
     return results
-
-
-def _copy_finished(canonical: str, study_name: str, name: str, out: Path, writer: _Writer) -> None:
-    """Takes a model finished in another study of the same --out instead of training it."""
-    from jaxcnn import checkpoint
-
-    source = read_results(out / study_name / "results.json")["configs"][name]
-    params, _ = checkpoint.load_params_tree(out / study_name / "params" / name)
-    params = jax.tree.map(np.asarray, params)
-    log(f"[{canonical}] the same model is finished in {study_name}/{name}; copying it")
-    results = []
-    for i, record in enumerate(source["seeds"]):
-        member = Member(canonical, record["seed"], None)
-        results.append(MemberResult(member, record, source.get("schedule") or {},
-                                    jax.tree.map(lambda x, i=i: x[i], params)))
-    writer.on_done(results)
-    writer.members_trained -= len(results)  # copied, not trained
 
 
 def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
@@ -387,4 +490,6 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
     if study.name == "schedules" and results["configs"]:
         paths.append(plots.plot_schedules(results["configs"], steps,
                                           meta["settings"]["epochs"], out_dir / "schedules.png"))
+    if study.figures is not None:
+        paths += study.figures(results, out_dir)
     return paths

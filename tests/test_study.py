@@ -37,7 +37,8 @@ def test_results_file_layout(regularization_run):
             "wall_seconds", "compile_seconds"} <= set(meta)
     assert meta["data"]["fingerprint"].startswith("synthetic")
     assert meta["runtime"] == {"batching": "threads", "conv": "winograd",
-                               "workers": meta["runtime"]["workers"], "members_per_chunk": 1}
+                               "workers": meta["runtime"]["workers"], "members_per_chunk": 1,
+                               "devices": 1, "processes": 1}
     assert meta["settings"]["seeds"] == 2 and meta["settings"]["torch_parity"] is False
     assert set(meta["wall_seconds"]) == {"baseline", "l2", "dropout"}
     assert list(results["configs"]) == ["baseline", "l2", "dropout"]
