@@ -71,13 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jaxcnn.study import run_studies
 
             run_studies([STUDIES[n] for n in missing], experiment, runtime)
+        from jaxcnn.study import write_figures
+
         all_results = {}
         for name in STUDY_ORDER:
             path = runtime.out / name / "results.json"
             results = read_results(path)
-            # Recomputed here, so --all-pairs and later statistics fixes apply.
+            # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
             results["statistics"] = STUDIES[name].statistics(results, runtime.all_pairs)
             write_json_atomic(path, results)
+            write_figures(STUDIES[name], results, path.parent)
             all_results[name] = results
         report = runtime.out / "REPORT.md"
         report.write_text(build_report(all_results))

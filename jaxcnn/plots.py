@@ -37,8 +37,28 @@ def _curve_matrix(seeds: list[dict], key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
 
 
+# Below this many seeds a 95% t-interval is too wide to read (with 2 seeds its half-width
+# is 12.7 standard errors): figures show the seeds' range instead, and say so.
+MIN_T_BAND = 5
+
+
+def _spread(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and band per column: the 95% t-interval, or the range below MIN_T_BAND seeds."""
+    if matrix.shape[0] >= MIN_T_BAND:
+        return stats.curve_band(matrix)
+    with np.errstate(all="ignore"):
+        return (np.nanmean(matrix, axis=0), np.nanmin(matrix, axis=0),
+                np.nanmax(matrix, axis=0))
+
+
+def band_words(seeds: int) -> str:
+    return "95% t-interval over seeds" if seeds >= MIN_T_BAND else (
+        f"range over the {seeds} seeds (fewer than {MIN_T_BAND}: a t-interval would be "
+        "uninformative)")
+
+
 def _band(ax, xs: np.ndarray, matrix: np.ndarray, label: str, style: dict) -> None:
-    mean, low, high = stats.curve_band(matrix)
+    mean, low, high = _spread(matrix)
     (line,) = ax.plot(xs, mean, label=label, **style)
     if matrix.shape[0] > 1:
         if len(xs) > 1:
@@ -67,6 +87,8 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
     fig, (ax_step, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(16, 4.4))
     plotted = 0
     one_epoch = True
+    fewest = min((sum(s.get("diverged_epoch") is None for s in cfg["seeds"])
+                  for cfg in configs.values()), default=0)
     for i, (name, cfg) in enumerate(configs.items()):
         style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
                      markersize=4)
@@ -102,8 +124,7 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
     else:
         for ax in (ax_step, ax_loss, ax_acc):
             _no_data(ax, "every seed diverged:\nnothing to plot")
-    interval = ("error bars: 95% t-interval over seeds" if one_epoch
-                else "shaded: 95% t-interval over seeds")
+    interval = ("error bars: " if one_epoch else "shaded: ") + band_words(max(fewest, 1))
     fig.suptitle(f"{title}: mean over seeds; {interval}")
     return _save(fig, path)
 
@@ -165,15 +186,17 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
                    label="one seed" if x == 0 else None)
         entry = summary[name]
         diverged = len(entry["diverged_seeds"])
+        few = 0 < values.size < MIN_T_BAND
         if diverged:
             ax.text(x, 0.02, f"{diverged} diverged", ha="center", fontsize=8,
                     transform=ax.get_xaxis_transform())
         if entry["mean"] is None:
             continue
-        ci = entry["ci95_t"]
+        ci = [values.min(), values.max()] if few else entry["ci95_t"]
         yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
         ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
-                    zorder=3, label="mean, 95% t-interval" if x == 0 else None)
+                    zorder=3, label=("mean, range of seeds (n < 5)" if few
+                                     else "mean, 95% t-interval") if x == 0 else None)
         if name == reference:
             ax.axvspan(x - 0.45, x + 0.45, color="C1", alpha=0.08)
             ax.axhline(entry["mean"], color="C1", ls="--", lw=1, label=f"{reference} mean")
@@ -222,7 +245,9 @@ def plot_sweep(results: dict, path: Path, names: list[str]) -> Path:
     for i, (key, points) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0] is None,
                                                                             kv[0] or 0))):
         points.sort()
-        label = f"{names[1]}={key:g}" if key is not None else "mean, 95% t-interval"
+        fewest = min(len(sc) for _, sc in points)
+        label = (f"{names[1]}={key:g}" if key is not None else
+                 "mean" + (", 95% t-interval" if fewest >= MIN_T_BAND else ", range of seeds"))
         color = f"C{i}"
         xs, means, lows, highs = [], [], [], []
         for x, scores in points:
@@ -234,11 +259,11 @@ def plot_sweep(results: dict, path: Path, names: list[str]) -> Path:
                 spread = np.exp(np.linspace(-0.03, 0.03, len(scores)))
             ax.scatter(x * spread if scale == "log" else np.full(len(scores), x), scores, s=14,
                        alpha=0.45, color=color, zorder=2)
-            low, high = stats.t_interval(np.array(scores))
+            mean, low, high = (float(v[0]) for v in _spread(np.array(scores)[:, None]))
             xs.append(x)
-            means.append(float(np.mean(scores)))
-            lows.append(low if np.isfinite(low) else np.mean(scores))
-            highs.append(high if np.isfinite(high) else np.mean(scores))
+            means.append(mean)
+            lows.append(low if np.isfinite(low) else mean)
+            highs.append(high if np.isfinite(high) else mean)
         if xs:
             drawn = True
             ax.plot(xs, means, marker=MARKERS[i % len(MARKERS)], color=color, label=label)
