@@ -208,16 +208,26 @@ class ChunkProgram:
         epoch = over_members(train.make_train_epoch(
             model, num_train=num_train, batch_size=batch_size, report_every=REPORT_EVERY,
             on_step=on_step if mesh is None else None), local, 2)
-        evaluate = over_members(train.make_evaluate(model), local, 1)
+        # Evaluation: vmapped over the chunk; otherwise one member at a time by a
+        # one-member program on the first device, whatever the chunk's width or device
+        # count (see train.make_evaluate: the same executable, so the same bits).
+        self._vmap_eval = local == "vmap"
+        evaluate = train.make_evaluate(model)
+        if self._vmap_eval:
+            evaluate = over_members(evaluate, "vmap", 1)
         if mesh is not None:
             shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
             m, r = P(MEMBERS), P()
             init = shard(init, in_specs=(m, m), out_specs=m)
             epoch = shard(epoch, in_specs=(m, m, r, r, r, r), out_specs=m)
-            evaluate = shard(evaluate, in_specs=(m, r, r, r), out_specs=m)
+            if self._vmap_eval:
+                evaluate = shard(evaluate, in_specs=(m, r, r), out_specs=m)
         self._jitted = {"init": jax.jit(init), "epoch": jax.jit(epoch, donate_argnums=0),
                         "evaluate": jax.jit(evaluate)}
+        self._first_device = (mesh.devices.flat[0] if mesh is not None
+                              else jax.local_devices()[0])
         self._compiled: dict[Any, Any] = {}
+        self._copies: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def _compiled_for(self, name: str, key: Any, *args) -> Any:
@@ -251,9 +261,28 @@ class ChunkProgram:
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (losses, correct) of every member on ``split``: (M, N) each."""
         key = ("evaluate", split.labels.shape[0])
-        return train.evaluate_split(
-            lambda p, d, n, start: self._call("evaluate", key, p, d, n, start),
-            params, split, norm)
+        if self._vmap_eval:
+            losses, correct = self._call("evaluate", key, params, split, norm)
+            return np.asarray(losses), np.asarray(correct)
+        split, norm = self._on_first_device(split, norm)
+        # Through the host: slicing an array split over devices on the devices would
+        # itself be a program (with collectives) competing with training for the cores.
+        host = to_host(params) if self.mesh is not None else params
+        outputs = [self._call("evaluate", key, self._member(host, i), split, norm)
+                   for i in range(self.width)]
+        return tuple(np.stack([np.asarray(o[j]) for o in outputs]) for j in range(2))
+
+    def _member(self, params: Any, i: int) -> Any:
+        return jax.device_put(jax.tree.map(lambda x: x[i], params), self._first_device)
+
+    def _on_first_device(self, split: train.ImageData, norm: train.Normalizer) -> tuple:
+        if self.mesh is None:
+            return split, norm
+        with self._lock:  # one copy per split, kept: evaluation runs after every epoch
+            key = (id(split), id(norm))
+            if key not in self._copies:
+                self._copies[key] = jax.device_put((split, norm), self._first_device)
+            return self._copies[key]
 
     def warm_up(self, data: DeviceData, hparams: Hyperparams) -> None:
         """Compiles everything with a dummy chunk, before workers start."""
@@ -262,8 +291,12 @@ class ChunkProgram:
         self._compiled_for("epoch", "epoch", states, self.place(keys), data.train, data.norm,
                            jnp.int32(0), jnp.int32(0))
         for split in {id(data.val): data.val, id(data.test): data.test}.values():
-            self._compiled_for("evaluate", ("evaluate", split.labels.shape[0]), states.params,
-                               split, data.norm, jnp.int32(0))
+            key = ("evaluate", split.labels.shape[0])
+            if self._vmap_eval:
+                self._compiled_for("evaluate", key, states.params, split, data.norm)
+            else:
+                self._compiled_for("evaluate", key, self._member(states.params, 0),
+                                   *self._on_first_device(split, data.norm))
 
 
 @functools.lru_cache(maxsize=16)

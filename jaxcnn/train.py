@@ -11,8 +11,8 @@ Shapes: B batch size, N examples, T = ceil(N / B) steps per epoch.
 - :func:`make_train_step` gives ``train_step(state, batch, key) -> (state, metrics)``.
 - :func:`make_train_epoch` gives ``train_epoch(state, keys, data, norm, epoch,
   slot) -> (state, metrics)``: one epoch as a ``lax.scan`` over the T steps.
-- :func:`make_evaluate` gives ``evaluate(params, data, norm, start) -> (losses, correct)``
-  for one chunk of examples; :func:`evaluate_split` runs it over a split.
+- :func:`make_evaluate` gives ``evaluate(params, data, norm) -> (losses, correct)``,
+  per example.
 
 Nothing here is jitted; callers jit at the call site. The dataset is an
 argument, never a closure constant, so one compiled epoch serves every call.
@@ -211,44 +211,38 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
     return train_epoch
 
 
-EVAL_BATCH = 250  # images per evaluation call
+EVAL_BATCH = 250  # images per evaluation step
 
 
 def make_evaluate(model: CNN, *, eval_batch: int = EVAL_BATCH
                   ) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """Builds ``evaluate(params, data, start) -> (losses (E,), correct (E,))`` for one member.
+    """Builds ``evaluate(params, data, norm) -> (losses (M,), correct (M,))`` for one member.
 
-    Evaluates ``eval_batch`` = E examples of ``data`` (an ImageData of M examples, with
-    its Normalizer: ``evaluate(params, data, norm, start)``) from index ``start``
-    (indices past the end repeat the last example; the caller trims them). The host
-    loops over the chunks (:func:`evaluate_split`): a loop inside the program, nested
-    in the loop over members, is fused differently by XLA for other numbers of
-    members and would change a member's last bits. Sums are left to the host too, in
-    float64, in a fixed order.
+    data is an ImageData of M examples, taken ``eval_batch`` at a time by a loop inside
+    the program; the result is each example's cross-entropy and whether it was
+    classified right. Sums are left to the host (in float64, in a fixed order). Apply
+    it to many members with ``vmap`` only: nested inside another loop (``lax.map`` over
+    members) XLA fuses it differently, and the last bits would depend on how many
+    members share the program (``runner.ChunkProgram`` evaluates one member at a time
+    instead).
     """
 
-    def evaluate(params: Any, data: ImageData, norm: Normalizer, start: jax.Array
-                 ) -> tuple[jax.Array, jax.Array]:
+    def evaluate(params: Any, data: ImageData, norm: Normalizer) -> tuple[jax.Array, jax.Array]:
         m = data.labels.shape[0]
-        idx = jnp.minimum(start + jnp.arange(eval_batch), m - 1)
+        chunks = math.ceil(m / eval_batch)
+        indices = jnp.minimum(jnp.arange(chunks * eval_batch), m - 1).reshape(chunks, eval_batch)
         dtype = jax.tree.leaves(params)[0].dtype
-        logits = model.apply({"params": params}, normalize(data.images[idx], norm, dtype))
-        labels = data.labels[idx]
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        return losses, logits.argmax(-1) == labels
+
+        def one_chunk(idx):
+            logits = model.apply({"params": params}, normalize(data.images[idx], norm, dtype))
+            labels = data.labels[idx]
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            return losses, logits.argmax(-1) == labels
+
+        losses, correct = jax.lax.map(one_chunk, indices)
+        return losses.reshape(-1)[:m], correct.reshape(-1)[:m]
 
     return evaluate
-
-
-def evaluate_split(evaluate: Callable, params: Any, data: ImageData, norm: Normalizer,
-                   eval_batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Runs a (batched) ``evaluate`` over a whole split: per-example (losses, correct)
-    with the member axes of ``evaluate``'s outputs first, (..., M) on the host."""
-    m = data.labels.shape[0]
-    parts = [evaluate(params, data, norm, jnp.int32(start)) for start in range(0, m, eval_batch)]
-    losses = np.concatenate([np.asarray(p[0]) for p in parts], axis=-1)[..., :m]
-    correct = np.concatenate([np.asarray(p[1]) for p in parts], axis=-1)[..., :m]
-    return losses, correct
 
 
 def summarize_evaluation(losses: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:

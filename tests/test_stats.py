@@ -94,6 +94,15 @@ def test_minimum_detectable_difference_has_the_stated_power():
     assert hits == pytest.approx(0.80, abs=0.03)
 
 
+def test_the_same_difference_on_every_seed_gives_no_verdict():
+    """Accuracies move in steps of 100/N: with few seeds every difference can be equal,
+    and an undefined t-test must not read as infinitely significant."""
+    c = stats.compare(X + 0.05, X, np.random.default_rng(0))
+    assert c["p_ttest"] is None and "undefined" in c["note"]
+    block = stats.study_statistics(_results({"base": list(X), "a": list(X + 0.05)}), "base")
+    assert block["comparisons"][0]["p_holm"] is None
+
+
 def test_fewer_than_two_seeds_gives_a_note_not_nan():
     c = stats.compare(X[:1], Y[:1], np.random.default_rng(0))
     assert c["p_ttest"] is None and c["ci95"] is None and "no intervals" in c["note"]
@@ -130,7 +139,8 @@ def test_study_statistics_block():
 
 
 def test_extra_pairs_join_the_holm_family_once():
-    results = _results({"base": list(Y), "a": list(X), "b": list(X + 0.1)})
+    results = _results({"base": list(Y), "a": list(X),
+                        "b": list(X + np.array([0.1, -0.2, 0.3, 0.05, 0.0]))})
     block = stats.study_statistics(results, "base", extra_pairs=[("b", "a"), ("base", "a")])
     pairs = [(c["config"], c["reference"]) for c in block["comparisons"]]
     assert pairs == [("a", "base"), ("b", "base"), ("b", "a")]  # (base, a) is (a, base)
