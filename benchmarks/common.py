@@ -70,3 +70,13 @@ def model_epochs_per_hour(images_per_second: float) -> float:
 def write_json(path: Path, payload: dict) -> None:
     """Atomically (temp file + rename), like every results file."""
     write_json_atomic(Path(path), payload)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lays out, writes (creating the folder) and closes a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

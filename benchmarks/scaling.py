@@ -27,14 +27,15 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.common import Timer, environment, random_cifar, write_json
+from benchmarks.common import Timer, environment, random_cifar, save_figure, write_json
+from jaxcnn.cli import HelpFormatter
 
 PROG = "python -m benchmarks.scaling"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="where jax runs")
     parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8],
@@ -165,10 +166,7 @@ def plot(payload: dict, path: Path) -> None:
     if payload.get("note"):
         title += f"\n({payload['note']})"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

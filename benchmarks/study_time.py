@@ -27,13 +27,14 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Timer, environment, require_torch, write_json
+from jaxcnn.cli import HelpFormatter
 
 PROG = "python -m benchmarks.study_time"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="any jaxcnn --data source")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per configuration")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs")

@@ -37,8 +37,10 @@ from benchmarks.common import (
     model_epochs_per_hour,
     random_cifar,
     require_torch,
+    save_figure,
     write_json,
 )
+from jaxcnn.cli import HelpFormatter
 
 JAX_STRATEGIES = ("vmap", "map", "threads", "study")
 PROG = "python -m benchmarks.throughput"
@@ -47,7 +49,7 @@ PROG = "python -m benchmarks.throughput"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="where jax and torch run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4],
@@ -355,10 +357,7 @@ def plot(payload: dict, path: Path) -> None:
     ax.set_title(f"Training throughput, {payload['environment']['jax_device']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import require_torch
+from jaxcnn.cli import HelpFormatter
 
 torch = require_torch("python -m benchmarks.torch_reference")
 
@@ -110,7 +111,7 @@ def train_one(seed: int, args, train_set: Dataset, test_loader: DataLoader) -> d
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.torch_reference",
                                      description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="any jaxcnn --data source")
     parser.add_argument("--init", choices=("default", "xavier", "kaiming"), default="default",
                         help="the notebook's weight initialization")

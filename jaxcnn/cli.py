@@ -36,6 +36,16 @@ def _number(kind, minimum, inclusive: bool, what: str):
     return parse
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it says something (not None, not a switch's False/True)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 positive_int = _number(int, 1, True, "a positive integer")
 nonnegative_int = _number(int, 0, True, "an integer >= 0")
 positive_float = _number(float, 0.0, False, "a positive number")

@@ -38,8 +38,8 @@ def _curve_matrix(seeds: list[dict], key: str) -> np.ndarray:
 
 
 # Below this many seeds a 95% t-interval is too wide to read (with 2 seeds its half-width
-# is 12.7 standard errors): figures show the seeds' range instead, and say so.
-MIN_T_BAND = 5
+# is 12.7 standard errors; with 3, 4.3): figures show the seeds' range instead, and say so.
+MIN_T_BAND = 3
 
 
 def _spread(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,7 +195,7 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
         ci = [values.min(), values.max()] if few else entry["ci95_t"]
         yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
         ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
-                    zorder=3, label=("mean, range of seeds (n < 5)" if few
+                    zorder=3, label=(f"mean, range of seeds (n < {MIN_T_BAND})" if few
                                      else "mean, 95% t-interval") if x == 0 else None)
         if name == reference:
             ax.axvspan(x - 0.45, x + 0.45, color="C1", alpha=0.08)

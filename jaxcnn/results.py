@@ -28,6 +28,10 @@ from typing import Any
 
 from jaxcnn.errors import ResumeError
 
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Writes ``payload`` to ``path`` via a temp file and a rename.
@@ -42,6 +46,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
             json.dump(payload, handle, indent=1, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a results file is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -188,7 +188,7 @@ def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator)
     out.update(ci95=[float(ci.low), float(ci.high)], p_ttest=float(test.pvalue),
                p_wilcoxon=wilcoxon_p(d), effect_size=float(d.mean() / sd))
     if n < 5:
-        out["note"] = f"only {n} seeds: too few for a claim (5 is the minimum we trust)"
+        out["note"] = f"only {n} seeds: too few for a claim, 5 is the minimum we trust"
     return out
 
 
