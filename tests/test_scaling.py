@@ -61,14 +61,19 @@ def finish(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_members_split_over_four_devices_equal_one_device(tmp_path):
-    """Each study (run together) and a sweep of 3 members (padded to 4, one per device)."""
-    sweep = ["--param", "lr=0.001,0.002,0.004", "--seeds", "1"]
+    """The three studies run together (9 distinct members) and a sweep of 3 values x 3
+    seeds: 9 members each, padded to 12 (3 per device), so both use one compiled program."""
+    def seeds(n: int) -> list[str]:
+        at = TINY.index("--seeds")
+        return [*TINY[:at], "--seeds", str(n), *TINY[at + 2:]]
+
+    sweep = ["--param", "lr=0.001,0.002,0.004"]
+    commands = []
     for devices in (1, 4):
         out = ["--out", str(tmp_path / f"d{devices}"), "--devices", str(devices)]
-        output = finish(run_in_one_process([("experiments.all", [*TINY, *out]),
-                                            ("experiments.sweep", [*TINY, *sweep, *out])], 4))
-        if devices == 4:
-            assert "on 4 devices" in output
+        commands += [("experiments.all", [*seeds(1), *out]),
+                     ("experiments.sweep", [*seeds(3), *sweep, *out])]
+    assert "on 4 devices" in finish(run_in_one_process(commands, 4))
     for study in ("regularization", "initialization", "schedules", "sweep"):
         assert configs(tmp_path / "d4", study) == configs(tmp_path / "d1", study), study
     runtime = json.loads((tmp_path / "d4" / "sweep" / "results.json").read_text())
