@@ -46,6 +46,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def folder_path(text: str) -> Path:
+    """A folder flag's value: any path but the empty string (which would mean the current
+    folder, silently)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a folder (e.g. results)")
+    return Path(text)
+
+
 positive_int = _number(int, 1, True, "a positive integer")
 nonnegative_int = _number(int, 0, True, "an integer >= 0")
 positive_float = _number(float, 0.0, False, "a positive number")
@@ -56,17 +64,16 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lr": positive_float, "val_size": nonnegative_int, "train_examples": positive_int,
     "workers": positive_int, "members_per_chunk": positive_int, "devices": positive_int,
     "memory_budget": positive_float, "num_processes": positive_int,
-    "process_id": nonnegative_int,
+    "process_id": nonnegative_int, "init_timeout": positive_int,
+    "out": folder_path, "cache_dir": folder_path,
 }
-# Defaults that depend on --torch-parity or the device are filled in after parsing.
-_LATE_DEFAULTS = ("val_size", "normalization")
 _CHOICES = {"normalization": ("dataset", "half")}
 
 
 def _describe_default(field: dataclasses.Field) -> str:
     if field.default is None or isinstance(field.default, bool):
         return ""
-    if field.name in _LATE_DEFAULTS or "default:" in field.metadata["help"]:
+    if "default:" in field.metadata["help"]:
         return ""
     return f" (default: {field.default})"
 
@@ -90,9 +97,8 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, groups: dict,
             else:
                 group.add_argument(flag, dest=field.name, action="store_true", help=help_text)
             continue
-        kind = _PARSERS.get(field.name, Path if field.name in ("out", "cache_dir") else str)
-        group.add_argument(flag, dest=field.name, type=kind,
-                           default=None if field.name in _LATE_DEFAULTS else field.default,
+        kind = _PARSERS.get(field.name, str)
+        group.add_argument(flag, dest=field.name, type=kind, default=field.default,
                            choices=meta.get("choices", _CHOICES.get(field.name)),
                            metavar=meta.get("metavar"), help=help_text)
 
@@ -123,13 +129,9 @@ def study_parser(prog: str, description: str, config_names: Sequence[str] | None
 
 
 def experiment_from(args: argparse.Namespace) -> Experiment:
-    """The Experiment the parsed flags stand for, with --torch-parity's defaults filled."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Experiment)}
-    if values["val_size"] is None:
-        values["val_size"] = 0 if values["torch_parity"] else 5000
-    if values["normalization"] is None:
-        values["normalization"] = "half" if values["torch_parity"] else "dataset"
-    return Experiment(**values)
+    """The Experiment the parsed flags stand for (Experiment fills --torch-parity's
+    defaults itself, so ``Experiment(torch_parity=True)`` is what ``--torch-parity`` gives)."""
+    return Experiment(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Experiment)})
 
 
 def runtime_from(args: argparse.Namespace) -> Runtime:

@@ -25,6 +25,16 @@ def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
                              metadata={"help": help, "argparse": argparse_kwargs})
 
 
+# Defaults that depend on the protocol: (ours, the notebook's under --torch-parity).
+PARITY_DEFAULTS: dict[str, tuple[Any, Any]] = {"val_size": (5000, 0),
+                                               "normalization": ("dataset", "half")}
+
+
+def parity_default(name: str, torch_parity: bool) -> Any:
+    """The default of ``name`` (a key of PARITY_DEFAULTS) under either protocol."""
+    return PARITY_DEFAULTS[name][bool(torch_parity)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Every setting that changes results; equal experiments give equal numbers."""
@@ -40,21 +50,27 @@ class Experiment:
     batch_size: int = option(64, "images per optimizer step (the notebook: 64)",
                              group="training")
     lr: float = option(1e-3, "Adam's base learning rate (the notebook: 0.001)", group="training")
-    val_size: int = option(5000, "stratified training images held out as the validation set "
-                           "for the per-epoch curves; 0 = evaluate the test set every epoch, as "
-                           "the notebook did (default: 5000, or 0 with --torch-parity)",
-                           group="data")
+    val_size: int | None = option(None, "stratified training images held out as the validation "
+                                  "set for the per-epoch curves; 0 = evaluate the test set "
+                                  "every epoch, as the notebook did (default: 5000, or 0 "
+                                  "with --torch-parity)",
+                                  group="data")
     train_examples: int | None = option(None, "train on a stratified subset of this many "
                                         "images (quick runs; default: all)", group="data")
-    normalization: str = option("dataset", "per-channel mean/std of the training images "
-                                "('dataset') or the notebook's 0.5/0.5 ('half'; default: "
-                                "dataset, or half with --torch-parity)", group="data")
+    normalization: str | None = option(None, "per-channel mean/std of the training images "
+                                       "('dataset') or the notebook's 0.5/0.5 ('half'; default: "
+                                       "dataset, or half with --torch-parity)", group="data")
     torch_parity: bool = option(False, "reproduce the seed notebook's protocol as written "
                                 "(PyTorch init, schedulers stepped per epoch, 0.5/0.5 "
                                 "normalisation, the test set as validation set, its dropout "
                                 "model without ReLUs); see README", group="training")
 
     def __post_init__(self) -> None:
+        # None = the protocol's own default (see parity_default): the library and the
+        # command line resolve it here, once, so they build equal experiments.
+        for name in PARITY_DEFAULTS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, parity_default(name, self.torch_parity))
         for name in ("seeds", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -70,11 +86,11 @@ class Experiment:
 
     def flags(self) -> list[str]:
         """The command-line flags that reproduce this experiment (defaults left out)."""
-        parity_defaults = {"val_size": 0, "normalization": "half"} if self.torch_parity else {}
         out = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            default = parity_defaults.get(f.name, f.default)
+            default = (parity_default(f.name, self.torch_parity) if f.name in PARITY_DEFAULTS
+                       else f.default)
             if value == default and not (f.name == "data" and value != "cifar10"):
                 continue
             flag = "--" + f.name.replace("_", "-")
@@ -138,6 +154,11 @@ class Runtime:
     distributed: bool = option(False, "start jax.distributed from the cluster's environment "
                                "(SLURM, Open MPI, ...) instead of the three flags above",
                                group="hosts")
+    init_timeout: int = option(90, "seconds the processes wait for each other at start-up "
+                               "before giving up with a message (every process must be started "
+                               "within this time)", group="hosts", metavar="SECONDS")
+    wait: bool = option(False, "if another run is writing to --out, wait for it to finish "
+                        "instead of exiting", group="output")
 
 
 def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:
