@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 STEP_LOSS_EVERY = 100  # the seed notebook recorded the loss of every 100th step
+# Epochs shorter than STEP_LOSS_EVERY steps (small runs) would record no step loss at all:
+# they keep about this many points per epoch instead.
+SHORT_EPOCH_POINTS = 10
 # A member has diverged when a loss is NaN or infinite, or when a step's loss exceeds
 # this: cross-entropy over C classes starts near ln C (2.3 for 10), and a step above
 # 1e4 means the weights have blown up (with --lr 10 losses reach 1e13 while staying
@@ -41,21 +44,34 @@ def is_healthy(step_losses: np.ndarray, val_loss: float) -> bool:
                 and step_losses.max(initial=-np.inf) <= DIVERGENCE_LOSS)
 
 
+def step_loss_every(steps_per_epoch: int) -> int:
+    """Record the loss of every this-many-th step of an epoch.
+
+    Every 100th step, as the notebook printed it, when an epoch has at least 100
+    steps; in shorter epochs about ``SHORT_EPOCH_POINTS`` per epoch (every step of an
+    epoch of 10 steps or fewer), so small runs have a step curve too.
+    """
+    if steps_per_epoch >= STEP_LOSS_EVERY:
+        return STEP_LOSS_EVERY
+    return max(1, steps_per_epoch // SHORT_EPOCH_POINTS)
+
+
 def record_epoch(history: dict, epoch: int, step_losses: np.ndarray, val_loss: float,
                  val_accuracy: float) -> bool:
     """Appends epoch ``epoch`` (1-based) to ``history``; True if it diverged just now.
 
     step_losses: (T,) the epoch's per-step training losses. The epoch's training
     loss is their mean (the notebook's mean of batch losses); every
-    ``STEP_LOSS_EVERY``-th step's loss is kept as the notebook printed it.
+    ``step_loss_every(T)``-th step's loss is kept (every 100th, as the notebook
+    printed it, in epochs of 100 steps or more).
     """
     step_losses = np.asarray(step_losses, float)
+    every = step_loss_every(step_losses.size)
     history["train_loss"].append(finite_or_none(step_losses.mean()))
     history["val_loss"].append(finite_or_none(val_loss))
     history["val_accuracy"].append(finite_or_none(val_accuracy)
                                    if np.isfinite(val_loss) else None)
-    history["train_step_loss"] += [finite_or_none(v) for v in
-                                   step_losses[STEP_LOSS_EVERY - 1::STEP_LOSS_EVERY]]
+    history["train_step_loss"] += [finite_or_none(v) for v in step_losses[every - 1::every]]
     if history["diverged_epoch"] is None and not is_healthy(step_losses, val_loss):
         history["diverged_epoch"] = epoch
         return True
@@ -119,5 +135,6 @@ def steps_per_epoch_of(metadata: dict) -> int:
 
 def step_loss_steps(steps_per_epoch: int, epochs: int) -> list[int]:
     """The global step numbers (1-based) of ``train_step_loss`` entries."""
-    within = list(range(STEP_LOSS_EVERY, steps_per_epoch + 1, STEP_LOSS_EVERY))
+    every = step_loss_every(steps_per_epoch)
+    within = list(range(every, steps_per_epoch + 1, every))
     return [e * steps_per_epoch + s for e in range(epochs) for s in within]

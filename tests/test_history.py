@@ -19,6 +19,23 @@ def test_record_epoch_keeps_the_means_and_every_100th_step():
     assert h["diverged_epoch"] is None
 
 
+def test_short_epochs_record_about_ten_step_losses_each():
+    """Below 100 steps an epoch still has a step curve (it had none), and the steps the
+    plots put under it are the steps recorded."""
+    assert hist.step_loss_every(704) == 100 and hist.step_loss_every(100) == 100
+    assert hist.step_loss_every(99) == 9 and hist.step_loss_every(7) == 1
+    h = hist.empty_history()
+    for epoch in (1, 2):
+        hist.record_epoch(h, epoch, np.arange(7.0) + 10 * epoch, 1.5, 45.0)
+    assert h["train_step_loss"] == [*(np.arange(7.0) + 10), *(np.arange(7.0) + 20)]
+    assert hist.step_loss_steps(7, 2) == list(range(1, 15))
+    h = hist.empty_history()
+    hist.record_epoch(h, 1, np.arange(45.0), 1.5, 45.0)
+    assert h["train_step_loss"] == [3.0, 7.0, 11.0, 15.0, 19.0, 23.0, 27.0, 31.0, 35.0, 39.0,
+                                    43.0]
+    assert hist.step_loss_steps(45, 1) == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44]
+
+
 def test_divergence_is_flagged_once_and_stored_as_null():
     h = hist.empty_history()
     assert hist.record_epoch(h, 1, np.array([2.3, np.nan, 2.0]), 2.0, 10.0)
