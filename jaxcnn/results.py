@@ -3,8 +3,10 @@
 Layout (one file per study, ``OUT/<study>/results.json``)::
 
     {"experiment": "regularization",
-     "metadata": {"versions": {...}, "device": {...}, "data": {...},
-                  "flags": {...}, "settings": {...}, "wall_seconds": {config: s}},
+     "metadata": {"versions": {...}, "device": {...}, "git_commit": ..., "data": {...},
+                  "settings": {...}, "reference": "baseline", "runtime": {...},
+                  "command": "python -m experiments.regularization ...",
+                  "wall_seconds": {config: s}, "compile_seconds": {...}, ...},
      "configs": {"baseline": {"description": ..., "optimizer": ..., "init": ...,
                               "seeds": [{"seed": 0, "test_accuracy": 66.1,
                                          "test_loss": 0.97, "diverged_epoch": null,
@@ -15,52 +17,112 @@ Layout (one file per study, ``OUT/<study>/results.json``)::
      "statistics": {...}}
 
 Non-finite numbers are written as null (JSON has no NaN); a diverged seed has
-null test numbers and the epoch it diverged in.
+null test numbers and the epoch it diverged in. :func:`read_results` checks this
+shape (what the code reads from it), so a hand-edited or damaged file is one
+line naming the file, the place and the fix, never a KeyError later on.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 from jaxcnn.errors import ResumeError
 
-# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+FIX = ("restore the file, or rerun that study with --fresh to start it over (its "
+       "finished results are then lost)")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Writes ``payload`` to ``path`` via a temp file and a rename.
 
     A reader (or a rerun after a crash) sees the old file or the new one,
-    never half of one.
+    never half of one. The temp file is created with mode 0o666, so the kernel
+    applies the process's umask as for any new file (mkstemp would make it 0600,
+    and reading the umask means setting it, which is not thread-safe).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=1, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a results file is not
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def read_results(path: Path) -> dict | None:
-    """The results file at ``path``, None if there is none."""
+    """The results file at ``path`` (its shape checked), None if there is none.
+
+    Raises ResumeError, one line naming the file, what is wrong and the fix, for a file
+    that cannot be read, is not JSON, or is not shaped as written by this package.
+    """
     if not path.exists():
         return None
     try:
         with open(path) as handle:
-            return json.load(handle)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ResumeError(
-            f"{path}: cannot read the existing results ({err}); rerun with --fresh to start over"
-        ) from None
+            payload = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResumeError(f"{path}: cannot read the existing results ({err}); {FIX}") from None
+    problem = results_problem(payload)
+    if problem is not None:
+        raise ResumeError(f"{path}: {problem} (edited by hand, or not a jaxcnn results file); "
+                          f"{FIX}")
+    return payload
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seed_problem(where: str, seed: Any) -> str | None:
+    """What is wrong with one ``configs.<name>.seeds[i]`` record, None if nothing."""
+    if not isinstance(seed, dict):
+        return f"{where} is not an object"
+    if not isinstance(seed.get("seed"), int) or isinstance(seed.get("seed"), bool):
+        return f"{where}.seed is {seed.get('seed')!r}, not an integer"
+    for key in ("test_accuracy", "test_loss", "diverged_epoch"):
+        if key not in seed:
+            return f"{where} has no {key!r}"
+        if seed[key] is not None and not _is_number(seed[key]):
+            return f"{where}.{key} is {seed[key]!r}, not a number"
+    curves = seed.get("history", {})
+    if not isinstance(curves, dict):
+        return f"{where}.history is not an object"
+    for name, values in curves.items():
+        if not isinstance(values, list):
+            return f"{where}.history.{name} is not a list"
+        bad = next((v for v in values if v is not None and not _is_number(v)), None)
+        if bad is not None:
+            return f"{where}.history.{name} holds {bad!r}, not a number"
+    return None
+
+
+def results_problem(payload: Any) -> str | None:
+    """What keeps ``payload`` from being a results file this package reads, None if
+    nothing: the keys and types the resume check, statistics, figures and report use."""
+    if not isinstance(payload, dict):
+        return "the file holds no JSON object"
+    for key, kind in (("experiment", str), ("metadata", dict), ("configs", dict)):
+        if not isinstance(payload.get(key), kind):
+            return (f"no {key!r}" if key not in payload
+                    else f"{key!r} is not {'a string' if kind is str else 'an object'}")
+    meta = payload["metadata"]
+    for key, kind in (("settings", dict), ("data", dict), ("reference", str)):
+        if not isinstance(meta.get(key), kind):
+            return f"metadata.{key} is missing or not {'a string' if kind is str else 'an object'}"
+    for name, config in payload["configs"].items():
+        if not isinstance(config, dict) or not isinstance(config.get("seeds"), list):
+            return f"configs.{name} has no list of seeds"
+        for i, seed in enumerate(config["seeds"]):
+            problem = _seed_problem(f"configs.{name}.seeds[{i}]", seed)
+            if problem is not None:
+                return problem
+    return None
