@@ -440,7 +440,7 @@ def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
     """
     started = time.perf_counter()
     distributed.initialize(runtime.coordinator, runtime.num_processes, runtime.process_id,
-                           runtime.distributed)
+                           runtime.distributed, runtime.init_timeout)
     prep = prepare(studies, experiment, runtime, configs)
     run = resolve_settings(runtime, experiment)
     results, paths = open_results(studies, experiment, runtime, run, prep)
