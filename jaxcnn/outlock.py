@@ -1,0 +1,120 @@
+"""One writer per ``--out``: an advisory lock on ``OUT/.jaxcnn.lock``.
+
+Two runs writing the same output folder would both train, checkpoint and write
+the same files (and crash on each other's checkpoints). Each run therefore holds
+an exclusive ``fcntl.flock`` on ``OUT/.jaxcnn.lock`` while it writes. The lock
+belongs to the open file, so the kernel releases it when the process exits in
+any way (return, exception, Ctrl-C, SIGKILL, a crash): a lock never outlives its
+run, and a stale file is never taken for a live holder.
+
+The file's content says who holds it, for the message a second run prints::
+
+    {"pid": 12345, "host": "node7", "started": "2026-11-30T15:31:28+00:00",
+     "command": "python -m experiments.regularization --seeds 5 --out results"}
+
+The file is left in place after the run (removing it would let a third run lock
+a new file while a second still waits on the old one); its content is cleared
+on release, and only an flock says whether a run holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from jaxcnn.errors import ConfigError, JaxcnnError
+
+LOCK_NAME = ".jaxcnn.lock"
+
+
+class OutBusyError(JaxcnnError):
+    """Another run holds the lock on the same output folder."""
+
+
+def holder_text(raw: str) -> str:
+    """The lock file's content as words: "pid 12345 on node7 since ... (command)"."""
+    try:
+        who = json.loads(raw)
+        return (f"pid {who['pid']} on {who['host']} since {who['started']} "
+                f"({who['command']})")
+    except (ValueError, KeyError, TypeError):
+        return "another process (it wrote no details)"
+
+
+def _open_lock_file(out: Path) -> int:
+    """Creates ``out`` if needed and opens its lock file; ConfigError if impossible."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--out {out}: a part of that path is a file; give another "
+                          "--out") from None
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write there ({err.strerror}); give a "
+                          "folder you can write to") from None
+
+
+def _read(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 65536).decode(errors="replace")
+
+
+@contextlib.contextmanager
+def hold(out: Path, wait: bool = False, poll_seconds: float = 1.0,
+         notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Holds the lock on ``out`` for the ``with`` block.
+
+    If another run holds it: raises :class:`OutBusyError` (one line naming the holder and
+    the ways out), or with ``wait`` polls every ``poll_seconds`` until it is free,
+    telling ``notify`` once whom it waits for.
+    """
+    fd = _open_lock_file(Path(out))
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = holder_text(_read(fd))
+                if not wait:
+                    raise OutBusyError(f"--out {out} is being written by {holder}; wait for it to "
+                                  "finish, add --wait to wait for it, or give another "
+                                  "--out") from None
+                if not told and notify is not None:
+                    notify(f"--out {out} is being written by {holder}; waiting for it")
+                    told = True
+                time.sleep(poll_seconds)
+        _write_holder(fd)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # before the unlock, so no later holder's text is cut
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _command() -> str:
+    """This process's command line as typed (``python -m module ...`` for a module)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["python", "-m", spec.name] if spec is not None and spec.name else sys.argv[:1]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
+def _write_holder(fd: int) -> None:
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started,
+                       "command": _command()})
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, text.encode())
+    os.fsync(fd)
