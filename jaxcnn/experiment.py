@@ -161,8 +161,9 @@ class Runtime:
                         "instead of exiting", group="output")
 
 
-def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:
-    """Raises ResumeError naming every flag whose value differs from the earlier run's."""
+def setting_differences(old_settings: dict, new_settings: dict) -> tuple[str, str] | None:
+    """The flags whose values differ, as ("--epochs 1, ...", "--epochs 2, ...") for the
+    old and the new settings; None when they agree."""
     differing = []
     for key, new in new_settings.items():
         if key == "data_fingerprint":
@@ -174,14 +175,23 @@ def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None
             and not any(key == "data" for key, _, _ in differing)):
         differing.insert(0, ("data", f"{old_settings.get('data')} (other content)",
                              new_settings.get("data")))
-    if differing:
-        def show(key: str, value: Any) -> str:
-            flag = "--" + key.replace("_", "-")
-            if isinstance(value, bool):
-                return flag if value else f"no {flag}"
-            return f"{flag} {'(default)' if value is None else value}"
+    if not differing:
+        return None
 
-        was = ", ".join(show(k, old) for k, old, _ in differing)
-        now = ", ".join(show(k, new) for k, _, new in differing)
+    def show(key: str, value: Any) -> str:
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            return flag if value else f"no {flag}"
+        return f"{flag} {'(default)' if value is None else value}"
+
+    return (", ".join(show(k, old) for k, old, _ in differing),
+            ", ".join(show(k, new) for k, _, new in differing))
+
+
+def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:
+    """Raises ResumeError naming every flag whose value differs from the earlier run's."""
+    differences = setting_differences(old_settings, new_settings)
+    if differences is not None:
+        was, now = differences
         raise ResumeError(f"{path} was made with {was}, not {now}; use the same flags to "
                           "resume, another --out, or --fresh to start over")

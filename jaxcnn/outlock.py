@@ -12,9 +12,10 @@ The file's content says who holds it, for the message a second run prints::
     {"pid": 12345, "host": "node7", "started": "2026-11-30T15:31:28+00:00",
      "command": "python -m experiments.regularization --seeds 5 --out results"}
 
-The file is left in place after the run (removing it would let a third run lock
-a new file while a second still waits on the old one); its content is cleared
-on release, and only an flock says whether a run holds it.
+The file stays after the run, its content cleared: only an flock says whether a
+run holds it. (It is removed, with the folder, only when the run created the
+folder and wrote nothing else; a run that was waiting on it then notices and
+locks the new file instead, see ``_acquire``.)
 """
 
 from __future__ import annotations
@@ -71,36 +72,67 @@ def _read(fd: int) -> str:
 @contextlib.contextmanager
 def hold(out: Path, wait: bool = False, poll_seconds: float = 1.0,
          notify: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Holds the lock on ``out`` for the ``with`` block.
+    """Holds the lock on ``out`` (created if needed) for the ``with`` block.
 
-    If another run holds it: raises :class:`OutBusyError` (one line naming the holder and
-    the ways out), or with ``wait`` polls every ``poll_seconds`` until it is free,
-    telling ``notify`` once whom it waits for.
+    If another run holds it: raises :class:`OutBusyError` (one line naming the holder
+    and the ways out), or with ``wait`` polls every ``poll_seconds`` until it is free,
+    telling ``notify`` once whom it waits for. A folder this call created and that
+    holds nothing but the lock file at the end (a run refused before writing) is
+    removed again.
     """
-    fd = _open_lock_file(Path(out))
+    out = Path(out)
+    created = not out.exists()
+    fd = _acquire(out, wait, poll_seconds, notify)
     try:
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = holder_text(_read(fd))
-                if not wait:
-                    raise OutBusyError(f"--out {out} is being written by {holder}; wait for it to "
-                                  "finish, add --wait to wait for it, or give another "
-                                  "--out") from None
-                if not told and notify is not None:
-                    notify(f"--out {out} is being written by {holder}; waiting for it")
-                    told = True
-                time.sleep(poll_seconds)
         _write_holder(fd)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # before the unlock, so no later holder's text is cut
+        yield
     finally:
+        os.ftruncate(fd, 0)  # before the unlock, so no later holder's text is cut
+        if created:
+            _remove_if_unused(out)  # still locked: a waiter sees the file gone (_acquire)
         os.close(fd)  # releases the flock
+
+
+def _acquire(out: Path, wait: bool, poll_seconds: float,
+             notify: Callable[[str], None] | None) -> int:
+    """An open descriptor of ``out``'s lock file, locked by this process."""
+    told = False
+    while True:
+        fd = _open_lock_file(out)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = holder_text(_read(fd))
+            os.close(fd)
+            if not wait:
+                raise OutBusyError(f"--out {out} is being written by {holder}; wait for it "
+                                   "to finish, add --wait to wait for it, or give another "
+                                   "--out") from None
+            if not told and notify is not None:
+                notify(f"--out {out} is being written by {holder}; waiting for it")
+                told = True
+            time.sleep(poll_seconds)
+            continue
+        if _is_current(fd, out / LOCK_NAME):
+            return fd
+        os.close(fd)  # the holder removed the file while we waited: lock the new one
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not one removed meanwhile)."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _remove_if_unused(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()
+            out.rmdir()
 
 
 def _command() -> str:

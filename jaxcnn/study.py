@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import shutil
@@ -31,11 +32,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcnn import distributed, environment, history
+from jaxcnn import distributed, environment, history, outlock
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data import load_dataset, prepare_data
 from jaxcnn.errors import ConfigError, DataError, ResumeError
-from jaxcnn.experiment import Experiment, Runtime, check_compatible
+from jaxcnn.experiment import Experiment, Runtime, check_compatible, setting_differences
 from jaxcnn.memory import free_bytes, member_bytes, plan_chunk
 from jaxcnn.optim import describe_chain
 from jaxcnn.progress import EpochLines, StepBoard, log, plural
@@ -100,6 +101,11 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
     if dataset.num_classes < 2:
         raise DataError(f"{dataset.source}: {dataset.num_classes} class; a classifier "
                         "needs at least 2 class folders")
+    if (experiment.train_examples is not None
+            and experiment.train_examples < dataset.num_classes):
+        raise ConfigError(f"--train-examples {experiment.train_examples} is fewer than the "
+                          f"{dataset.num_classes} classes of {dataset.source}; give at least "
+                          f"{dataset.num_classes} (the subset is stratified over classes)")
     prepared = prepare_data(dataset, val_size=experiment.val_size,
                             train_examples=experiment.train_examples,
                             normalization=experiment.normalization)
@@ -155,16 +161,18 @@ def open_results(studies: list[Study], experiment: Experiment, runtime: Runtime,
             raise ConfigError(f"--out {runtime.out}: {out_dir} is a file, not a folder; "
                               "give another --out")
         paths[study.name] = out_dir / "results.json"
-        existing = None if runtime.fresh else read_results(paths[study.name])
+        if runtime.fresh:
+            check_fresh(paths[study.name], list(prep.configs[study.name]), prep.settings)
+            continue
+        existing = read_results(paths[study.name])
         if existing is not None:
-            check_compatible(existing["metadata"].get("settings", {}), prep.settings,
-                             paths[study.name])
+            check_compatible(existing["metadata"]["settings"], prep.settings, paths[study.name])
     distributed.barrier("jaxcnn: checked")
     if distributed.is_main():
         for study in studies:
             path = paths[study.name]
-            if runtime.fresh and path.parent.exists():
-                shutil.rmtree(path.parent)
+            if runtime.fresh:
+                start_over(path, list(prep.configs[study.name]))
             current = read_results(path) or {"experiment": study.name, "metadata": {},
                                              "configs": {}}
             current["metadata"].update(study_metadata(study, experiment, runtime, run, prep))
@@ -176,6 +184,52 @@ def open_results(studies: list[Study], experiment: Experiment, runtime: Runtime,
                                   "give another --out") from None
     distributed.barrier("jaxcnn: opened")
     return {s.name: read_results(paths[s.name]) for s in studies}, paths
+
+
+def check_fresh(path: Path, names: list[str], settings: dict) -> None:
+    """Before --fresh starts ``names`` over: refuses (ResumeError) when the study keeps
+    other configurations made with other settings, which the new ones would mix with."""
+    try:
+        existing = read_results(path)
+    except ResumeError:
+        return  # unreadable: start_over sets it aside
+    kept = [n for n in (existing or {"configs": {}})["configs"] if n not in names]
+    differences = kept and setting_differences(existing["metadata"]["settings"], settings)
+    if differences:
+        raise ResumeError(
+            f"{path} also holds {', '.join(kept)}, which --fresh keeps, made with "
+            f"{differences[0]}, not {differences[1]}; give the same flags, --fresh without "
+            "--configs to start the whole study over, or another --out")
+
+
+def start_over(path: Path, names: list[str]) -> None:
+    """--fresh: removes the results and parameters of configurations ``names`` of the
+    study at ``path`` and nothing else; the whole study folder goes only when it holds
+    no other configuration. An unreadable results file is set aside, not deleted."""
+    folder = path.parent
+    if not folder.exists():
+        return
+    try:
+        existing = read_results(path)
+    except ResumeError:
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        log(f"--fresh: {path} could not be read; moved it to {aside}")
+    else:
+        kept = {n: c for n, c in (existing or {"configs": {}})["configs"].items()
+                if n not in names}
+        if not kept:
+            shutil.rmtree(folder)
+            return
+        existing["configs"] = kept
+        for key in ("wall_seconds", "resumed_from_epoch"):
+            for name in names:
+                existing["metadata"].get(key, {}).pop(name, None)
+        existing.pop("statistics", None)  # recomputed when the run finishes
+        write_json_atomic(path, existing)
+        log(f"--fresh: starting {', '.join(names)} over; keeping {', '.join(kept)} in {path}")
+    for name in names:
+        shutil.rmtree(folder / "params" / name, ignore_errors=True)
 
 
 def config_record(config: Configuration, reference: str, name: str, seeds: list[dict],
@@ -428,6 +482,17 @@ def finish(studies: list[Study], results: dict, paths: dict, prep: Prepared, run
         figures = write_figures(study, current, paths[study.name].parent)
         print(console_table(current))
         log(f"wrote {paths[study.name]}" + "".join(f", {p}" for p in figures))
+    log(f"total wall time {total:.1f} s ({plural(members_trained, 'member')} trained)")
+
+
+def check_study_names(studies: list[Study]) -> None:
+    """A study's name is its folder under --out: one plain name, never a path out of it."""
+    for study in studies:
+        name = study.name
+        if (not name or name.startswith(".") or Path(name).name != name
+                or not all(c.isalnum() or c in "-_." for c in name)):
+            raise ConfigError(f"study name {name!r}: must be one folder name inside --out "
+                              "(letters, digits, '-', '_', '.'; not starting with '.')")
 
 
 def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
@@ -437,17 +502,34 @@ def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
     A model that appears in several of them (or is already finished in another
     study under ``runtime.out`` with the same settings) is trained once.
     ``configs`` restricts a single study to some of its configurations.
+    The run holds the lock on ``runtime.out`` (:mod:`jaxcnn.outlock`) throughout;
+    process 0 takes it before waiting for other processes, so a busy --out stops it
+    at once (and its peers within --init-timeout).
     """
+    check_study_names(studies)
+    with contextlib.ExitStack() as held:
+        first = not runtime.distributed and not runtime.process_id  # process 0 or alone
+        if first:
+            held.enter_context(outlock.hold(Path(runtime.out), runtime.wait, notify=log))
+        distributed.initialize(runtime.coordinator, runtime.num_processes,
+                               runtime.process_id, runtime.distributed, runtime.init_timeout)
+        if not first and distributed.is_main():  # --distributed: the index is known now
+            held.enter_context(outlock.hold(Path(runtime.out), runtime.wait, notify=log))
+        return _run_holding_out(studies, experiment, runtime, configs)
+
+
+def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runtime,
+                     configs: list[str] | None) -> dict[str, dict]:
+    """:func:`run_studies`' work, once --out is this run's."""
     started = time.perf_counter()
-    distributed.initialize(runtime.coordinator, runtime.num_processes, runtime.process_id,
-                           runtime.distributed, runtime.init_timeout)
     prep = prepare(studies, experiment, runtime, configs)
     run = resolve_settings(runtime, experiment)
     results, paths = open_results(studies, experiment, runtime, run, prep)
     wants, identity_of = missing_models(studies, results, prep)
     writer = _Writer(results, paths, wants, {s.name: s for s in studies}, prep, runtime, started)
-    for canonical, (study_name, name) in reuse_from_out(
-            Path(runtime.out), prep.settings, identity_of, {s.name for s in studies}).items():
+    for canonical, (study_name, name) in reuse_from_out(  # --fresh: train, do not copy
+            Path(runtime.out), prep.settings, {} if runtime.fresh else identity_of,
+            {s.name for s in studies}).items():
         copy_finished(canonical, study_name, name, Path(runtime.out), writer)
 
     data = DeviceData(prep.prepared, member_mesh(run.devices))
