@@ -1,0 +1,425 @@
+"""Every comparison decided: better, worse, equivalent within +-m, or undecided.
+
+A comparison is a configuration against its reference, paired by seed: its data are
+the per-seed differences ``d`` (configuration minus reference, accuracy points).
+
+**Verdicts at one look** (n seeds, mean ``d_bar``, sd ``s``, per-comparison error
+``a`` spent at this look):
+
+- the *difference interval* ``d_bar +- t(1 - a/2; n - 1) s / sqrt(n)``: **better**
+  if it lies above 0, **worse** if below;
+- otherwise the *equivalence interval* ``d_bar +- t(1 - a; n - 1) s / sqrt(n)``, the
+  (1 - 2a) interval of two one-sided tests at level ``a`` each (TOST: Schuirmann
+  1987; Lakens 2017, "Equivalence tests"): **equivalent** if it lies inside (-m, m);
+- otherwise **undecided**, with the seeds needed to decide at the observed mean and
+  spread, and the seeds that guarantee a decision at the observed spread (half-width
+  at most m/2, as in Stein's 1945 fixed-width interval: an interval that contains 0
+  and is narrower than m lies inside (-m, m)).
+
+A directional claim takes precedence: a difference shown to be nonzero is reported
+as better/worse even when it is also inside the margin (``within_margin`` says so).
+
+**Error rates.** At one look the chance of a wrong verdict is at most ``a`` whatever
+the true difference delta: a wrong direction needs delta outside the (1 - a)
+interval; a wrong "equivalent" (|delta| >= m) needs delta outside the (1 - 2a)
+interval on one side, probability ``a``. So the family-wise error over every look of
+every comparison is at most the sum of the ``a`` spent (union bound; exact t
+intervals under normal differences). Two budgets make that sum at most ``alpha``:
+
+- *multiplicity*: each comparison of a family of K gets ``alpha / K`` (Bonferroni).
+  The family is every comparison passed in (``family="all"``, the default) or each
+  study (``family="study"``: the name's part before the first "/");
+- *repeated looks*: a comparison spends its ``alpha / K`` over its looks with a
+  Lan-DeMets (1983) alpha-spending function of the information fraction
+  ``t = n / max_seeds``, computed for the looks actually taken: the look at n spends
+  ``S(n / max_seeds) - (what earlier looks spent)``, and the last look (n >=
+  max_seeds) spends what is left. O'Brien-Fleming-like ``S(t) = 2 - 2 Phi(z_{1-a/2} /
+  sqrt(t))`` (default) keeps almost everything for the last look; Pocock-like ``S(t) =
+  a ln(1 + (e - 1) t)`` spends more early.
+
+Union bounds ignore the correlation between looks, so the design is conservative;
+it is valid for any look schedule that does not depend on the observed differences
+(rounds of a fixed size are). ``tests/test_decisions.py`` checks the error rates by
+simulation. A fixed design (``--seeds N``) is the special case first_round =
+max_seeds: one look, which spends all of ``alpha / K``.
+
+**Use per round** (pure functions; the state is the looks, a JSON-able dict)::
+
+    design = Design(first_round=5, round_size=5, max_seeds=30)   # or Design.fixed(5)
+    looks = {}                                                    # or looks_from_json(...)
+    while True:
+        wanted = next_round(looks, pairs, design)    # {config: total seeds it needs}
+        if not wanted:
+            break
+        ...train seeds until each config in ``wanted`` has that many...
+        looks = decide(differences, looks, design)  # {comparison: (d_1, ..., d_n)}
+    record(design, looks)                           # results.json's "decisions" block
+
+``differences`` must hold every comparison of the family every round (decided ones
+too): a comparison's Bonferroni share depends on the family's size. Decided
+comparisons keep their verdict; a call with no new seeds for a comparison adds no look.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import special
+from scipy import stats as sps
+
+VERDICTS = ("undecided", "better", "worse", "equivalent")
+UNDECIDED, BETTER, WORSE, EQUIVALENT = range(4)
+SPENDING = ("obrien_fleming", "pocock")
+FAMILIES = ("all", "study")
+MAX_SEARCH_SEEDS = 10_000  # seeds_needed above this are reported as None
+
+
+# --- the design ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """How many seeds, when to look, and at what error rates.
+
+    Attributes:
+      first_round: seeds of the first look (at least 2).
+      round_size: seeds added per later round; looks are at first_round,
+        first_round + round_size, ..., and max_seeds.
+      max_seeds: the budget per configuration; the last look spends what is left.
+      alpha: family-wise error rate over all verdicts and looks.
+      margin: m, in accuracy points: "equivalent" means |difference| < m shown.
+      spending: "obrien_fleming" or "pocock" (Lan-DeMets spending functions).
+      family: "all" (one multiplicity family) or "study" (one per study).
+    """
+
+    first_round: int = 5
+    round_size: int = 5
+    max_seeds: int = 30
+    alpha: float = 0.05
+    margin: float = 1.0
+    spending: str = "obrien_fleming"
+    family: str = "all"
+
+    def __post_init__(self) -> None:
+        problems = [
+            (self.first_round < 2, f"first round {self.first_round}: need at least 2 seeds"),
+            (self.max_seeds < self.first_round,
+             f"max seeds {self.max_seeds} is below the first round {self.first_round}"),
+            (self.round_size < 1, f"round size {self.round_size}: need at least 1 seed"),
+            (not 0 < self.alpha < 1, f"alpha {self.alpha}: must lie in (0, 1)"),
+            (not self.margin > 0, f"margin {self.margin}: must be positive"),
+            (self.spending not in SPENDING,
+             f"spending {self.spending!r}: choose one of {', '.join(SPENDING)}"),
+            (self.family not in FAMILIES,
+             f"family {self.family!r}: choose one of {', '.join(FAMILIES)}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ValueError(message)
+
+    @classmethod
+    def fixed(cls, seeds: int, **kwargs) -> Design:
+        """The one-look design of ``--seeds N``: all of the error spent at n = N."""
+        return cls(first_round=seeds, max_seeds=seeds, **kwargs)
+
+    @property
+    def kind(self) -> str:
+        return "fixed" if self.first_round == self.max_seeds else "sequential"
+
+    def look_sizes(self) -> list[int]:
+        """The planned n of every look: first_round, + round_size, ..., max_seeds."""
+        sizes = list(range(self.first_round, self.max_seeds, self.round_size))
+        return sizes + [self.max_seeds]
+
+    def next_size(self, n: int) -> int:
+        """The planned look after one at ``n`` seeds (max_seeds at most)."""
+        return next((s for s in self.look_sizes() if s > n), self.max_seeds)
+
+    def family_of(self, comparison: str) -> str:
+        """The multiplicity family of a comparison named "study/...": see the module doc."""
+        return "all" if self.family == "all" else comparison.split("/", 1)[0]
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "kind": self.kind,
+                "looks_planned": self.look_sizes(),
+                "method": "repeated t intervals; Bonferroni over the family, Lan-DeMets "
+                          f"{self.spending} alpha spending over looks (information n / "
+                          "max_seeds); TOST for equivalence at the same level"}
+
+    @classmethod
+    def from_json(cls, record: Mapping) -> Design:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in fields})
+
+
+def spent(design: Design, share: float, n: int) -> float:
+    """Cumulative two-sided error of one comparison spent by a look at ``n`` seeds.
+
+    share: the comparison's part of alpha (alpha / family size). S(t) at t = n /
+    max_seeds, all of ``share`` from t = 1 on.
+    """
+    t = min(1.0, n / design.max_seeds)
+    if t >= 1.0:
+        return share
+    if design.spending == "pocock":
+        return float(share * math.log(1 + (math.e - 1) * t))
+    z = sps.norm.isf(share / 2)
+    return float(2 * sps.norm.sf(z / math.sqrt(t)))
+
+
+# --- one look --------------------------------------------------------------------------
+
+def intervals(mean: np.ndarray, sd: np.ndarray, n: np.ndarray | int, level: np.ndarray | float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Half-widths of the difference and the equivalence interval, any broadcastable shape.
+
+    mean is unused but fixes the shape; level: two-sided error spent at this look
+    (0 gives infinite half-widths: nothing can be decided).
+    """
+    n = np.asarray(n, dtype=float)
+    level = np.asarray(level, dtype=float)
+    se = np.asarray(sd, dtype=float) / np.sqrt(n)
+    df = np.maximum(n - 1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # -stdtrit(df, q) is t.isf(q, df) without scipy.stats' overhead, and exact
+        # for the tiny q of early looks (no 1 - q)
+        half = np.where(level > 0, -special.stdtrit(df, level / 2) * se, np.inf)
+        half_eq = np.where(level > 0, -special.stdtrit(df, level) * se, np.inf)
+    shape = np.broadcast(mean, half).shape
+    return np.broadcast_to(half, shape), np.broadcast_to(half_eq, shape)
+
+
+def verdict_codes(mean: np.ndarray, sd: np.ndarray, n: np.ndarray | int,
+                  level: np.ndarray | float, margin: float) -> np.ndarray:
+    """Verdict codes (indices into VERDICTS) of looks, vectorised over any shape.
+
+    A zero sd (every seed moved by the same amount, which the 100/N steps of
+    accuracy make possible with few seeds) leaves the t interval undefined: undecided.
+    """
+    mean = np.asarray(mean, dtype=float)
+    half, half_eq = intervals(mean, sd, n, level)
+    usable = (np.asarray(sd) > 0) & (np.asarray(n) >= 2)
+    codes = np.full(np.broadcast(mean, half).shape, UNDECIDED)
+    equivalent = (mean - half_eq > -margin) & (mean + half_eq < margin)
+    codes = np.where(equivalent, EQUIVALENT, codes)
+    codes = np.where(mean + half < 0, WORSE, codes)
+    codes = np.where(mean - half > 0, BETTER, codes)
+    return np.where(usable, codes, UNDECIDED)
+
+
+def seeds_needed(mean: float, sd: float, level: float, margin: float
+                 ) -> tuple[int | None, int | None]:
+    """(to decide at the observed mean and sd, to guarantee a decision at the observed sd).
+
+    Both for one look at per-comparison error ``level`` (a fixed design of that
+    size); the guarantee is a difference half-width of at most margin / 2. None when
+    above MAX_SEARCH_SEEDS or undefined (sd 0).
+    """
+    if not sd > 0:
+        return None, None
+
+    def decides(n: int) -> bool:
+        half, half_eq = (float(h) for h in intervals(0.0, sd, n, level))
+        return abs(mean) - half > 0 or abs(mean) + half_eq < margin
+
+    def guarantees(n: int) -> bool:
+        return float(intervals(0.0, sd, n, level)[0]) <= margin / 2
+
+    return _smallest(decides), _smallest(guarantees)
+
+
+def _smallest(holds) -> int | None:
+    """The smallest n in [2, MAX_SEARCH_SEEDS] where ``holds`` (monotone in n: both
+    half-widths shrink as n grows) is true, by bisection; None if none."""
+    low, high = 2, MAX_SEARCH_SEEDS
+    if not holds(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if holds(middle) else (middle + 1, high)
+    return low
+
+
+@dataclasses.dataclass(frozen=True)
+class Look:
+    """One comparison at one look: n paired seeds, both intervals and the verdict.
+
+    level: the two-sided error this look spent (per comparison); spent_total: all
+    looks so far. interval: the (1 - level) interval of the mean difference;
+    equivalence_interval: its (1 - 2 level) TOST interval. Intervals are None below
+    2 seeds or with sd 0.
+    """
+
+    n: int
+    mean: float | None
+    sd: float | None
+    level: float
+    spent_total: float
+    interval: tuple[float, float] | None
+    equivalence_interval: tuple[float, float] | None
+    verdict: str
+    within_margin: bool = False
+    seeds_needed: int | None = None
+    seeds_to_guarantee: int | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        for key in ("interval", "equivalence_interval"):
+            out[key] = None if out[key] is None else [float(v) for v in out[key]]
+        return out
+
+    @classmethod
+    def from_json(cls, record: Mapping) -> Look:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        out = {k: v for k, v in record.items() if k in fields}
+        for key in ("interval", "equivalence_interval"):
+            out[key] = None if out.get(key) is None else tuple(out[key])
+        return cls(**out)
+
+
+def look(differences: np.ndarray, level: float, spent_total: float, margin: float) -> Look:
+    """The Look of one comparison given its per-seed differences (n,) and error level."""
+    d = np.asarray(differences, dtype=float)
+    n = int(d.size)
+    if n < 2:
+        return Look(n, float(d.mean()) if n else None, None, level, spent_total, None, None,
+                    VERDICTS[UNDECIDED], note=f"{n} paired seed(s): need at least 2")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return Look(n, mean, sd, level, spent_total, None, None, VERDICTS[UNDECIDED],
+                    note="the same difference on every seed: the t interval is undefined")
+    half, half_eq = (float(h) for h in intervals(mean, sd, n, level))
+    code = int(verdict_codes(mean, sd, n, level, margin))
+    needed = (None, None) if code != UNDECIDED else seeds_needed(mean, sd, level, margin)
+    return Look(n, mean, sd, level, spent_total, (mean - half, mean + half),
+                (mean - half_eq, mean + half_eq), VERDICTS[code],
+                within_margin=bool(abs(mean) + half_eq < margin),
+                seeds_needed=needed[0], seeds_to_guarantee=needed[1])
+
+
+# --- rounds ----------------------------------------------------------------------------
+
+Looks = dict[str, tuple[Look, ...]]
+
+
+def family_sizes(names: Sequence[str], design: Design) -> dict[str, int]:
+    """comparison -> the size of its multiplicity family."""
+    labels = [design.family_of(name) for name in names]
+    return {name: labels.count(label) for name, label in zip(names, labels)}
+
+
+def is_final(history: Sequence[Look], design: Design) -> bool:
+    """Decided, or undecided with the budget spent."""
+    return bool(history) and (history[-1].verdict != VERDICTS[UNDECIDED]
+                              or history[-1].n >= design.max_seeds)
+
+
+def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[Look]],
+           design: Design) -> Looks:
+    """The looks after this round: a new Look for every open comparison with new seeds.
+
+    differences: comparison -> (n,) per-seed differences so far, for every
+    comparison of every family (decided ones too). looks: the previous result (empty
+    at first). Returns a new dict; the inputs are not changed.
+    """
+    unknown = sorted(set(looks) - set(differences))
+    if unknown:
+        raise ValueError(f"comparisons {unknown} have looks but no differences: pass every "
+                         "comparison of the family every round")
+    sizes = family_sizes(list(differences), design)
+    out: Looks = {}
+    for name, d in differences.items():
+        history = tuple(looks.get(name, ()))
+        n = int(np.asarray(d).size)
+        if history and n < history[-1].n:
+            raise ValueError(f"comparison {name}: {n} seeds, fewer than the {history[-1].n} "
+                             "of its last look")
+        if is_final(history, design) or (history and n == history[-1].n):
+            out[name] = history
+            continue
+        before = history[-1].spent_total if history else 0.0
+        total = max(before, spent(design, design.alpha / sizes[name], n))
+        out[name] = history + (look(d, total - before, total, design.margin),)
+    return out
+
+
+def next_round(looks: Mapping[str, Sequence[Look]], pairs: Mapping[str, tuple[str, str]],
+               design: Design) -> dict[str, int]:
+    """config -> total seeds it needs for the next look; {} when every comparison is final.
+
+    pairs: comparison -> (configuration, reference). A comparison with no look
+    yet needs the first round; an open one needs the next planned look size, for
+    both of its configurations (a configuration shared by several takes the most).
+    """
+    wanted: dict[str, int] = {}
+    for name, (config, reference) in pairs.items():
+        history = tuple(looks.get(name, ()))
+        if is_final(history, design):
+            continue
+        target = design.next_size(history[-1].n) if history else design.first_round
+        for c in (config, reference):
+            wanted[c] = max(wanted.get(c, 0), target)
+    return wanted
+
+
+def record(design: Design, looks: Mapping[str, Sequence[Look]]) -> dict:
+    """results.json's decisions block: the design, the family, every look, the verdicts."""
+    names = list(looks)
+    families: dict[str, list[str]] = {}
+    for name in names:
+        families.setdefault(design.family_of(name), []).append(name)
+    return {
+        "design": design.to_json(),
+        "family": {"mode": design.family, "size": {k: len(v) for k, v in families.items()},
+                   "members": families},
+        "comparisons": {name: {"looks": [x.to_json() for x in looks[name]],
+                               "final": _final(looks[name], design)} for name in names},
+    }
+
+
+def _final(history: Sequence[Look], design: Design) -> str | None:
+    if not history:
+        return None
+    if history[-1].verdict != VERDICTS[UNDECIDED]:
+        return history[-1].verdict
+    return VERDICTS[UNDECIDED] if history[-1].n >= design.max_seeds else None
+
+
+def looks_from_json(block: Mapping) -> Looks:
+    """The looks of a recorded decisions block, to resume a run."""
+    return {name: tuple(Look.from_json(x) for x in entry["looks"])
+            for name, entry in block["comparisons"].items()}
+
+
+# --- simulation ------------------------------------------------------------------------
+
+def simulate(differences: np.ndarray, design: Design, family_size: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The design run on simulated studies, every comparison looked at on the planned grid.
+
+    differences: (studies, comparisons, max_seeds) per-seed differences; all
+    comparisons form one family of ``family_size`` (default: the comparisons axis).
+    Returns (verdict codes, seeds used), both (studies, comparisons). The same rules
+    as :func:`decide`, vectorised (tests check that the two agree).
+    """
+    d = np.asarray(differences, dtype=float)
+    studies, comparisons, available = d.shape
+    if available < design.max_seeds:
+        raise ValueError(f"{available} simulated seeds, the design needs {design.max_seeds}")
+    share = design.alpha / (family_size or comparisons)
+    codes = np.full((studies, comparisons), UNDECIDED)
+    used = np.zeros((studies, comparisons), dtype=int)
+    open_ = np.ones((studies, comparisons), dtype=bool)
+    before = 0.0
+    for n in design.look_sizes():
+        total = max(before, spent(design, share, n))
+        x = d[..., :n]
+        now = verdict_codes(x.mean(-1), x.std(-1, ddof=1), n, total - before, design.margin)
+        codes = np.where(open_, now, codes)
+        used = np.where(open_, n, used)
+        open_ &= now == UNDECIDED
+        before = total
+    return codes, used
