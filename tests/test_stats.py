@@ -1,4 +1,5 @@
-"""Statistics against scipy on fixed vectors, and the study-level block."""
+"""Statistics against hand-computed and textbook values, scipy where it is an independent
+implementation, and the study-level block."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ X = np.array([66.1, 67.3, 65.9, 68.0, 66.7])
 Y = np.array([65.2, 66.9, 66.1, 66.8, 65.0])
 
 
-def test_t_interval_matches_scipy():
-    low, high = stats.t_interval(X)
-    ref = sps.t.interval(0.95, len(X) - 1, loc=X.mean(), scale=sps.sem(X))
-    assert (low, high) == pytest.approx(ref)
+def test_t_interval_against_hand_computed_values():
+    """X: mean 66.8, sd sqrt(0.75) = 0.866025 (squared deviations 0.49 + 0.25 + 0.81 +
+    1.44 + 0.01 = 3.0, / 4), se 0.387298; textbook t table, 4 df: t(0.975) = 2.776.
+    66.8 +- 2.776 x 0.387298 = 66.8 +- 1.0751 (the table's 3 decimals: +- 5e-4)."""
+    assert stats.t_interval(X) == pytest.approx((65.7249, 67.8751), abs=5e-4)
+    # d = 1..5: mean 3, se sqrt(2.5 / 5); the 90% interval uses t(0.95, 4 df) = 2.132
+    assert stats.t_interval(np.arange(1.0, 6.0), 0.90) == pytest.approx((1.4925, 4.5075),
+                                                                         abs=5e-4)
+    assert stats.t_interval(np.full(4, 2.5)) == (2.5, 2.5)  # no spread, no width
     assert np.isnan(stats.t_interval(X[:1])[0])
 
 
@@ -34,13 +40,20 @@ def test_paired_comparison_matches_scipy():
     assert c["note"] is None  # 5 seeds: no caveat
 
 
-@pytest.mark.parametrize("d", [
-    np.array([1.0, -2.0, 2.0, 3.0, 3.0, 4.0]),      # ties
-    np.array([0.0, 1.5, -0.5, 2.0, 0.0, 3.0]),      # zero differences
-    np.array([0.0, 0.0, 1.0, 1.0, -1.0, 2.0, 2.0]),  # both
+@pytest.mark.parametrize("d, p", [
+    # |d| midranks 1, 2.5, 2.5, 4.5, 4.5, 6; the negative rank sum is 2.5. Of the 2^6
+    # sign flips, 4 give a negative sum <= 2.5 ({}, {1}, either 2.5): p = 2 x 4/64.
+    (np.array([1.0, -2.0, 2.0, 3.0, 3.0, 4.0]), 0.125),
+    # zeros dropped: ranks 1 (-0.5), 2, 3, 4; negative sum 1; {} and {1} of 16: 2 x 2/16
+    (np.array([0.0, 1.5, -0.5, 2.0, 0.0, 3.0]), 0.25),
+    # zeros dropped, then midranks 2, 2, 2 (-1 among them), 4.5, 4.5; negative sum 2;
+    # {} and any one of the three 2s of 32 flips: 2 x 4/32
+    (np.array([0.0, 0.0, 1.0, 1.0, -1.0, 2.0, 2.0]), 0.25),
 ])
-def test_wilcoxon_with_ties_and_zeros_matches_scipy(d):
-    assert stats.wilcoxon_p(d) == pytest.approx(sps.wilcoxon(d, zero_method="wilcox").pvalue)
+def test_wilcoxon_with_ties_and_zeros_against_hand_enumeration(d, p):
+    """Up to 13 nonzero differences scipy enumerates every sign flip of the midranks,
+    so the p-value is the exact permutation p, counted here by hand."""
+    assert stats.wilcoxon_p(d) == pytest.approx(p)
 
 
 def test_wilcoxon_all_zero_differences_is_one_not_an_error():
@@ -71,13 +84,18 @@ def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
     assert ours == pytest.approx((ref.low, ref.high), abs=0.08)
 
 
-def test_bootstrap_is_omitted_below_its_minimum_n():
-    """With 2-4 seeds the percentile bootstrap is far too narrow: no interval at all."""
-    few = X[:stats.MIN_BOOTSTRAP_N - 1]
-    assert all(np.isnan(stats.bootstrap_ci(few, np.random.default_rng(0))))
-    summary = stats.summarize(few, np.random.default_rng(0))
-    assert summary["ci95_bootstrap"] is None and summary["ci95_t"] is not None
-    assert stats.summarize(X, np.random.default_rng(0))["ci95_bootstrap"] is not None
+def test_bootstrap_is_omitted_below_ten_seeds():
+    """Below 10 seeds the percentile bootstrap is far too narrow (about 60 % of the t
+    width at 5): no interval at all, while the t interval stays."""
+    assert stats.MIN_BOOTSTRAP_N == 10
+    nine = np.random.default_rng(0).normal(65, 1.5, size=9)
+    assert all(np.isnan(stats.bootstrap_ci(nine, np.random.default_rng(0))))
+    for few in (X, nine):
+        summary = stats.summarize(few, np.random.default_rng(0))
+        assert summary["ci95_bootstrap"] is None and summary["ci95_t"] is not None
+    assert stats.compare(X, Y, np.random.default_rng(0))["ci95_bootstrap"] is None
+    ten = np.append(nine, 66.0)
+    assert stats.summarize(ten, np.random.default_rng(0))["ci95_bootstrap"] is not None
 
 
 def test_minimum_detectable_difference_has_the_stated_power():
