@@ -1,16 +1,21 @@
 """Figures, as PNG files readable without the code.
 
 - :func:`plot_curves`: training loss against the optimizer step (every 100th
-  step's loss, as the notebook recorded it; per-epoch means when epochs are
+  step's loss, as the notebook recorded it; about ten per epoch when epochs are
   shorter), validation loss and accuracy per epoch; per configuration a mean and
   a 95% t-interval (a band over several points, error bars at a single one).
 - :func:`plot_final_accuracy`: each seed's test accuracy as a point, with the
   mean and its 95% interval per configuration; the reference is marked.
-- :func:`plot_schedules`: the learning rate and beta1 the optimizer applied, as
-  recorded in results.json, against the step.
+- :func:`plot_schedules`: the learning rate (log axis) and beta1 the optimizer
+  applied, as recorded in results.json, against the step.
+- :func:`plot_sweep`: final test accuracy against a swept hyperparameter.
+- :func:`estimation_figure`: per comparison, the per-seed paired differences,
+  their interval, the equivalence band ±m and the verdict.
 
 Diverged seeds are left out and counted in the legend; a figure with nothing to
-show says so in words.
+show says so in words. Figures are drawn on :class:`matplotlib.figure.Figure`
+objects and saved with Agg directly: importing this module selects no backend and
+opens no window (pyplot is not used).
 """
 
 from __future__ import annotations
@@ -18,17 +23,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxcnn import stats  # noqa: E402
-from jaxcnn.history import step_loss_steps  # noqa: E402
+from jaxcnn import stats
+from jaxcnn.history import step_loss_every, step_loss_steps
+from jaxcnn.progress import plural
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
+ACCURACY_RANGE = (0.0, 100.0)  # an accuracy interval is shown clipped to what can happen
 
 
 def _curve_matrix(seeds: list[dict], key: str) -> np.ndarray:
@@ -53,12 +58,17 @@ def _spread(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def band_words(seeds: int) -> str:
     return "95% t-interval over seeds" if seeds >= MIN_T_BAND else (
-        f"range over the {seeds} seeds (fewer than {MIN_T_BAND}: a t-interval would be "
-        "uninformative)")
+        f"range over the {plural(seeds, 'seed')} (fewer than {MIN_T_BAND}: a t-interval would "
+        "be uninformative)")
 
 
-def _band(ax, xs: np.ndarray, matrix: np.ndarray, label: str, style: dict) -> None:
+def _band(ax, xs: np.ndarray, matrix: np.ndarray, label: str, style: dict,
+          clip: tuple[float, float] | None = None) -> None:
+    """Mean line with its band (several points) or error bar (one point); the band is
+    clipped to ``clip`` (e.g. 0-100 for an accuracy)."""
     mean, low, high = _spread(matrix)
+    if clip is not None:
+        low, high = np.clip(low, *clip), np.clip(high, *clip)
     (line,) = ax.plot(xs, mean, label=label, **style)
     if matrix.shape[0] > 1:
         if len(xs) > 1:
@@ -73,96 +83,170 @@ def _no_data(ax, text: str) -> None:
             color="0.3", wrap=True)
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig: Figure, path: Path) -> Path:
+    """Writes ``fig`` as PNG; bbox "tight" keeps legends placed outside the axes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def _dodge(index: int, count: int, unit: float) -> float:
+    """Sideways offset of the ``index``-th of ``count`` series at a single x position, so
+    their error bars do not sit on top of each other (``unit``: the spacing of x)."""
+    width = min(0.08, 0.4 / max(count, 1)) * unit
+    return (index - (count - 1) / 2) * width
+
+
+def _kept(cfg: dict) -> int:
+    return sum(s.get("diverged_epoch") is None for s in cfg["seeds"])
+
+
+def _step_panel(ax, cfg: dict, label: str, style: dict, steps_per_epoch: int,
+                offset: float) -> None:
+    """The training loss of the recorded steps; per-epoch means where none was recorded
+    (results written before short epochs kept step losses)."""
+    step_losses = _curve_matrix(cfg["seeds"], "train_step_loss")
+    epoch_losses = _curve_matrix(cfg["seeds"], "train_loss")
+    epochs = epoch_losses.shape[1]
+    if step_losses.size:
+        xs = np.array(step_loss_steps(steps_per_epoch, epochs), float)[:step_losses.shape[1]]
+        if xs.size == 1:  # one recorded step (e.g. 100 of 156): error bars, set apart
+            xs = xs + offset * steps_per_epoch
+        _band(ax, xs, step_losses, label, {**style, "markersize": 3 if xs.size > 1 else 5})
+    else:
+        xs = np.arange(1, epochs + 1) * steps_per_epoch + offset * steps_per_epoch
+        _band(ax, xs, epoch_losses, label, style)
+
+
+def _epoch_axis(ax, epochs: int) -> None:
+    """Whole epochs only, with room either side of the first and last."""
+    ax.set_xlabel("epoch")
+    ax.set_xlim(0.5, epochs + 0.5)
+    if epochs <= 12:
+        ax.set_xticks(range(1, epochs + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _step_axis(ax, steps_per_epoch: int, epochs: int, recorded: bool) -> None:
+    every = step_loss_every(steps_per_epoch)
+    ax.set_xlabel("optimizer step (" + ((f"loss of every {every}th step" if every > 1
+                                         else "loss of every step") if recorded
+                                        else "mean loss of each epoch") + ")")
+    ax.set_xlim(0, steps_per_epoch * epochs * 1.02 + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    for epoch in range(1, epochs):
+        ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
 
 
 def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val",
                 steps_per_epoch: int | None = None) -> Path:
-    """Training loss by step, validation loss and accuracy by epoch; mean and 95% interval."""
-    fig, (ax_step, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(16, 4.4))
-    plotted = 0
-    one_epoch = True
-    fewest = min((sum(s.get("diverged_epoch") is None for s in cfg["seeds"])
-                  for cfg in configs.values()), default=0)
+    """Training loss by step, validation loss and accuracy by epoch; mean and 95% interval.
+
+    With a single epoch every panel but the step loss has one point per
+    configuration: markers with error bars, set slightly apart, on an axis of whole
+    epochs.
+    """
+    fig = Figure(figsize=(16, 4.4))
+    ax_step, ax_loss, ax_acc = fig.subplots(1, 3)
+    drawn = [name for name, cfg in configs.items() if _kept(cfg)]
+    epochs = max((len(s["history"]["train_loss"]) for cfg in configs.values()
+                  for s in cfg["seeds"]), default=1)
+    spe = steps_per_epoch or 1
+    recorded = False
     for i, (name, cfg) in enumerate(configs.items()):
-        style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
-                     markersize=4)
-        kept = sum(s.get("diverged_epoch") is None for s in cfg["seeds"])
-        if kept == 0:
+        if name not in drawn:
             continue
-        plotted += 1
-        label = f"{name} (n={kept})"
-        step_losses = _curve_matrix(cfg["seeds"], "train_step_loss")
-        epoch_losses = _curve_matrix(cfg["seeds"], "train_loss")
-        epochs = epoch_losses.shape[1]
-        one_epoch = one_epoch and epochs == 1
-        if step_losses.size and steps_per_epoch:
-            xs = np.array(step_loss_steps(steps_per_epoch, epochs), float)[:step_losses.shape[1]]
-            _band(ax_step, xs, step_losses, label, {**style, "markersize": 2})
-            ax_step.set_xlabel("optimizer step (loss of every 100th step)")
-        else:  # epochs shorter than 100 steps: the epoch means instead
-            xs = np.arange(1, epochs + 1) * (steps_per_epoch or 1)
-            _band(ax_step, xs, epoch_losses, label, style)
-            ax_step.set_xlabel("optimizer step (mean loss of each epoch)")
+        style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
+                     markersize=5 if epochs == 1 else 4)
+        label = f"{name} (n={_kept(cfg)})"
+        offset = _dodge(drawn.index(name), len(drawn), 1.0) if epochs == 1 else 0.0
+        _step_panel(ax_step, cfg, label, style, spe, offset)
+        recorded = recorded or _curve_matrix(cfg["seeds"], "train_step_loss").size > 0
         for ax, key in ((ax_loss, "val_loss"), (ax_acc, "val_accuracy")):
             matrix = _curve_matrix(cfg["seeds"], key)
-            _band(ax, np.arange(1, matrix.shape[1] + 1), matrix, label, style)
+            _band(ax, np.arange(1, matrix.shape[1] + 1) + offset, matrix, label, style,
+                  clip=ACCURACY_RANGE if key == "val_accuracy" else None)
     for ax, ylabel in ((ax_step, "training loss"), (ax_loss, f"{val_name} loss"),
                        (ax_acc, f"{val_name} accuracy (%)")):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+    _step_axis(ax_step, spe, epochs, recorded)
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if plotted:
+        _epoch_axis(ax, epochs)
+    if drawn:
         ax_step.legend(fontsize=8)
     else:
         for ax in (ax_step, ax_loss, ax_acc):
             _no_data(ax, "every seed diverged:\nnothing to plot")
-    interval = ("error bars: " if one_epoch else "shaded: ") + band_words(max(fewest, 1))
-    fig.suptitle(f"{title}: mean over seeds; {interval}")
+    fewest = min((_kept(configs[n]) for n in drawn), default=1)
+    marks = "shaded or error bars" if epochs == 1 else "shaded"
+    fig.suptitle(f"{title}: mean over seeds, {plural(epochs, 'epoch')}; {marks}: "
+                 f"{band_words(fewest)}")
+    fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int,
                    path: Path) -> Path:
-    """Learning rate and beta1 as applied, from each configuration's recorded ``schedule``.
+    """Learning rate (log axis) and beta1 as applied, from each configuration's ``schedule``.
 
     Lines that coincide (e.g. every schedule's beta1 but cyclic's) stay visible:
-    each has its own marker and dash pattern, later ones drawn thinner on top.
+    each has its own marker and dash pattern, later ones drawn thinner on top. The
+    learning rate is on a log axis: decays of 10x and 100x are then as far apart as
+    they are different, instead of sitting on zero.
     """
-    fig, (ax_lr, ax_b1) = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig = Figure(figsize=(13, 4.2))
+    ax_lr, ax_b1 = fig.subplots(1, 2)
     drawn = 0
+    positive = True
     for i, (name, cfg) in enumerate(configs.items()):
         record = cfg.get("schedule") or {}
         if not record.get("step"):
             continue
         drawn += 1
+        positive = positive and min(record["learning_rate"]) > 0
         style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
                      lw=2.2 - 0.4 * (i % 4), markersize=5, label=name,
                      markevery=max(1, len(record["step"]) // 12))
         ax_lr.plot(record["step"], record["learning_rate"], **style)
         ax_b1.plot(record["step"], record["beta1"], **style)
+    if drawn and positive:
+        ax_lr.set_yscale("log")
     for epoch in range(1, epochs):
         for ax in (ax_lr, ax_b1):
             ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
-    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_ylabel("learning rate" + (" (log scale)" if drawn and positive else ""))
     ax_b1.set_ylabel("Adam beta1")
     for ax in (ax_lr, ax_b1):
-        ax.set_xlabel("optimizer step (dotted: epoch boundaries)")
-        ax.grid(alpha=0.3)
+        ax.set_xlabel("optimizer step" + (" (dotted: epoch boundaries)" if epochs > 1 else ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both" if ax is ax_lr else "major")
         if drawn:
             ax.legend(fontsize=8)
         else:
             _no_data(ax, "no schedule recorded")
     fig.suptitle(f"Schedules as applied by the optimizer (read from its state): "
-                 f"{steps_per_epoch} steps per epoch, {epochs} epochs")
+                 f"{plural(steps_per_epoch, 'step')} per epoch, {plural(epochs, 'epoch')}")
+    fig.tight_layout()
     return _save(fig, path)
+
+
+def _tick_label(name: str, reference: str) -> str:
+    """A configuration's axis label: one assignment per line ('a=1,\\nb=2'), so the long
+    names of a grid sweep do not run into each other."""
+    text = name.replace(",", ",\n")
+    return f"{text}\n(reference)" if name == reference else text
+
+
+def _interval_for(entry: dict, values: np.ndarray) -> tuple[list[float] | None, bool]:
+    """The interval drawn around a configuration's mean: its 95% t-interval clipped to
+    0-100, or the seeds' range below MIN_T_BAND seeds (True: it is the range)."""
+    if 0 < values.size < MIN_T_BAND:
+        return [float(values.min()), float(values.max())], True
+    if entry["ci95_t"] is None:
+        return None, False
+    return [float(np.clip(v, *ACCURACY_RANGE)) for v in entry["ci95_t"]], False
 
 
 def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
@@ -170,10 +254,12 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     """Each seed's final test accuracy as a point; mean and 95% t-interval per config.
 
     Seeds are jittered sideways so equal scores stay visible; the reference is
-    drawn with a shaded column and a dashed line at its mean.
+    drawn with a shaded column and a dashed line at its mean. The legend sits
+    outside the axes so it hides no point or error bar.
     """
     names = list(configs)
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 4.5))
+    fig = Figure(figsize=(1.6 * len(names) + 4.0, 4.8))
+    ax = fig.subplots()
     rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
     summary = statistics["summary"]
     any_points = False
@@ -186,13 +272,12 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
                    label="one seed" if x == 0 else None)
         entry = summary[name]
         diverged = len(entry["diverged_seeds"])
-        few = 0 < values.size < MIN_T_BAND
         if diverged:
             ax.text(x, 0.02, f"{diverged} diverged", ha="center", fontsize=8,
                     transform=ax.get_xaxis_transform())
         if entry["mean"] is None:
             continue
-        ci = [values.min(), values.max()] if few else entry["ci95_t"]
+        ci, few = _interval_for(entry, values)
         yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
         ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
                     zorder=3, label=(f"mean, range of seeds (n < {MIN_T_BAND})" if few
@@ -200,15 +285,17 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
         if name == reference:
             ax.axvspan(x - 0.45, x + 0.45, color="C1", alpha=0.08)
             ax.axhline(entry["mean"], color="C1", ls="--", lw=1, label=f"{reference} mean")
-    ax.set_xticks(range(len(names)),
-                  [f"{n}\n(reference)" if n == reference else n for n in names])
+    long = max((len(n) for n in names), default=0) > 14 and len(names) > 4
+    ax.set_xticks(range(len(names)), [_tick_label(n, reference) for n in names],
+                  fontsize=8 if long else None)
+    ax.set_xlim(-0.6, len(names) - 0.3)
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{title}: test accuracy per seed")
     ax.grid(axis="y", alpha=0.3)
     if not any_points:
         _no_data(ax, "every seed diverged: no test accuracy to show")
     elif ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _save(fig, path)
 
 
@@ -225,59 +312,122 @@ def sweep_axis(ax, values: np.ndarray) -> str:
     return "linear"
 
 
-def plot_sweep(results: dict, path: Path, names: list[str]) -> Path:
-    """Final test accuracy against the swept value: every seed's point, the mean and a
-    95% t band; with two parameters, one line per value of the second."""
-    from jaxcnn.sweep import values_of
-
-    configs = results["configs"]
-    reference = results["metadata"]["reference"]
+def _sweep_lines(results: dict, names: list[str], values: Mapping[str, Mapping[str, float]]
+                 ) -> dict[float | None, list[tuple[float, list[float]]]]:
+    """{second parameter's value (None for one parameter): [(first's value, scores)]}."""
     lines: dict[float | None, list[tuple[float, list[float]]]] = {}
-    for name, cfg in configs.items():
-        values = values_of(name)
-        key = values[names[1]] if len(names) > 1 else None
+    for name, cfg in results["configs"].items():
+        point = values[name]
+        key = point[names[1]] if len(names) > 1 else None
         scores = [s["test_accuracy"] for s in cfg["seeds"] if s.get("test_accuracy") is not None]
-        lines.setdefault(key, []).append((values[names[0]], scores))
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        lines.setdefault(key, []).append((point[names[0]], scores))
+    return lines
+
+
+def _sweep_line(ax, points: list[tuple[float, list[float]]], scale: str, color: str,
+                label: str, marker: str) -> bool:
+    """One line of the sweep figure: every seed's dot, the mean and its band."""
+    xs, means, lows, highs = [], [], [], []
+    for x, scores in sorted(points):
+        if not scores:
+            continue
+        spread = np.ones(len(scores))
+        if scale == "log":  # seeds of one value set a little apart on a log axis
+            spread = np.exp(np.linspace(-0.03, 0.03, len(scores))) if len(scores) > 1 else spread
+        ax.scatter(x * spread, scores, s=14, alpha=0.45, color=color, zorder=2)
+        mean, low, high = (float(v[0]) for v in _spread(np.array(scores)[:, None]))
+        xs.append(x)
+        means.append(mean)
+        lows.append(float(np.clip(low, *ACCURACY_RANGE)) if np.isfinite(low) else mean)
+        highs.append(float(np.clip(high, *ACCURACY_RANGE)) if np.isfinite(high) else mean)
+    if xs:
+        ax.plot(xs, means, marker=marker, color=color, label=label)
+        ax.fill_between(xs, lows, highs, color=color, alpha=0.15)
+    return bool(xs)
+
+
+def plot_sweep(results: dict, path: Path, names: list[str],
+               values: Mapping[str, Mapping[str, float]]) -> Path:
+    """Final test accuracy against the swept value: every seed's point, the mean and a
+    95% t band; with two parameters, one line per value of the second.
+
+    values: {configuration name: {parameter: value}} for every configuration in
+    ``results`` and its reference (the sweep module parses its names; this module does
+    not import it).
+    """
+    reference = results["metadata"]["reference"]
+    lines = _sweep_lines(results, names, values)
+    fig = Figure(figsize=(8.5, 4.6))
+    ax = fig.subplots()
     xs_all = np.array(sorted({v for points in lines.values() for v, _ in points}), float)
     scale = sweep_axis(ax, xs_all)
     drawn = False
     for i, (key, points) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0] is None,
                                                                             kv[0] or 0))):
-        points.sort()
         fewest = min(len(sc) for _, sc in points)
         label = (f"{names[1]}={key:g}" if key is not None else
                  "mean" + (", 95% t-interval" if fewest >= MIN_T_BAND else ", range of seeds"))
-        color = f"C{i}"
-        xs, means, lows, highs = [], [], [], []
-        for x, scores in points:
-            if not scores:
-                continue
-            spread = (np.array([0.985, 1.0, 1.015])[:len(scores)] if scale == "log"
-                      else np.zeros(len(scores)))
-            if scale == "log" and len(scores) > 3:
-                spread = np.exp(np.linspace(-0.03, 0.03, len(scores)))
-            ax.scatter(x * spread if scale == "log" else np.full(len(scores), x), scores, s=14,
-                       alpha=0.45, color=color, zorder=2)
-            mean, low, high = (float(v[0]) for v in _spread(np.array(scores)[:, None]))
-            xs.append(x)
-            means.append(mean)
-            lows.append(low if np.isfinite(low) else mean)
-            highs.append(high if np.isfinite(high) else mean)
-        if xs:
-            drawn = True
-            ax.plot(xs, means, marker=MARKERS[i % len(MARKERS)], color=color, label=label)
-            ax.fill_between(xs, lows, highs, color=color, alpha=0.15)
-    ref_values = values_of(reference)
-    ax.axvline(ref_values[names[0]], color="grey", ls="--", lw=1,
-               label=f"base: {names[0]}={ref_values[names[0]]:g}")
+        drawn = _sweep_line(ax, points, scale, f"C{i}", label, MARKERS[i % len(MARKERS)]) or drawn
+    base = values[reference][names[0]]
+    ax.axvline(base, color="grey", ls="--", lw=1, label=f"base: {names[0]}={base:g}")
     ax.set_xlabel(names[0] + (" (symlog axis: linear near 0)" if scale == "symlog" else ""))
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{results['experiment']}: test accuracy against {names[0]}; dots: one seed "
                  f"each", fontsize=10)
     ax.grid(alpha=0.3)
     if drawn:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         _no_data(ax, "every seed diverged: nothing to plot")
+    return _save(fig, path)
+
+
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue",
+                  "undecided": "0.45"}
+
+
+def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> None:
+    """One comparison: its seeds' differences as dots, the mean and interval as a bar."""
+    diffs = np.asarray(comparison["differences"], float)
+    diffs = diffs[np.isfinite(diffs)]
+    word = comparison["verdict"].split()[0] if comparison["verdict"] else "undecided"
+    color = VERDICT_COLORS.get(word, "0.45")
+    ax.scatter(diffs, y + rng.uniform(-0.15, 0.15, diffs.size), s=18, color="grey",
+               alpha=0.6, zorder=2, label="one seed's paired difference" if y == 0 else None)
+    interval = comparison.get("interval")
+    if diffs.size:
+        ax.plot([diffs.mean()], [y], "o", color=color, ms=7, zorder=4)
+    if interval is not None and all(v is not None and np.isfinite(v) for v in interval):
+        ax.plot(list(interval), [y, y], color=color, lw=3, zorder=3,
+                label="mean and interval" if y == 0 else None)
+    ax.text(1.01, y, comparison["verdict"], transform=ax.get_yaxis_transform(), va="center",
+            fontsize=9, color=color, fontweight="bold")
+
+
+def estimation_figure(comparisons: list[dict], margin: float, path: Path,
+                      title: str = "Paired differences by seed") -> Path:
+    """An estimation plot: one row per comparison, the difference (accuracy points) across.
+
+    comparisons: each ``{"name": str, "differences": per-seed paired differences
+    (n,), "interval": (lo, hi) or None, "verdict": str}``; the verdict's first word
+    (better / worse / equivalent / undecided) sets the colour. margin: the
+    equivalence margin m, drawn as the band [-m, m] around 0.
+    """
+    fig = Figure(figsize=(10, 1.0 + 0.55 * max(len(comparisons), 1)))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
+    ax.axvspan(-margin, margin, color="tab:blue", alpha=0.1,
+               label=f"equivalence band ±{margin:g}")
+    ax.axvline(0.0, color="black", lw=0.8)
+    for y, comparison in enumerate(comparisons):
+        _estimation_row(ax, y, comparison, rng)
+    ax.set_yticks(range(len(comparisons)), [c["name"] for c in comparisons])
+    ax.set_ylim(len(comparisons) - 0.5, -0.5)  # first comparison on top
+    ax.set_xlabel("paired difference, configuration minus reference (accuracy points)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    if not comparisons:
+        _no_data(ax, "no comparison to show")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.25 if len(comparisons) < 3
+                                                            else -0.12), ncol=3, frameon=False)
     return _save(fig, path)

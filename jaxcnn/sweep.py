@@ -151,9 +151,13 @@ def sweep_study(params: list[tuple[str, list[float]]], base: str = "regularizati
 
 
 def plot_sweep(results: dict, out_dir: Path, names: list[str]) -> Path:
+    # Imported here, one way only (plots does not import sweep): building a sweep's
+    # configurations needs no matplotlib.
     from jaxcnn import plots
 
-    return plots.plot_sweep(results, out_dir / "sweep.png", names)
+    names_here = [*results["configs"], results["metadata"]["reference"]]
+    values = {name: values_of(name) for name in names_here}
+    return plots.plot_sweep(results, out_dir / "sweep.png", names, values)
 
 
 def values_of(config_name: str) -> dict[str, float]:
