@@ -1,23 +1,28 @@
 """One Markdown report from the three studies: ``OUT/REPORT.md``, figures beside it.
 
     python -m experiments.report --out results            # all three studies done
-    python -m experiments.report --out results --run-missing --data synthetic --seeds 5
+    python -m experiments.report --out results --run-missing
 
 Reads ``OUT/{regularization,initialization,schedules}/results.json``. Missing
 studies are run (together, each distinct model trained once) when
-``--run-missing`` is set; otherwise the report names the exact command to run.
+``--run-missing`` is set, with the settings recorded by the studies already in
+OUT (the flags given only when there are none); otherwise the report names the
+exact command to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from jaxcnn import cli
-from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiment import Experiment
+from jaxcnn import cli, outlock
+from jaxcnn.errors import ConfigError, JaxcnnError, ResumeError
+from jaxcnn.experiment import Experiment, setting_differences
+from jaxcnn.progress import log
 from jaxcnn.report import STUDY_ORDER, build_report
 from jaxcnn.results import read_results, write_json_atomic
 from jaxcnn.studies import STUDIES
@@ -28,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m experiments.report",
         description="Write OUT/REPORT.md from the regularization, initialization and schedules "
                     "studies' results. With --run-missing, studies not yet in OUT are trained "
-                    "first, with the training flags given (a model shared by several studies is "
-                    "trained once).")
+                    "first, with the settings of the studies already there (or the training "
+                    "flags given, when there are none); a model shared by several studies is "
+                    "trained once.")
     parser.add_argument("--run-missing", action="store_true",
-                        help="train the studies whose results are missing or incomplete")
+                        help="train the studies whose results are missing or incomplete, with "
+                             "the settings recorded in OUT")
     return cli.add_run_arguments(parser)
 
 
@@ -54,15 +61,64 @@ def suggested_command(name: str, found: dict[str, dict], experiment: Experiment,
                        "--out", out])
 
 
+def read_studies(out: Path, fresh: bool) -> dict[str, dict | None]:
+    """Each study's results in ``out`` (None if absent). An unreadable file is an error
+    naming the command that starts that study over, or with ``fresh`` is moved aside
+    (``results.json.unreadable``) and counts as missing."""
+    found = {}
+    for name in STUDY_ORDER:
+        path = out / name / "results.json"
+        try:
+            found[name] = read_results(path)
+        except ResumeError as err:
+            if not fresh:
+                raise ResumeError(f"{err}; or add --fresh to --run-missing to set the file "
+                                  "aside and train that study again") from None
+            path.replace(path.with_name(path.name + ".unreadable"))
+            log(f"--fresh: {path} could not be read; moved it to {path}.unreadable")
+            found[name] = None
+    return found
+
+
+def recorded_experiment(present: dict[str, dict], args: argparse.Namespace,
+                        parser: argparse.ArgumentParser) -> Experiment:
+    """The Experiment the studies already in --out were run with, so the missing ones are
+    run the same way (the flags given, when there are none). Refuses when the studies
+    there disagree, or a flag given on this command line differs from them."""
+    given = cli.experiment_from(args)
+    if not present:
+        return given
+    (first, results), *others = present.items()
+    settings = results["metadata"]["settings"]
+    for name, other in others:
+        differences = setting_differences(settings, other["metadata"]["settings"])
+        if differences:
+            raise ResumeError(
+                f"{args.out}: {first} was run with {differences[0]}, {name} with "
+                f"{differences[1]}; the missing studies cannot match both: rerun one with "
+                "the other's flags and --fresh, or use separate --out folders")
+    recorded = cli.experiment_from_settings(settings)
+    for field in dataclasses.fields(Experiment):
+        value = getattr(args, field.name)
+        if value != parser.get_default(field.name) and value != getattr(recorded, field.name):
+            flag = "--" + field.name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the studies already in {args.out} "
+                f"({flag} {getattr(recorded, field.name)}); leave it out to run the missing "
+                "studies with their settings, or use another --out")
+    return recorded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body(args: argparse.Namespace) -> None:
-        experiment, runtime = cli.experiment_from(args), cli.runtime_from(args)
-        found = {n: read_results(runtime.out / n / "results.json") for n in STUDY_ORDER}
+        runtime = cli.runtime_from(args)
+        found = read_studies(runtime.out, runtime.fresh and args.run_missing)
+        present = {n: r for n, r in found.items() if r is not None}
         missing = [n for n in STUDY_ORDER if not _complete(found[n], n)]
         if missing and not args.run_missing:
-            present = {n: r for n, r in found.items() if r is not None}
+            experiment = cli.experiment_from(args)
             commands = "; ".join(f"`{suggested_command(n, present, experiment, str(runtime.out))}`"
                                  for n in missing)
             raise JaxcnnError(f"{', '.join(missing)} missing or incomplete in {runtime.out}; "
@@ -70,23 +126,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             from jaxcnn.study import run_studies
 
+            experiment = recorded_experiment(present, args, parser)
             run_studies([STUDIES[n] for n in missing], experiment, runtime)
-        from jaxcnn.study import write_figures
-
-        all_results = {}
-        for name in STUDY_ORDER:
-            path = runtime.out / name / "results.json"
-            results = read_results(path)
-            # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
-            results["statistics"] = STUDIES[name].statistics(results, runtime.all_pairs)
-            write_json_atomic(path, results)
-            write_figures(STUDIES[name], results, path.parent)
-            all_results[name] = results
-        report = runtime.out / "REPORT.md"
-        report.write_text(build_report(all_results))
-        print(f"wrote {report}")
+        with outlock.hold(runtime.out, runtime.wait, notify=log):
+            write_report(runtime.out, runtime.all_pairs)
 
     return cli.run_main(parser, argv, body)
+
+
+def write_report(out: Path, all_pairs: bool) -> None:
+    """Recomputes every study's statistics and figures, and writes ``out/REPORT.md``."""
+    from jaxcnn.study import write_figures
+
+    all_results = {}
+    for name in STUDY_ORDER:
+        path = out / name / "results.json"
+        results = read_results(path)
+        # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
+        results["statistics"] = STUDIES[name].statistics(results, all_pairs)
+        write_json_atomic(path, results)
+        write_figures(STUDIES[name], results, path.parent)
+        all_results[name] = results
+    report = out / "REPORT.md"
+    report.write_text(build_report(all_results))
+    print(f"wrote {report}")
 
 
 if __name__ == "__main__":

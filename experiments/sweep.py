@@ -20,6 +20,17 @@ from jaxcnn import cli
 from jaxcnn.sweep import PARAMS, parse_param, sweep_study
 
 
+def folder_name(text: str) -> str:
+    """--name: one folder name inside --out (a path such as ../../evil would write outside
+    it)."""
+    if (not text or text.startswith(".")
+            or not all(c.isalnum() or c in "-_." for c in text)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain folder name: use letters, digits, '-', '_' and '.' "
+            "(not first), e.g. lr_sweep; the sweep is written to OUT/NAME")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.sweep",
@@ -34,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--base", default="regularization/baseline", metavar="STUDY/CONFIG",
                        help="the configuration the values are applied to (default: "
                             "regularization/baseline)")
-    sweep.add_argument("--name", default="sweep",
+    sweep.add_argument("--name", default="sweep", type=folder_name,
                        help="the folder under --out and the study name (default: sweep)")
     return cli.add_run_arguments(parser)
 
