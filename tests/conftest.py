@@ -11,6 +11,11 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-j
 # Every test that trains uses these sizes (100 training images, batches of 16: 7 steps,
 # the last of 4 images), so the compiled programs are shared across the whole run.
 TINY_TRAIN, TINY_BATCH = 100, 16
+# The command-line flags of that tiny run (2 seeds x 1 epoch, 50 validation images): one list
+# for every test that trains through a command line.
+TINY_FLAGS = ("--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
+              str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH),
+              "--no-progress")
 
 
 @pytest.fixture
