@@ -70,3 +70,39 @@ def test_benchmarks_without_torch_say_how_to_install_it():
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "pip install -e '.[bench]'" in err, err
     assert "Traceback" not in err
+
+
+def test_the_library_and_the_command_line_build_the_same_experiment():
+    """Issue 17 item 4: --torch-parity's defaults live in Experiment itself."""
+    from jaxcnn.cli import experiment_from, study_parser
+    from jaxcnn.experiment import Experiment
+
+    parser = study_parser("prog", "")
+    parity = experiment_from(parser.parse_args(["--torch-parity"]))
+    assert parity == Experiment(torch_parity=True)
+    assert (parity.val_size, parity.normalization) == (0, "half")
+    assert experiment_from(parser.parse_args([])) == Experiment()
+    assert (Experiment().val_size, Experiment().normalization) == (5000, "dataset")
+    explicit = experiment_from(parser.parse_args(["--torch-parity", "--val-size", "100"]))
+    assert explicit == Experiment(torch_parity=True, val_size=100)
+    assert explicit.flags() == ["--val-size", "100", "--torch-parity"]
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache-dir"])
+def test_an_empty_folder_path_is_refused(flag, capsys):
+    """Issue 19 item 7: --out "" would silently write into the current folder."""
+    from jaxcnn.cli import study_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        study_parser("prog", "").parse_args([flag, ""])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: an empty path; name a folder" in capsys.readouterr().err
+
+
+def test_init_timeout_and_wait_are_documented():
+    from jaxcnn.cli import study_parser
+
+    text = " ".join(study_parser("prog", "").format_help().split())
+    documented = text.split("--init-timeout SECONDS seconds")[1][:300]
+    assert "the processes wait for each other" in documented and "(default: 90)" in documented
+    assert "--wait if another run is writing to --out, wait for it" in text

@@ -1,12 +1,17 @@
-"""results.json is written whole (temp file + rename) and readable like any other file."""
+"""results.json is written whole (temp file + rename), readable like any other file, and a
+hand-edited or damaged one is one line naming the place and the fix."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import stat
 
+import pytest
+
 from jaxcnn import results
+from jaxcnn.errors import ResumeError
 
 
 def test_atomic_write_leaves_no_temp_file_and_the_usual_permissions(tmp_path):
@@ -18,3 +23,65 @@ def test_atomic_write_leaves_no_temp_file_and_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_neither_import_nor_writing_touches_the_umask(tmp_path, monkeypatch):
+    """Issue 17: the umask is process state (and setting it is not thread-safe)."""
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+    module = importlib.reload(results)
+    module.write_json_atomic(tmp_path / "r.json", {"a": 1})
+    assert calls == []
+
+
+def valid() -> dict:
+    seed = {"seed": 0, "test_accuracy": 61.5, "test_loss": 1.1, "diverged_epoch": None,
+            "history": {"train_loss": [1.5, None], "val_accuracy": [50.0, 55.0]}}
+    return {"experiment": "regularization",
+            "metadata": {"settings": {"seeds": 1}, "data": {"val_is_test": False},
+                         "reference": "baseline"},
+            "configs": {"baseline": {"seeds": [seed]}}}
+
+
+def edited(change) -> dict:
+    payload = valid()
+    change(payload)
+    return payload
+
+
+@pytest.mark.parametrize("payload, named", [
+    (edited(lambda p: p.pop("metadata")), "no 'metadata'"),
+    (edited(lambda p: p["metadata"].pop("settings")), "metadata.settings is missing"),
+    (edited(lambda p: p["configs"]["baseline"]["seeds"][0].update(test_accuracy="61.5")),
+     "configs.baseline.seeds[0].test_accuracy is '61.5', not a number"),
+    (edited(lambda p: p["configs"]["baseline"]["seeds"][0]["history"]["train_loss"]
+            .append("x")), "configs.baseline.seeds[0].history.train_loss holds 'x'"),
+    (edited(lambda p: p["configs"]["baseline"]["seeds"][0].update(seed=True)),
+     "seeds[0].seed is True, not an integer"),
+    (edited(lambda p: p["configs"].update(l2={"seeds": "none"})), "configs.l2 has no list"),
+    ([1, 2], "the file holds no JSON object"),
+])
+def test_a_hand_edited_file_is_one_line_naming_the_place_and_the_fix(tmp_path, payload, named):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ResumeError) as error:
+        results.read_results(path)
+    message = str(error.value)
+    assert named in message and str(path) in message and "\n" not in message
+    assert "rerun that study with --fresh" in message
+
+
+def test_a_well_formed_file_reads_back_and_a_missing_one_is_none(tmp_path):
+    path = tmp_path / "results.json"
+    results.write_json_atomic(path, valid())
+    assert results.read_results(path) == valid()
+    assert results.read_results(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize("content", [b'{"experiment": "regu', b"\xff\xfe\x00garbage"])
+def test_a_corrupt_file_is_one_line(tmp_path, content):
+    path = tmp_path / "results.json"
+    path.write_bytes(content)
+    with pytest.raises(ResumeError, match="cannot read the existing results"):
+        results.read_results(path)
