@@ -31,17 +31,20 @@ intervals under normal differences). Two budgets make that sum at most ``alpha``
   study (``family="study"``: the name's part before the first "/");
 - *repeated looks*: a comparison spends its ``alpha / K`` over its looks with a
   Lan-DeMets (1983) alpha-spending function of the information fraction
-  ``t = n / max_seeds``, computed for the looks actually taken: the look at n spends
-  ``S(n / max_seeds) - (what earlier looks spent)``, and the last look (n >=
-  max_seeds) spends what is left. O'Brien-Fleming-like ``S(t) = 2 - 2 Phi(z_{1-a/2} /
-  sqrt(t))`` (default) keeps almost everything for the last look; Pocock-like ``S(t) =
-  a ln(1 + (e - 1) t)`` spends more early.
+  ``t = n / horizon`` (horizon = max_seeds unless set), computed for the looks
+  actually taken: the look at n spends ``S(n / horizon) - (what earlier looks
+  spent)``, and a look at n >= horizon spends what is left. O'Brien-Fleming-like
+  ``S(t) = 2 - 2 Phi(z_{1-a/2} / sqrt(t))`` (default) keeps almost everything for the
+  last look; Pocock-like ``S(t) = a ln(1 + (e - 1) t)`` spends more early.
 
 Union bounds ignore the correlation between looks, so the design is conservative;
 it is valid for any look schedule that does not depend on the observed differences
 (rounds of a fixed size are). ``tests/test_decisions.py`` checks the error rates by
-simulation. A fixed design (``--seeds N``) is the special case first_round =
-max_seeds: one look, which spends all of ``alpha / K``.
+simulation. A rerun with a larger budget continues the same looks and spends only
+what is left: with horizon = max_seeds the old budget's last look spent everything,
+so nothing more can be decided; a horizon above max_seeds keeps a reserve for it
+(at the cost of power within the budget). A fixed design (``--seeds N``) is the
+special case first_round = max_seeds: one look, which spends all of ``alpha / K``.
 
 **Use per round** (pure functions; the state is the looks, a JSON-able dict)::
 
@@ -87,7 +90,10 @@ class Design:
       first_round: seeds of the first look (at least 2).
       round_size: seeds added per later round; looks are at first_round,
         first_round + round_size, ..., and max_seeds.
-      max_seeds: the budget per configuration; the last look spends what is left.
+      max_seeds: the budget per configuration.
+      horizon: the n at which all of the error is spent (information fraction n /
+        horizon); None: max_seeds. Above max_seeds it keeps a reserve for a rerun
+        with a larger budget.
       alpha: family-wise error rate over all verdicts and looks.
       margin: m, in accuracy points: "equivalent" means |difference| < m shown.
       spending: "obrien_fleming" or "pocock" (Lan-DeMets spending functions).
@@ -101,6 +107,7 @@ class Design:
     margin: float = 1.0
     spending: str = "obrien_fleming"
     family: str = "all"
+    horizon: int | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -114,6 +121,8 @@ class Design:
              f"spending {self.spending!r}: choose one of {', '.join(SPENDING)}"),
             (self.family not in FAMILIES,
              f"family {self.family!r}: choose one of {', '.join(FAMILIES)}"),
+            (self.horizon is not None and self.horizon < self.max_seeds,
+             f"horizon {self.horizon} is below max seeds {self.max_seeds}: use at least that"),
         ]
         for bad, message in problems:
             if bad:
@@ -127,6 +136,11 @@ class Design:
     @property
     def kind(self) -> str:
         return "fixed" if self.first_round == self.max_seeds else "sequential"
+
+    @property
+    def information_max(self) -> int:
+        """The n at which the whole error is spent."""
+        return self.horizon or self.max_seeds
 
     def look_sizes(self) -> list[int]:
         """The planned n of every look: first_round, + round_size, ..., max_seeds."""
@@ -146,7 +160,8 @@ class Design:
                 "looks_planned": self.look_sizes(),
                 "method": "repeated t intervals; Bonferroni over the family, Lan-DeMets "
                           f"{self.spending} alpha spending over looks (information n / "
-                          "max_seeds); TOST for equivalence at the same level"}
+                          f"{self.information_max}), union bound over looks; TOST for "
+                          "equivalence at the same level"}
 
     @classmethod
     def from_json(cls, record: Mapping) -> Design:
@@ -158,9 +173,9 @@ def spent(design: Design, share: float, n: int) -> float:
     """Cumulative two-sided error of one comparison spent by a look at ``n`` seeds.
 
     share: the comparison's part of alpha (alpha / family size). S(t) at t = n /
-    max_seeds, all of ``share`` from t = 1 on.
+    horizon, all of ``share`` from t = 1 on.
     """
-    t = min(1.0, n / design.max_seeds)
+    t = min(1.0, n / design.information_max)
     if t >= 1.0:
         return share
     if design.spending == "pocock":
@@ -247,9 +262,10 @@ class Look:
     """One comparison at one look: n paired seeds, both intervals and the verdict.
 
     level: the two-sided error this look spent (per comparison); spent_total: all
-    looks so far. interval: the (1 - level) interval of the mean difference;
-    equivalence_interval: its (1 - 2 level) TOST interval. Intervals are None below
-    2 seeds or with sd 0.
+    looks so far; share: the comparison's whole part of alpha (alpha / family size).
+    interval: the (1 - level) interval of the mean difference; equivalence_interval:
+    its (1 - 2 level) TOST interval. Intervals are None below 2 seeds, with sd 0 or
+    with no error left to spend.
     """
 
     n: int
@@ -264,6 +280,7 @@ class Look:
     seeds_needed: int | None = None
     seeds_to_guarantee: int | None = None
     note: str | None = None
+    share: float | None = None
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -280,24 +297,35 @@ class Look:
         return cls(**out)
 
 
-def look(differences: np.ndarray, level: float, spent_total: float, margin: float) -> Look:
-    """The Look of one comparison given its per-seed differences (n,) and error level."""
+def look(differences: np.ndarray, level: float, spent_total: float, margin: float,
+         share: float | None = None) -> Look:
+    """The Look of one comparison given its per-seed differences (n,) and error level.
+
+    share: the comparison's alpha / family size (default: spent_total).
+    """
     d = np.asarray(differences, dtype=float)
     n = int(d.size)
+    share = spent_total if share is None else share
     if n < 2:
         return Look(n, float(d.mean()) if n else None, None, level, spent_total, None, None,
-                    VERDICTS[UNDECIDED], note=f"{n} paired seed(s): need at least 2")
+                    VERDICTS[UNDECIDED], note=f"{n} paired seed(s): need at least 2",
+                    share=share)
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     if sd == 0:
         return Look(n, mean, sd, level, spent_total, None, None, VERDICTS[UNDECIDED],
-                    note="the same difference on every seed: the t interval is undefined")
+                    note="the same difference on every seed: the t interval is undefined",
+                    share=share)
+    if not level > 0:
+        return Look(n, mean, sd, level, spent_total, None, None, VERDICTS[UNDECIDED],
+                    note="no error left to spend: earlier looks spent all of it",
+                    share=share)
     half, half_eq = (float(h) for h in intervals(mean, sd, n, level))
     code = int(verdict_codes(mean, sd, n, level, margin))
     needed = (None, None) if code != UNDECIDED else seeds_needed(mean, sd, level, margin)
     return Look(n, mean, sd, level, spent_total, (mean - half, mean + half),
                 (mean - half_eq, mean + half_eq), VERDICTS[code],
                 within_margin=bool(abs(mean) + half_eq < margin),
-                seeds_needed=needed[0], seeds_to_guarantee=needed[1])
+                seeds_needed=needed[0], seeds_to_guarantee=needed[1], share=share)
 
 
 # --- rounds ----------------------------------------------------------------------------
@@ -312,9 +340,12 @@ def family_sizes(names: Sequence[str], design: Design) -> dict[str, int]:
 
 
 def is_final(history: Sequence[Look], design: Design) -> bool:
-    """Decided, or undecided with the budget spent."""
-    return bool(history) and (history[-1].verdict != VERDICTS[UNDECIDED]
-                              or history[-1].n >= design.max_seeds)
+    """Decided, or undecided with the budget (seeds or error) spent."""
+    if not history:
+        return False
+    last = history[-1]
+    exhausted = last.share is not None and last.spent_total >= last.share * (1 - 1e-12)
+    return last.verdict != VERDICTS[UNDECIDED] or last.n >= design.max_seeds or exhausted
 
 
 def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[Look]],
@@ -340,9 +371,10 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
         if is_final(history, design) or (history and n == history[-1].n):
             out[name] = history
             continue
+        share = design.alpha / sizes[name]
         before = history[-1].spent_total if history else 0.0
-        total = max(before, spent(design, design.alpha / sizes[name], n))
-        out[name] = history + (look(d, total - before, total, design.margin),)
+        total = max(before, spent(design, share, n))
+        out[name] = history + (look(d, total - before, total, design.margin, share),)
     return out
 
 
@@ -383,9 +415,7 @@ def record(design: Design, looks: Mapping[str, Sequence[Look]]) -> dict:
 def _final(history: Sequence[Look], design: Design) -> str | None:
     if not history:
         return None
-    if history[-1].verdict != VERDICTS[UNDECIDED]:
-        return history[-1].verdict
-    return VERDICTS[UNDECIDED] if history[-1].n >= design.max_seeds else None
+    return history[-1].verdict if is_final(history, design) else None
 
 
 def looks_from_json(block: Mapping) -> Looks:

@@ -147,6 +147,44 @@ def test_rounds_look_only_where_needed_and_resume_from_json():
     assert spent == sorted(spent) and spent[-1] <= ALPHA / 3 + 1e-12
 
 
+def _run(design: dc.Design, full: dict, looks: dc.Looks) -> tuple[dc.Looks, dict]:
+    """Rounds until next_round asks for nothing: (looks, seeds each config reached)."""
+    seeds: dict[str, int] = {}
+    while wanted := dc.next_round(looks, PAIRS, design):
+        seeds.update(wanted)
+        have = {c: max(seeds.get(c, 0), max((x.n for x in looks.get(k, ())), default=0))
+                for k, pair in PAIRS.items() for c in pair}
+        diffs = {k: full[k][:min(have[c], have[r])] for k, (c, r) in PAIRS.items()}
+        looks = dc.decide(diffs, looks, design)
+    return looks, seeds
+
+
+def test_a_larger_budget_continues_only_with_error_left_to_spend():
+    rng = np.random.default_rng(4)
+    full = {"s/a": rng.normal(0.4, 1.5, 30), "s/b": rng.normal(0.5, 1.5, 30),
+            "s/c": rng.normal(-0.3, 1.5, 30)}
+    small = dc.Design(first_round=4, round_size=4, max_seeds=12)
+    looks, _ = _run(small, full, {})
+    assert all(v[-1].n == 12 and v[-1].verdict == "undecided" for v in looks.values())
+    # the budget's last look spent every comparison's whole share: a rerun with 16 seeds
+    # has nothing left to spend, so it asks for no seeds rather than train in vain
+    assert all(v[-1].spent_total == pytest.approx(ALPHA / 3) for v in looks.values())
+    assert dc.next_round(looks, PAIRS, dc.Design(first_round=4, round_size=4,
+                                                 max_seeds=16)) == {}
+    # with a horizon of 16 the first run keeps a reserve, and the rerun spends it
+    reserve = dc.Design(first_round=4, round_size=4, max_seeds=12, horizon=16)
+    looks, _ = _run(reserve, full, {})
+    assert all(v[-1].spent_total < ALPHA / 3 for v in looks.values())
+    larger = dc.Design(first_round=4, round_size=4, max_seeds=16, horizon=16)
+    assert dc.next_round(looks, PAIRS, larger) == {"a": 16, "b": 16, "c": 16, "ref": 16}
+    more, _ = _run(larger, full, looks)
+    for name, history in more.items():
+        assert history[:len(looks[name])] == looks[name]  # earlier looks kept as they were
+        assert history[-1].n == 16 and history[-1].spent_total == pytest.approx(ALPHA / 3)
+    with pytest.raises(ValueError, match="horizon"):
+        dc.Design(max_seeds=12, horizon=10)
+
+
 def test_decide_agrees_with_the_vectorised_simulation():
     rng = np.random.default_rng(5)
     design = dc.Design(first_round=3, round_size=3, max_seeds=15)
