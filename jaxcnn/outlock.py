@@ -138,7 +138,13 @@ def _remove_if_unused(out: Path) -> None:
 def _command() -> str:
     """This process's command line as typed (``python -m module ...`` for a module)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    head = ["python", "-m", spec.name] if spec is not None and spec.name else sys.argv[:1]
+    first = sys.argv[0] if sys.argv else ""
+    if spec is not None and spec.name:
+        head = ["python", "-m", spec.name]
+    elif first == "-c":
+        head = ["python", "-c", "..."]
+    else:  # a script, or a console entry point
+        head = ["python", first] if first.endswith(".py") else [first]
     return shlex.join([*head, *sys.argv[1:]])
 
 
