@@ -11,11 +11,20 @@ console table, the report's tables, its sentences and its claims table.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from pathlib import Path
 
-from jaxcnn.stats import MIN_BOOTSTRAP_N, find_comparison
+from scipy import stats as sps
+
+from jaxcnn.progress import plural
+from jaxcnn.stats import ALPHA, MIN_BOOTSTRAP_N, POWER, find_comparison, kept_scores
 from jaxcnn.studies import STUDIES
 
-STUDY_ORDER = ("regularization", "initialization", "schedules")
+STUDY_ORDER = tuple(STUDIES)  # the report's sections, in the studies' own order
+# Below this many seeds a 95% t-interval of an accuracy is wider than 0-100 can hold
+# (at 2 seeds its half-width is 12.7 standard errors): the tables show the seeds' range.
+MIN_T_INTERVAL = 3
+ACCURACY_RANGE = (0.0, 100.0)
 
 
 def fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -25,9 +34,16 @@ def fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
 
 
 def fmt_p(value: float | None) -> str:
+    """A p-value for a table cell: '0.012', '<0.001'."""
     if value is None:
         return "n/a"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def p_equals(value: float | None) -> str:
+    """A p-value in a sentence: 'p = 0.012', 'p < 0.001' (never 'p = <0.001')."""
+    text = fmt_p(value)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def fmt_interval(pair: list[float] | None, sign: int = 1) -> str:
@@ -48,13 +64,16 @@ def verdict(c: dict, alpha: float, sign: int = 1) -> str:
     return "not distinguishable"
 
 
-VERDICT_WORDS = {
-    "better": "**significant** (Holm): better",
-    "worse": "**significant** (Holm): worse",
-    "suggestive only": "suggestive only: p < 5% before Holm, not after",
-    "not distinguishable": "not distinguishable",
-    "not testable": "not testable",
-}
+def accuracy_interval(entry: dict, seeds: list[dict]) -> str:
+    """The interval cell of a configuration's accuracy: its 95% t-interval clipped to
+    0-100, or, below MIN_T_INTERVAL seeds, the seeds' range (marked 'range')."""
+    scores = list(kept_scores(seeds).values())
+    if 0 < len(scores) < MIN_T_INTERVAL:
+        return f"range {fmt_interval([min(scores), max(scores)])}"
+    if not entry["ci95_t"]:
+        return "n/a"
+    return fmt_interval([min(max(v, ACCURACY_RANGE[0]), ACCURACY_RANGE[1])
+                         for v in entry["ci95_t"]])
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -73,7 +92,7 @@ def table_rows(results: dict) -> list[dict]:
         rows.append({
             "config": name, "is_reference": name == reference,
             "description": results["configs"][name]["description"], "n": str(entry["n"]),
-            "mean": mean, "ci_t": fmt_interval(entry["ci95_t"]),
+            "mean": mean, "ci_t": accuracy_interval(entry, results["configs"][name]["seeds"]),
             "ci_bootstrap": (fmt_interval(entry["ci95_bootstrap"]) if entry["n"] >= MIN_BOOTSTRAP_N
                              else f"n/a (n < {MIN_BOOTSTRAP_N})"),
             "diff": fmt(c.get("mean_difference"), signed=True) if c else "",
@@ -94,11 +113,11 @@ def console_table(results: dict) -> str:
     width = max([len("config"), *(len(r["config"]) for r in rows)])
     lines = [f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
              f"'{reference}'; Holm-adjusted p over the study's comparisons",
-             f"{'config':<{width}} {'n':>2} {'mean ± std':>14} {'95% CI':>16} {'diff':>7} "
+             f"{'config':<{width}} {'n':>2} {'mean ± std':>14} {'95% CI':>20} {'diff':>7} "
              f"{'diff 95% CI':>17} {'Holm p':>8}  verdict"]
     for r in rows:
         notes = f" ({r['notes']})" if r["notes"] else ""
-        lines.append(f"{r['config']:<{width}} {r['n']:>2} {r['mean']:>14} {r['ci_t']:>16} "
+        lines.append(f"{r['config']:<{width}} {r['n']:>2} {r['mean']:>14} {r['ci_t']:>20} "
                      f"{r['diff']:>7} {r['diff_ci']:>17} {r['p_holm']:>8}  "
                      f"{r['verdict']}{notes}")
     return "\n".join(lines)
@@ -110,9 +129,9 @@ def comparison_sentence(c: dict, alpha: float) -> str:
     if c["p_holm"] is None:
         return f"{head}: {c['note'] or 'not testable'}."
     diff = c["mean_difference"]
-    detail = (f"{fmt(diff, signed=True)} points (95% CI {fmt_interval(c['ci95'])}; paired t p = "
-              f"{fmt_p(c['p_ttest'])}, Holm p = {fmt_p(c['p_holm'])}, Wilcoxon p = "
-              f"{fmt_p(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
+    detail = (f"{fmt(diff, signed=True)} points (95% CI {fmt_interval(c['ci95'])}; paired t "
+              f"{p_equals(c['p_ttest'])}, Holm {p_equals(c['p_holm'])}, Wilcoxon "
+              f"{p_equals(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
               f"P(improvement) = {fmt(c['prob_improvement'])})")
     which = verdict(c, alpha)
     if which in ("better", "worse"):
@@ -122,7 +141,7 @@ def comparison_sentence(c: dict, alpha: float) -> str:
         # The interval excludes zero but the family-wise correction does not let it
         # through: say both, so the reader does not take it for a null result.
         text = (f"{head}: {detail}. Suggestive only: the unadjusted paired t-test is below "
-                f"{alpha:.0%} (p = {fmt_p(c['p_ttest'])}) but not after Holm across the "
+                f"{alpha:.0%} ({p_equals(c['p_ttest'])}) but not after Holm across the "
                 "study's comparisons; more seeds would settle it.")
     else:
         mdd = c["min_detectable_difference"]
@@ -140,9 +159,23 @@ def _min_wilcoxon_p(n: int) -> float:
     return min(1.0, 2.0 / 2 ** n)
 
 
+def _entry(all_results: dict[str, dict], entry: str) -> dict | None:
+    """The configuration record of 'study/config', or None where it is not reported."""
+    study, _, name = entry.partition("/")
+    return all_results.get(study, {}).get("configs", {}).get(name)
+
+
+def setting_differences(all_results: dict[str, dict], studies: list[str]) -> list[str]:
+    """The settings (metadata.settings keys) on which ``studies`` ran differently."""
+    settings = [all_results[s]["metadata"].get("settings", {}) for s in studies]
+    keys = sorted({k for one in settings for k in one})
+    return [k for k in keys if len({repr(one.get(k)) for one in settings}) > 1]
+
+
 def same_model_lines(all_results: dict[str, dict]) -> list[str]:
     """'a = b = c' for configurations that are one model (same network, init, optimizer,
-    hyperparameters), with how it was trained."""
+    hyperparameters), with how it was trained. "Same numbers" is said only where the
+    studies ran under the same settings; otherwise the differing settings are named."""
     groups, seen = [], set()
     for study in STUDY_ORDER:
         for name, record in all_results.get(study, {}).get("configs", {}).items():
@@ -150,45 +183,93 @@ def same_model_lines(all_results: dict[str, dict]) -> list[str]:
             if entry in seen or not record.get("same_model_as"):
                 continue
             present = [e for e in [entry, *record["same_model_as"]]
-                       if e.split("/")[0] in all_results
-                       and e.split("/")[1] in all_results[e.split("/")[0]]["configs"]]
+                       if _entry(all_results, e) is not None]
             seen.update(present)
             if len(present) > 1:
                 groups.append(present)
     lines = []
     for group in groups:
-        trained = {all_results[e.split("/")[0]]["configs"][e.split("/")[1]].get("trained_as")
-                   for e in group}
+        names = " = ".join(f"`{e}`" for e in group)
+        differing = setting_differences(all_results, sorted({e.split("/")[0] for e in group}))
+        if differing:
+            lines.append(f"- {names}: the same configuration, but its studies ran under "
+                         f"different settings ({', '.join(differing)}): not the same model, "
+                         "and their numbers differ")
+            continue
+        trained = {_entry(all_results, e).get("trained_as") for e in group}
         once = len(trained) == 1 and None not in trained
-        lines.append(f"- {' = '.join(f'`{e}`' for e in group)}: one model"
+        lines.append(f"- {names}: one model"
                      + (f", trained once (as `{trained.pop()}`) and reported in each study"
-                        if once else ", trained separately in each study (same numbers)"))
+                        if once else ", trained separately in each study under the same "
+                                     "settings (same numbers)"))
     return lines
 
 
-def study_section(name: str, results: dict, figure_prefix: str) -> list[str]:
-    meta, statistics = results["metadata"], results["statistics"]
-    reference = meta["reference"]
-    lines = [f"## {name.capitalize()}", "",
-             f"Command: `{meta.get('command', '?')}`  ",
-             f"Reference: `{reference}`."]
-    lines += ["", "| config | description | n | mean ± std | 95% CI (t) | 95% CI (bootstrap) "
-              "| diff vs ref | diff 95% CI | p (t) | p (Wilcoxon) | p (Holm) | d_z | P(impr.) "
-              "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def schedules_differ(results: dict) -> bool:
+    """True when the study's configurations differ in their learning-rate schedule: its
+    figures then include the schedules as applied (schedules.png)."""
+    kinds = {repr(cfg.get("optimizer_config", {}).get("schedule"))
+             for cfg in results["configs"].values()}
+    return len(kinds) > 1
+
+
+def figure_lines(results: dict, figure_prefix: str,
+                 figures: list[str] | None = None) -> list[str]:
+    """Markdown image lines for a study's figures: ``figures`` (file names in the study's
+    folder, as written), or the ones every study has plus the schedules where they
+    differ."""
+    if figures is None:
+        figures = ["curves.png", "test_accuracy.png"]
+        figures += ["schedules.png"] if schedules_differ(results) else []
+    alt = {"curves.png": "curves", "test_accuracy.png": "test accuracy",
+           "schedules.png": "learning rate and beta1 as applied"}
+    return [line for f in figures
+            for line in (f"![{alt.get(f, Path(f).stem)}]({figure_prefix}/{f})", "")]
+
+
+def per_epoch_schedule_lines(results: dict) -> list[str]:
+    """Under schedules stepped once per epoch (the notebook's protocol), what each one
+    did within the run: a step decay that never fires, a cycle that barely moves."""
+    epochs = results["metadata"]["settings"]["epochs"]
+    notes = []
+    for name, cfg in results["configs"].items():
+        schedule = cfg.get("optimizer_config", {}).get("schedule") or {}
+        if not schedule.get("per_epoch") or schedule.get("kind") == "constant":
+            continue
+        if schedule["kind"] == "step":
+            fires = int(epochs // schedule["period"])
+            notes.append(f"`{name}` decays every {schedule['period']:g} epochs: "
+                         + (f"{plural(fires, 'time')} in {plural(epochs, 'epoch')}" if fires
+                            else f"never within {plural(epochs, 'epoch')}"))
+        elif schedule["kind"] == "cyclic":
+            notes.append(f"`{name}` climbs a half-cycle of {schedule['step_size_up']:g} "
+                         f"scheduler steps, {epochs / schedule['step_size_up']:.2%} of it in "
+                         f"{plural(epochs, 'epoch')}")
+    if not notes:
+        return []
+    return ["- The schedulers step once per epoch here (the notebook's protocol): "
+            + "; ".join(notes) + " (see the schedule figure)."]
+
+
+def study_table(results: dict) -> list[str]:
+    """The study's Markdown table: one row per configuration."""
+    lines = ["| config | description | n | mean ± std | 95% CI (t) | 95% CI (bootstrap) "
+             "| diff vs ref | diff 95% CI | p (t) | p (Wilcoxon) | p (Holm) | d_z | P(impr.) "
+             "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table_rows(results):
         lines.append(
             f"| {r['config']}{' (ref)' if r['is_reference'] else ''} | {r['description']} | "
             f"{r['n']} | {r['mean']} | {r['ci_t']} | {r['ci_bootstrap']} | {r['diff'] or 'n/a'} "
             f"| {r['diff_ci'] or 'n/a'} | {r['p_t']} | {r['p_wilcoxon']} | "
             f"{r['p_holm'] or 'n/a'} | {r['d_z']} | {r['p_improvement']} | {r['verdict']} |")
-    lines += ["", f"![curves]({figure_prefix}/curves.png)", "",
-              f"![test accuracy]({figure_prefix}/test_accuracy.png)", ""]
-    if name == "schedules":
-        lines += [f"![learning rate and beta1 as applied]({figure_prefix}/schedules.png)", ""]
-    lines += ["Findings:", ""]
+    return lines
+
+
+def study_notes(results: dict) -> list[str]:
+    """The findings' closing notes: pairing, diverged seeds, what few seeds cannot do."""
+    statistics = results["statistics"]
     alpha = statistics["alpha"]
-    for c in statistics["comparisons"]:
-        lines.append(f"- {comparison_sentence(c, alpha)}")
+    lines = []
     pairing = sorted({c["pairing"] for c in statistics["comparisons"]})
     if pairing:
         lines.append(f"- Pairing: seed i is {'; '.join(pairing)} across these configurations "
@@ -206,12 +287,27 @@ def study_section(name: str, results: dict, figure_prefix: str) -> list[str]:
         lines.append(f"- Bootstrap intervals are omitted below {MIN_BOOTSTRAP_N} seeds: "
                      "resampling so few values gives intervals far narrower than the truth; "
                      "the t interval is the one to read.")
-    if name == "schedules" and meta["settings"].get("torch_parity"):
-        lines.append("- Under the notebook's protocol the schedulers step once per epoch: in "
-                     f"{meta['settings']['epochs']} epochs StepLR(step_size=5) never fires and "
-                     "CyclicLR (step_size_up=2000 scheduler steps) barely moves, so `step` "
-                     "and `cyclic` train at an almost constant rate (see the schedule figure).")
-    return lines + [""]
+    if any(0 < entry["n"] < MIN_T_INTERVAL for entry in statistics["summary"].values()):
+        lines.append(f"- Below {MIN_T_INTERVAL} seeds the interval column shows the seeds' "
+                     "range: a 95% t-interval from 2 seeds spans 12.7 standard errors either "
+                     "side and runs outside 0-100%. Intervals are clipped to 0-100%.")
+    return lines + per_epoch_schedule_lines(results)
+
+
+def study_section(name: str, results: dict, figure_prefix: str,
+                  figures: list[str] | None = None) -> list[str]:
+    """A study's section: command, table, figures, one sentence per comparison, notes.
+
+    figures: the figure files written in the study's folder (default: what every
+    study draws, and the schedules where its configurations' schedules differ).
+    """
+    meta, statistics = results["metadata"], results["statistics"]
+    lines = [f"## {name.capitalize()}", "", f"Command: `{meta.get('command', '?')}`  ",
+             f"Reference: `{meta['reference']}`.", "", *study_table(results), "",
+             *figure_lines(results, figure_prefix, figures), "Findings:", ""]
+    for c in statistics["comparisons"]:
+        lines.append(f"- {comparison_sentence(c, statistics['alpha'])}")
+    return lines + study_notes(results) + [""]
 
 
 def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
@@ -261,50 +357,178 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def build_report(all_results: dict[str, dict]) -> str:
-    """The whole report as Markdown; figures are referenced relative to the report."""
-    first = next(iter(all_results.values()))
-    meta = first["metadata"]
+# --- the opening answer ------------------------------------------------------------------
+
+VERDICTS = ("better", "worse", "equivalent", "undecided")
+
+
+def four_way(c: dict, alpha: float) -> str:
+    """Today's verdict read as one of VERDICTS: significant after Holm -> better / worse;
+    anything else -> undecided (equivalence is not tested yet)."""
+    which = verdict(c, alpha)
+    return which if which in ("better", "worse") else "undecided"
+
+
+def seeds_to_detect(difference: float | None, sd: float | None, alpha: float = ALPHA,
+                    power: float = POWER, most: int = 10_000) -> int | None:
+    """Seeds a two-sided paired t-test at ``alpha`` needs to detect ``difference`` with
+    probability ``power`` at the paired spread ``sd`` (None: no difference to detect, or
+    more than ``most``). Starts from the normal approximation, then steps up until the
+    t-test's power (noncentral t) reaches ``power``."""
+    if difference is None or sd is None or not difference or not math.isfinite(sd):
+        return None
+    if sd == 0:
+        return 2
+    effect = abs(difference) / sd
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    n = max(2, int(math.ceil((z / effect) ** 2)))
+    while n <= most:
+        t_crit = sps.t.ppf(1 - alpha / 2, n - 1)
+        nc = effect * math.sqrt(n)
+        reached = sps.nct.sf(t_crit, n - 1, nc) + sps.nct.cdf(-t_crit, n - 1, nc)
+        if not math.isfinite(reached) or reached >= power:  # nan only far in the tail
+            return n
+        n += 1
+    return None
+
+
+def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
+    """One entry per comparison with its study's reference, for :func:`answer_paragraph`:
+    ``{"study", "config", "reference", "verdict" (one of VERDICTS), "difference",
+    "interval", "n", "seeds_needed"}``. The sequential statistics will supply these
+    verdicts directly; today's are mapped by :func:`four_way`."""
+    out = []
+    for study in STUDY_ORDER:
+        results = all_results.get(study)
+        if results is None:
+            continue
+        statistics = results["statistics"]
+        for c in statistics["comparisons"]:
+            if c["reference"] != results["metadata"]["reference"]:
+                continue  # the notebook's claims between two non-reference configurations
+            out.append({"study": study, "config": c["config"], "reference": c["reference"],
+                        "verdict": four_way(c, statistics["alpha"]),
+                        "difference": c.get("mean_difference"), "interval": c.get("ci95"),
+                        "n": c.get("n_pairs"),
+                        "seeds_needed": seeds_to_detect(c.get("mean_difference"),
+                                                        c.get("sd_difference"),
+                                                        statistics["alpha"])})
+    return out
+
+
+def run_cost(all_results: dict[str, dict]) -> dict:
+    """What the studies cost: ``{"seeds": sorted seeds per configuration, "epochs",
+    "models": distinct models, "members": model x seed trained, "wall_seconds"}``.
+
+    A model shared by studies counts once; studies run together record one invocation's
+    time, so equal recorded times count once.
+    """
+    models: dict[str, int] = {}
+    seeds, times = set(), set()
+    for study, results in all_results.items():
+        meta = results["metadata"]
+        times.add(round(float(meta.get("total_wall_seconds_this_invocation") or 0.0), 1))
+        for name, cfg in results["configs"].items():
+            models[cfg.get("trained_as") or f"{study}/{name}"] = len(cfg["seeds"])
+            seeds.add(len(cfg["seeds"]))
+    epochs = sorted({r["metadata"]["settings"]["epochs"] for r in all_results.values()})
+    return {"seeds": sorted(seeds), "epochs": epochs, "models": len(models),
+            "members": sum(models.values()), "wall_seconds": sum(times)}
+
+
+def _verdict_item(v: dict) -> str:
+    text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points, "
+            f"CI {fmt_interval(v['interval'])}")
+    if v["verdict"] == "undecided" and v.get("seeds_needed"):
+        text += f"; about {v['seeds_needed']} seeds would detect a difference this size"
+    return text + ")"
+
+
+def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = None) -> str:
+    """The report's opening answer, built only from ``verdicts`` (see
+    :func:`comparison_verdicts`) and ``cost`` (see :func:`run_cost`): what helps, what
+    hurts, what is equivalent (within ±margin), what stays undecided, and at what cost."""
+    groups = {word: [v for v in verdicts if v["verdict"] == word] for word in VERDICTS}
+    heads = {"better": "**Helps** (better than its reference)",
+             "worse": "**Hurts** (worse than its reference)",
+             "equivalent": "**Equivalent** to its reference"
+                           + (f" within ±{margin:g} points" if margin else ""),
+             "undecided": "**Undecided** at this budget"}
+    parts = [f"{heads[w]}: " + ("; ".join(_verdict_item(v) for v in groups[w]) or "none")
+             for w in VERDICTS if groups[w] or w != "equivalent" or margin]
+    def counted(values: list[int], noun: str) -> str:  # [5] -> '5 seeds', [1, 3] -> '1/3 ...'
+        return ("/".join(str(n) for n in values) + f" {noun}s" if len(values) > 1
+                else plural(values[0] if values else 0, noun))
+
+    return (f"**Answer.** Of {plural(len(verdicts), 'comparison')} with a study's reference "
+            "(paired by seed; verdicts as in the tables below): " + ". ".join(parts)
+            + f". Cost: {counted(cost['seeds'], 'seed')} per configuration x "
+            f"{counted(cost['epochs'], 'epoch')}, "
+            f"{plural(cost['models'], 'distinct model')}, {plural(cost['members'], 'member')} "
+            f"(model x seed), {cost['wall_seconds']:,.0f} s of recorded wall time.")
+
+
+# --- the whole report ----------------------------------------------------------------------
+
+def report_header(all_results: dict[str, dict]) -> list[str]:
+    """Data, protocol, machine and method lines, from the first study's metadata."""
+    meta = next(iter(all_results.values()))["metadata"]
     data, settings, device = meta["data"], meta["settings"], meta["device"]
-    differing = sorted({key for r in all_results.values() for key, value in
-                        r["metadata"]["settings"].items() if value != settings.get(key)})
     runtime = meta.get("runtime", {})
+    return [
+        f"- Data: `{data['source']}` ({data['fingerprint']}), {data['train_examples']} training "
+        "images, " + (f"the test set ({data['test_examples']}) as per-epoch validation set"
+                      if data["val_is_test"] else
+                      f"{data['val_examples']} held-out validation images")
+        + f", {data['test_examples']} test images.",
+        f"- Protocol: {settings['seeds']} seeds per configuration, "
+        f"{plural(settings['epochs'], 'epoch')}, batch {settings['batch_size']}, Adam lr "
+        f"{settings['lr']}, normalization {settings['normalization']}, torch parity mode "
+        f"{settings['torch_parity']}"
+        + (f", training subset of {settings['train_examples']} images"
+           if settings["train_examples"] else "") + ".",
+        f"- Machine: {device['kind']} ({device['platform']}, {device['host_cpus']} host "
+        f"CPUs); jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}, "
+        f"optax {meta['versions'].get('optax')}"
+        + (f"; members batched by {runtime['batching']}, conv {runtime['conv']}"
+           if runtime else "") + ".",
+        "- Method: configurations are compared paired by seed (seed i shares data order "
+        "and, where the initializer is the same, initial weights); 95% intervals are "
+        "t-based (accuracy intervals clipped to 0-100%; the seeds' range below "
+        f"{MIN_T_INTERVAL} seeds) and percentile-bootstrap (10,000 resamples, fixed Generator; "
+        f"omitted below {MIN_BOOTSTRAP_N} seeds); every verdict uses Holm-adjusted p-values "
+        "over its study's comparisons (each configuration against the reference, and the "
+        "notebook's claims in that study): one family per study, so each comparison has "
+        "one verdict wherever it appears; d_z is the mean paired difference over its "
+        "std; P(impr.) is P(config > reference) over all run pairs.", ""]
+
+
+def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] | None = None,
+                 verdicts: list[dict] | None = None, margin: float | None = None) -> str:
+    """The whole report as Markdown; figures are referenced relative to the report.
+
+    figures: per study, the figure files written in its folder (default: see
+    :func:`figure_lines`); verdicts: per comparison, as :func:`comparison_verdicts`
+    returns them (the default) for the opening answer; margin: the equivalence margin.
+    """
+    first_settings = next(iter(all_results.values()))["metadata"]["settings"]
+    differing = sorted({key for r in all_results.values() for key, value in
+                        r["metadata"]["settings"].items() if value != first_settings.get(key)})
+    verdicts = comparison_verdicts(all_results) if verdicts is None else verdicts
     lines = ["# jaxcnn report: regularization, initialization and learning-rate schedules", "",
+             answer_paragraph(verdicts, run_cost(all_results), margin), "",
              "Generated by `python -m experiments.report` from the studies' results.json files; "
-             "every number below is computed from them.", "",
-             f"- Data: `{data['source']}` ({data['fingerprint']}), "
-             f"{data['train_examples']} training images, "
-             + (f"the test set ({data['test_examples']}) as per-epoch validation set"
-                if data["val_is_test"] else f"{data['val_examples']} held-out validation images")
-             + f", {data['test_examples']} test images.",
-             f"- Protocol: {settings['seeds']} seeds per configuration, {settings['epochs']} "
-             f"epochs, batch {settings['batch_size']}, Adam lr {settings['lr']}, normalization "
-             f"{settings['normalization']}, torch parity mode {settings['torch_parity']}"
-             + (f", training subset of {settings['train_examples']} images"
-                if settings["train_examples"] else "") + ".",
-             f"- Machine: {device['kind']} ({device['platform']}, {device['host_cpus']} host "
-             f"CPUs); jax {meta['versions'].get('jax')}, flax {meta['versions'].get('flax')}, "
-             f"optax {meta['versions'].get('optax')}"
-             + (f"; members batched by {runtime['batching']}, conv {runtime['conv']}"
-                if runtime else "") + ".",
-             "- Method: configurations are compared paired by seed (seed i shares data order "
-             "and, where the initializer is the same, initial weights); 95% intervals are "
-             "t-based and percentile-bootstrap (10,000 resamples, fixed Generator; omitted "
-             f"below {MIN_BOOTSTRAP_N} seeds); every verdict uses Holm-adjusted p-values over "
-             "its study's comparisons (each configuration against the reference, and the "
-             "notebook's claims in that study): one family per study, so each comparison has "
-             "one verdict wherever it appears; d_z is the mean paired difference over its "
-             "std; P(impr.) is P(config > reference) over all run pairs.", ""]
+             "every number below is computed from them.", "", *report_header(all_results)]
     same = same_model_lines(all_results)
     if same:
         lines += ["Configurations that are the same model (same network, initializer, "
-                  "optimizer and hyperparameters) have the same numbers by construction:", "",
-                  *same, ""]
+                  "optimizer and hyperparameters) have the same numbers by construction when "
+                  "their studies ran under the same settings:", "", *same, ""]
     if differing:
         lines += [f"**Warning:** the studies were run with different settings "
                   f"({', '.join(differing)}); the protocol line above is the first study's.", ""]
     for name in STUDY_ORDER:
         if name in all_results:
-            lines += study_section(name, all_results[name], name)
+            lines += study_section(name, all_results[name], name, (figures or {}).get(name))
     lines += seed_claims_section(all_results)
     return "\n".join(lines) + "\n"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from experiments import report
+from jaxcnn import plots
+from jaxcnn import report as jreport
 from jaxcnn.report import comparison_sentence, console_table, verdict
+from jaxcnn.stats import MIN_BOOTSTRAP_N
 from tests.conftest import TINY_BATCH, TINY_TRAIN
 
 FLAGS = ["--data", "synthetic", "--seeds", "2", "--epochs", "2", "--train-examples",
@@ -101,7 +107,8 @@ def test_report_has_one_verdict_per_comparison(report_run):
                 assert row.endswith(f"| {which} |")
                 assert which in console_table(results[study])
     assert (out / "schedules" / "schedules.png").exists()
-    assert "hold at 5% after Holm" in text and "omitted below 5 seeds" in text
+    assert "hold at 5% after Holm" in text and f"omitted below {MIN_BOOTSTRAP_N} seeds" in text
+    assert text.splitlines()[2].startswith("**Answer.** Of 8 comparisons")
 
 
 def test_claims_table_reads_the_studies_own_comparisons(report_run):
@@ -140,3 +147,137 @@ def test_comparison_sentences_separate_holm_from_unadjusted_significance():
     assert "Not distinguishable at 5 seeds" in null and "1.90 points" in null
     assert verdict(_comparison(0.01, 0.02), 0.05) == "worse"
     assert verdict(_comparison(0.01, 0.02), 0.05, sign=-1) == "better"
+
+
+def test_p_values_in_sentences_read_p_less_than():
+    assert jreport.p_equals(0.0001) == "p < 0.001" and jreport.p_equals(0.02) == "p = 0.020"
+    text = comparison_sentence(_comparison(0.0001, 0.0002), 0.05)
+    assert "p < 0.001" in text and "p = <" not in text
+
+
+def _settings(epochs: int) -> dict:
+    return {"seeds": 2, "epochs": epochs, "batch_size": 16, "lr": 0.001}
+
+
+def _study(name: str, config: str, others: list[str], epochs: int, scores: list[float]) -> dict:
+    seeds = [{"seed": i, "test_accuracy": v, "diverged_epoch": None} for i, v in
+             enumerate(scores)]
+    return {"experiment": name, "metadata": {"settings": _settings(epochs)},
+            "configs": {config: {"same_model_as": others, "trained_as": None, "seeds": seeds}}}
+
+
+def test_same_numbers_only_under_the_same_settings():
+    """Issue 19 item 4: models of studies run under other settings are not one model."""
+    same = {"regularization": _study("regularization", "baseline", ["schedules/constant"], 2,
+                                     [74.0, 75.0]),
+            "schedules": _study("schedules", "constant", ["regularization/baseline"], 2,
+                                [74.0, 75.0])}
+    (line,) = jreport.same_model_lines(same)
+    assert "trained separately in each study under the same settings (same numbers)" in line
+    same["schedules"]["metadata"]["settings"]["epochs"] = 1
+    (line,) = jreport.same_model_lines(same)
+    assert "same numbers" not in line
+    assert "different settings (epochs)" in line and "not the same model" in line
+
+
+def test_accuracy_intervals_stay_within_0_and_100():
+    seeds = [{"seed": 0, "test_accuracy": 10.0}, {"seed": 1, "test_accuracy": 90.0}]
+    entry = {"ci95_t": [-117.01, 285.35]}
+    assert jreport.accuracy_interval(entry, seeds) == "range [10.00, 90.00]"
+    three = [*seeds, {"seed": 2, "test_accuracy": 95.0}]
+    assert jreport.accuracy_interval({"ci95_t": [-20.0, 150.0]}, three) == "[0.00, 100.00]"
+
+
+def _verdict(study: str, config: str, word: str, diff: float) -> dict:
+    return {"study": study, "config": config, "reference": "ref", "verdict": word,
+            "difference": diff, "interval": [diff - 1, diff + 1], "n": 5,
+            "seeds_needed": 40 if word == "undecided" else None}
+
+
+def test_answer_paragraph_is_built_from_the_verdicts():
+    verdicts = [_verdict("a", "x", "better", 1.5), _verdict("a", "y", "worse", -2.25),
+                _verdict("b", "z", "equivalent", 0.1), _verdict("b", "w", "undecided", 0.4)]
+    cost = {"seeds": [5], "epochs": [1], "models": 5, "members": 25, "wall_seconds": 1234.5}
+    text = jreport.answer_paragraph(verdicts, cost, margin=1.0)
+    helps, hurts = text.index("**Helps**"), text.index("**Hurts**")
+    assert helps < text.index("`a/x` (+1.50 points") < hurts < text.index("`a/y` (-2.25")
+    assert "**Equivalent** to its reference within ±1 points: `b/z`" in text
+    assert "**Undecided** at this budget: `b/w`" in text and "about 40 seeds" in text
+    assert "5 seeds per configuration x 1 epoch," in text  # plural from the numbers
+    assert "25 members" in text and "1,234 s" in text
+    no_margin = jreport.answer_paragraph(verdicts[:2], cost)
+    assert "**Equivalent**" not in no_margin and "**Undecided** at this budget: none" in no_margin
+
+
+def test_four_way_verdicts_map_todays_tests():
+    assert jreport.four_way(_comparison(0.01, 0.02), 0.05) == "worse"
+    assert jreport.four_way(_comparison(0.02, 0.10), 0.05) == "undecided"  # suggestive only
+    assert jreport.four_way(_comparison(0.30, 0.60), 0.05) == "undecided"
+    assert jreport.seeds_to_detect(1.0, 1.0) == 10  # paired t, d = 1, 80% power: 10 pairs
+    assert jreport.seeds_to_detect(0.0, 1.0) is None
+
+
+def test_study_order_and_figures_come_from_the_studies():
+    from jaxcnn.studies import STUDIES as ALL
+
+    assert tuple(ALL) == jreport.STUDY_ORDER  # derived, not repeated
+    schedule = {"kind": "constant", "per_epoch": False}
+    results = {"configs": {"a": {"optimizer_config": {"schedule": schedule}},
+                           "b": {"optimizer_config": {"schedule": {**schedule,
+                                                                  "kind": "step"}}}}}
+    assert "![learning rate and beta1 as applied](s/schedules.png)" in jreport.figure_lines(
+        results, "s")
+    results["configs"]["b"]["optimizer_config"]["schedule"] = schedule
+    assert all("schedules.png" not in line for line in jreport.figure_lines(results, "s"))
+    assert jreport.figure_lines(results, "s", ["sweep.png"]) == ["![sweep](s/sweep.png)", ""]
+
+
+def test_per_epoch_schedules_are_described_from_their_settings():
+    results = {"metadata": {"settings": {"epochs": 2}}, "configs": {
+        "step": {"optimizer_config": {"schedule": {"kind": "step", "per_epoch": True,
+                                                   "period": 5}}},
+        "cyclic": {"optimizer_config": {"schedule": {"kind": "cyclic", "per_epoch": True,
+                                                     "step_size_up": 2000}}}}}
+    (line,) = jreport.per_epoch_schedule_lines(results)
+    assert "`step` decays every 5 epochs: never within 2 epochs" in line
+    assert "0.10% of it in 2 epochs" in line
+
+
+def _tiny_configs(epochs: int) -> dict:
+    rng = np.random.default_rng(0)
+
+    def seed(i: int) -> dict:
+        return {"seed": i, "test_accuracy": float(rng.uniform(10, 30)), "diverged_epoch": None,
+                "history": {"train_loss": list(rng.uniform(2, 2.3, epochs)),
+                            "val_loss": list(rng.uniform(2, 2.3, epochs)),
+                            "val_accuracy": list(rng.uniform(8, 12, epochs)),
+                            "train_step_loss": list(rng.uniform(2, 2.3, 7 * epochs))}}
+
+    return {name: {"seeds": [seed(0), seed(1)]} for name in ("baseline", "l2", "dropout")}
+
+
+def test_importing_plots_selects_no_backend():
+    code = ("import sys, matplotlib; import jaxcnn.plots, jaxcnn.sweep; "
+            "print(matplotlib.rcParams._get_backend_or_none(), 'matplotlib.pyplot' in "
+            "sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "MPLBACKEND": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "False"]
+
+
+def test_one_epoch_figures_and_the_estimation_figure_are_written(tmp_path):
+    from matplotlib.figure import Figure
+
+    path = plots.plot_curves(_tiny_configs(1), tmp_path / "curves.png", "Tiny",
+                             steps_per_epoch=7)
+    assert path.stat().st_size > 10_000
+    ax = Figure().subplots()
+    plots._epoch_axis(ax, 1)
+    assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5)
+    comparisons = [{"name": "l2 - baseline", "differences": [-2.0, -1.0, -3.0],
+                    "interval": (-4.5, 0.5), "verdict": "undecided"},
+                   {"name": "dropout - baseline", "differences": [0.2, -0.1, 0.3],
+                    "interval": (-0.4, 0.7), "verdict": "equivalent within ±1"}]
+    figure = plots.estimation_figure(comparisons, 1.0, tmp_path / "estimation.png")
+    assert figure.exists() and figure.stat().st_size > 10_000
