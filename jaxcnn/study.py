@@ -558,7 +558,7 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
 
 
 def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
-    from jaxcnn import plots
+    from jaxcnn import exports, plots
 
     meta = results["metadata"]
     val_name = "test" if meta["data"]["val_is_test"] else "val"
@@ -574,4 +574,5 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
                                           meta["settings"]["epochs"], out_dir / "schedules.png"))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
+    exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON
     return paths
