@@ -341,6 +341,10 @@ Looks = dict[str, tuple[Look, ...]]
 
 def family_sizes(names: Sequence[str], design: Design) -> dict[str, int]:
     """comparison -> the size of its multiplicity family."""
+    unnamed = [name for name in names if design.family == "study" and "/" not in name]
+    if unnamed:
+        raise ValueError(f"comparisons {unnamed} name no study: with family='study' name "
+                         "them 'study/...'")
     labels = [design.family_of(name) for name in names]
     return {name: labels.count(label) for name, label in zip(names, labels)}
 

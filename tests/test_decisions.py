@@ -207,6 +207,8 @@ def test_family_per_study_and_its_size():
     assert looks["r/a"][-1].level == pytest.approx(ALPHA / 2)
     assert dc.record(design, looks)["family"]["size"] == {"r": 2, "i": 3}
     assert dc.family_sizes(names, dc.Design.fixed(5)) == dict.fromkeys(names, 5)
+    with pytest.raises(ValueError, match="name no study"):
+        dc.family_sizes(["a-vs-b"], design)
 
 
 def test_misuse_is_refused_with_a_reason():
