@@ -382,6 +382,11 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
             out[name] = history
             continue
         share = design.alpha / sizes[name]
+        recorded = history[-1].share if history else None
+        if recorded is not None and not math.isclose(recorded, share):
+            raise ValueError(f"comparison {name}: its share of alpha was {recorded:.3g} and "
+                             f"would now be {share:.3g}: keep the family (and alpha) of the "
+                             "earlier looks")
         before = history[-1].spent_total if history else 0.0
         total = max(before, spent(design, share, n))
         out[name] = history + (look(d, total - before, total, design.margin, share),)

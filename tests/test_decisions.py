@@ -216,6 +216,11 @@ def test_misuse_is_refused_with_a_reason():
     looks = dc.decide({"s/a": _with(0.0, 1.0, 5), "s/b": _with(0.0, 1.0, 5)}, {}, design)
     with pytest.raises(ValueError, match="pass every comparison"):
         dc.decide({"s/a": _with(0.0, 1.0, 6)}, looks, design)
+    sequential = dc.Design(first_round=5, max_seeds=9)
+    early = dc.decide({"s/a": _with(0.0, 1.0, 5), "s/b": _with(0.0, 1.0, 5)}, {}, sequential)
+    with pytest.raises(ValueError, match="keep the family"):  # a third joins later
+        dc.decide({"s/a": _with(0.0, 1.0, 6), "s/b": _with(0.0, 1.0, 6),
+                   "s/c": _with(0.0, 1.0, 6)}, early, sequential)
     with pytest.raises(ValueError, match="fewer than"):
         dc.decide({"s/a": _with(0.0, 1.0, 4), "s/b": _with(0.0, 1.0, 5)}, looks, design)
     with pytest.raises(ValueError, match="below the first round"):
