@@ -12,17 +12,26 @@ offered and the benchmark keeps whichever is faster at each S:
 
 ``torch.compile`` can wrap the per-step function (``compile=True``); on the CPU
 it needs a C++ toolchain and minutes of compile time (see NOTES.md).
+
+``benchmarks.throughput`` imports these trainers as its ``torch_tuned`` rows. Run
+alone, the module times them on random CIFAR-shaped data:
+
+    python -m benchmarks.torch_tuned --seeds 1 2 4 --steps 40 --trainer loop vmap
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import sys
+import time
 
 import numpy as np
 
 from benchmarks.common import require_torch
+from jaxcnn.cli import HelpFormatter, positive_int
 
-torch = require_torch("benchmarks.torch_tuned")
+torch = require_torch("python -m benchmarks.torch_tuned")
 
 from torch import nn  # noqa: E402
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap  # noqa: E402
@@ -100,3 +109,68 @@ def run_epoch(trainer, data: torch.Tensor, labels: torch.Tensor, orders: torch.T
         idx = orders[:, start:start + batch_size]  # (S, B)
         loss = trainer.step(data[idx], labels[idx])
     return loss
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.torch_tuned", formatter_class=HelpFormatter,
+        description="Time the tuned PyTorch peer (resident data, S models as a loop or "
+                    "torch.func.vmap) on random CIFAR-shaped data: training images/s summed "
+                    "over the S models, after one untimed warm-up epoch. benchmarks.throughput "
+                    "runs the same trainers beside jaxcnn.")
+    parser.add_argument("--seeds", type=positive_int, nargs="+", default=[1, 2, 4], metavar="S",
+                        help="numbers of models trained together")
+    parser.add_argument("--trainer", nargs="+", choices=tuple(TRAINERS), default=["loop"],
+                        help="how the S models train (loop: one after another; vmap: "
+                             "torch.func.vmap over stacked parameters)")
+    parser.add_argument("--steps", type=positive_int, default=40,
+                        help="steps of batch 64 per timed epoch")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed epochs; the median is printed")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where the models train")
+    return parser
+
+
+def time_trainer(kind: str, seeds: int, steps: int, repeats: int, device: str) -> float:
+    """Median training images/s of ``seeds`` models of ``kind`` over ``repeats`` epochs."""
+    from benchmarks.common import random_cifar
+
+    n = steps * 64
+    data, labels = resident_dataset(*random_cifar(n), device)
+    trainer = TRAINERS[kind](list(range(seeds)), device)
+    gen = torch.Generator().manual_seed(0)
+    orders = torch.stack([torch.randperm(n, generator=gen) for _ in range(seeds)]).to(device)
+    rates = []
+    for repeat in range(repeats + 1):  # the first epoch warms up and is not timed
+        start = time.perf_counter()
+        run_epoch(trainer, data, labels, orders, 64)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if repeat:
+            rates.append(seeds * n / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.device == "gpu" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("python -m benchmarks.torch_tuned: error: --device gpu, but torch sees no CUDA "
+              "device", file=sys.stderr)
+        return 2
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, "
+          f"{args.steps} steps of batch 64 per epoch, median of {args.repeats}")
+    for kind in args.trainer:
+        for seeds in args.seeds:
+            rate = time_trainer(kind, seeds, args.steps, args.repeats, device)
+            print(f"torch_tuned/{kind} S={seeds}: {rate:,.0f} images/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

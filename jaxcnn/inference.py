@@ -3,9 +3,10 @@
     from jaxcnn.inference import load_model
 
     model = load_model("results", "regularization", "baseline")   # every seed
+    print(model)                                   # study, config, seeds, parameter count
     probs = model.predict_proba(images)            # images: (N, 32, 32, 3) uint8
-    labels = model.predict(images, seed=0)         # (N,) int, seed 0's network
-    loss, accuracy = model.evaluate(images, labels_true, seed=0)
+    labels = model.predict(images, seed=model.seeds[0])   # (N,) int, one seed's network
+    loss, accuracy = model.evaluate(images, labels_true, seed=model.seeds[0])
 
 The parameters come from ``OUT/<study>/params/<config>/``, written when the
 configuration finished, with the network and normalisation needed to rebuild
@@ -38,7 +39,8 @@ from jaxcnn.train import Normalizer, normalize
 class TrainedModel:
     """A configuration's network and every seed's final parameters.
 
-    params: pytree with leaves (S, ...); seeds: the S seed numbers in order.
+    params: pytree with leaves (S, ...); seeds: the S seed numbers in order;
+    study and config: where it was loaded from (for its summary).
     """
 
     network: Network
@@ -47,11 +49,32 @@ class TrainedModel:
     normalization: Normalizer
     class_names: tuple[str, ...]
     conv: str = dataclasses.field(default_factory=lambda: default_conv(jax.default_backend()))
+    study: str = ""
+    config: str = ""
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters of one seed's network (leaves are (S, ...))."""
+        return int(sum(np.prod(np.shape(leaf)[1:], dtype=np.int64)
+                       for leaf in jax.tree.leaves(self.params)))
+
+    def __repr__(self) -> str:
+        # A summary, not the dataclass default: that one prints every weight array.
+        name = f"{self.study}/{self.config}" if self.study else "(unnamed)"
+        relu = ",".join(self.network.relu_after)
+        return (f"TrainedModel({name}: seeds {list(self.seeds)}, "
+                f"{self.num_parameters:,} parameters per seed, "
+                f"{len(self.class_names) or self.network.num_classes} classes, "
+                f"ReLU after {relu or 'nothing'}, conv {self.conv})")
+
+    def check_seed(self, seed: int) -> int:
+        """The index of ``seed`` in ``seeds``; a JaxcnnError naming the trained seeds if absent."""
+        if seed not in self.seeds:
+            raise JaxcnnError(f"seed {seed} was not trained; trained seeds: {list(self.seeds)}")
+        return self.seeds.index(seed)
 
     def _seed_params(self, seed: int) -> Any:
-        if seed not in self.seeds:
-            raise JaxcnnError(f"seed {seed} was not trained; available seeds: {list(self.seeds)}")
-        index = self.seeds.index(seed)
+        index = self.check_seed(seed)
         return jax.tree.map(lambda x: x[index], self.params)
 
     @functools.cached_property
@@ -104,14 +127,40 @@ class TrainedModel:
 
 def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
     """The trained model of ``config`` in ``study`` under the results folder ``out``."""
-    directory = Path(out) / study / "params" / config
+    study_dir = Path(out) / study
+    directory = study_dir / "params" / config
     if not (directory / "meta.json").exists():
-        raise JaxcnnError(f"{directory}: no saved parameters (has {study}/{config} finished?)")
-    params, meta = load_params_tree(directory)
+        raise JaxcnnError(_missing_reason(study_dir, config))
+    try:
+        params, meta = load_params_tree(directory)
+    except (OSError, ValueError, KeyError) as err:
+        raise JaxcnnError(f"{directory}: cannot read the saved parameters ({err}); "
+                          "rerun the configuration with --fresh --configs "
+                          f"{config}") from None
     model = meta["model"]
     network = Network(relu_after=tuple(model["relu_after"]),
                       num_classes=int(model["num_classes"]))
     norm = Normalizer(jnp.asarray(meta["normalization"]["mean"], jnp.float32),
                       jnp.asarray(meta["normalization"]["std"], jnp.float32))
     return TrainedModel(network, params, tuple(meta["seeds"]), norm,
-                        tuple(meta.get("class_names", ())))
+                        tuple(meta.get("class_names", ())), study=study, config=config)
+
+
+def trained_configs(study_dir: str | Path) -> list[str]:
+    """The configurations of a study folder whose parameters were saved."""
+    params = Path(study_dir) / "params"
+    if not params.is_dir():
+        return []
+    return sorted(p.name for p in params.iterdir() if (p / "meta.json").exists())
+
+
+def _missing_reason(study_dir: Path, config: str) -> str:
+    """One line on why ``study_dir/params/config`` has no model, and what to do."""
+    if not study_dir.is_dir():
+        return (f"{study_dir}: no such study folder (expected OUT/<study>, e.g. "
+                "results/regularization, written by a finished run)")
+    done = trained_configs(study_dir)
+    if not done:
+        return (f"{study_dir}: no trained configuration saved yet (run or finish the study "
+                "first)")
+    return (f"{study_dir}: no trained configuration {config!r}; trained: {', '.join(done)}")
