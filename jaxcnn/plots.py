@@ -141,6 +141,12 @@ def _step_axis(ax, steps_per_epoch: int, epochs: int, recorded: bool) -> None:
 
 def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val",
                 steps_per_epoch: int | None = None) -> Path:
+    """Writes :func:`draw_curves` to ``path`` (PNG)."""
+    return _save(draw_curves(configs, title, val_name, steps_per_epoch), path)
+
+
+def draw_curves(configs: Mapping[str, dict], title: str, val_name: str = "val",
+                steps_per_epoch: int | None = None) -> Figure:
     """Training loss by step, validation loss and accuracy by epoch; mean and 95% interval.
 
     With a single epoch every panel but the step loss has one point per
@@ -184,11 +190,16 @@ def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: s
     fig.suptitle(f"{title}: mean over seeds, {plural(epochs, 'epoch')}; {marks}: "
                  f"{band_words(fewest)}")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int,
                    path: Path) -> Path:
+    """Writes :func:`draw_schedules` to ``path`` (PNG)."""
+    return _save(draw_schedules(configs, steps_per_epoch, epochs), path)
+
+
+def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int) -> Figure:
     """Learning rate (log axis) and beta1 as applied, from each configuration's ``schedule``.
 
     Lines that coincide (e.g. every schedule's beta1 but cyclic's) stay visible:
@@ -229,7 +240,7 @@ def plot_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: in
     fig.suptitle(f"Schedules as applied by the optimizer (read from its state): "
                  f"{plural(steps_per_epoch, 'step')} per epoch, {plural(epochs, 'epoch')}")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def _tick_label(name: str, reference: str) -> str:
@@ -251,6 +262,12 @@ def _interval_for(entry: dict, values: np.ndarray) -> tuple[list[float] | None, 
 
 def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
                         path: Path, title: str) -> Path:
+    """Writes :func:`draw_final_accuracy` to ``path`` (PNG)."""
+    return _save(draw_final_accuracy(configs, statistics, reference, title), path)
+
+
+def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
+                        title: str) -> Figure:
     """Each seed's final test accuracy as a point; mean and 95% t-interval per config.
 
     Seeds are jittered sideways so equal scores stay visible; the reference is
@@ -296,7 +313,7 @@ def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
         _no_data(ax, "every seed diverged: no test accuracy to show")
     elif ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    return _save(fig, path)
+    return fig
 
 
 def sweep_axis(ax, values: np.ndarray) -> str:
@@ -348,6 +365,12 @@ def _sweep_line(ax, points: list[tuple[float, list[float]]], scale: str, color: 
 
 def plot_sweep(results: dict, path: Path, names: list[str],
                values: Mapping[str, Mapping[str, float]]) -> Path:
+    """Writes :func:`draw_sweep` to ``path`` (PNG)."""
+    return _save(draw_sweep(results, names, values), path)
+
+
+def draw_sweep(results: dict, names: list[str],
+               values: Mapping[str, Mapping[str, float]]) -> Figure:
     """Final test accuracy against the swept value: every seed's point, the mean and a
     95% t band; with two parameters, one line per value of the second.
 
@@ -379,7 +402,7 @@ def plot_sweep(results: dict, path: Path, names: list[str],
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         _no_data(ax, "every seed diverged: nothing to plot")
-    return _save(fig, path)
+    return fig
 
 
 VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue",
@@ -398,14 +421,19 @@ def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> N
     if diffs.size:
         ax.plot([diffs.mean()], [y], "o", color=color, ms=7, zorder=4)
     if interval is not None and all(v is not None and np.isfinite(v) for v in interval):
-        ax.plot(list(interval), [y, y], color=color, lw=3, zorder=3,
-                label="mean and interval" if y == 0 else None)
+        ax.plot(list(interval), [y, y], color=color, lw=3, zorder=3)
     ax.text(1.01, y, comparison["verdict"], transform=ax.get_yaxis_transform(), va="center",
             fontsize=9, color=color, fontweight="bold")
 
 
 def estimation_figure(comparisons: list[dict], margin: float, path: Path,
                       title: str = "Paired differences by seed") -> Path:
+    """Writes :func:`draw_estimation` to ``path`` (PNG)."""
+    return _save(draw_estimation(comparisons, margin, title), path)
+
+
+def draw_estimation(comparisons: list[dict], margin: float,
+                    title: str = "Paired differences by seed") -> Figure:
     """An estimation plot: one row per comparison, the difference (accuracy points) across.
 
     comparisons: each ``{"name": str, "differences": per-seed paired differences
@@ -421,6 +449,7 @@ def estimation_figure(comparisons: list[dict], margin: float, path: Path,
     ax.axvline(0.0, color="black", lw=0.8)
     for y, comparison in enumerate(comparisons):
         _estimation_row(ax, y, comparison, rng)
+    ax.plot([], [], color="0.2", lw=3, marker="o", label="mean and interval (colour: verdict)")
     ax.set_yticks(range(len(comparisons)), [c["name"] for c in comparisons])
     ax.set_ylim(len(comparisons) - 0.5, -0.5)  # first comparison on top
     ax.set_xlabel("paired difference, configuration minus reference (accuracy points)")
@@ -430,4 +459,4 @@ def estimation_figure(comparisons: list[dict], margin: float, path: Path,
         _no_data(ax, "no comparison to show")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.25 if len(comparisons) < 3
                                                             else -0.12), ncol=3, frameon=False)
-    return _save(fig, path)
+    return fig

@@ -266,18 +266,77 @@ def test_importing_plots_selects_no_backend():
     assert done.stdout.split() == ["None", "False"]
 
 
-def test_one_epoch_figures_and_the_estimation_figure_are_written(tmp_path):
-    from matplotlib.figure import Figure
+def _drawn(fig):
+    """Lays the figure out as saving would, so extents can be compared."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = plots.plot_curves(_tiny_configs(1), tmp_path / "curves.png", "Tiny",
-                             steps_per_epoch=7)
-    assert path.stat().st_size > 10_000
-    ax = Figure().subplots()
-    plots._epoch_axis(ax, 1)
-    assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5)
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def test_one_epoch_curves_have_whole_epochs_and_points_set_apart(tmp_path):
+    """Issue 19 item 9 / issue 18 section 5: at 1 epoch no 0.96-1.04 axis, no bars on top
+    of each other, a step axis from 0 over the run's steps."""
+    fig = plots.draw_curves(_tiny_configs(1), "Tiny", steps_per_epoch=7)
+    ax_step, ax_loss, ax_acc = fig.axes
+    for ax in (ax_loss, ax_acc):
+        assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.5, 1.5)
+        xs = [line.get_xdata()[0] for line in ax.get_lines()
+              if not line.get_label().startswith("_")]  # the means, not the error-bar caps
+        assert len(xs) == 3 and len(set(xs)) == 3 and all(0.7 < x < 1.3 for x in xs)
+    assert ax_step.get_xlim()[0] == 0 and ax_step.get_xlim()[1] >= 7
+    assert all(float(t).is_integer() for t in ax_step.get_xticks())
+    assert "loss of every step" in ax_step.get_xlabel()
+    assert "1 epoch;" in fig._suptitle.get_text()
+    assert plots.plot_curves(_tiny_configs(2), tmp_path / "c.png", "Tiny", steps_per_epoch=7
+                             ).stat().st_size > 10_000
+
+
+def test_schedules_use_a_log_rate_axis_and_plurals():
+    configs = {"constant": {"schedule": {"step": [1, 2, 3], "learning_rate": [1e-3] * 3,
+                                         "beta1": [0.9] * 3}},
+               "step": {"schedule": {"step": [1, 2, 3], "learning_rate": [1e-3, 1e-4, 1e-5],
+                                     "beta1": [0.9] * 3}}}
+    fig = plots.draw_schedules(configs, 3, 1)
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
+    title = fig._suptitle.get_text()
+    assert "3 steps per epoch, 1 epoch" in title and "1 epochs" not in title
+
+
+def test_grid_sweep_labels_wrap_and_legends_stay_outside():
+    names = ["weight_decay=0,lr=0.001", "weight_decay=0,lr=0.003",
+             "weight_decay=0.001,lr=0.001", "weight_decay=0.001,lr=0.003"]
+    configs = {n: c for n, c in zip(names, [*_tiny_configs(1).values(),
+                                            _tiny_configs(1)["baseline"]])}
+    summary = {n: {"mean": float(np.mean([s["test_accuracy"] for s in configs[n]["seeds"]])),
+                   "ci95_t": [-117.01, 285.35], "diverged_seeds": []} for n in names}
+    fig = _drawn(plots.draw_final_accuracy(configs, {"summary": summary}, names[0], "Sweep"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][1] == "weight_decay=0,\nlr=0.003"
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    low, high = ax.get_ylim()
+    assert low > -1 and high < 101  # the 2-seed range is drawn, not [-117, 285]
+    values = {n: {"weight_decay": float(n.split(",")[0].split("=")[1]),
+                  "lr": float(n.split("=")[-1])} for n in names}
+    results = {"experiment": "sweep", "metadata": {"reference": names[0]}, "configs": configs}
+    fig = _drawn(plots.draw_sweep(results, ["weight_decay", "lr"], values))
+    ax = fig.axes[0]
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def test_estimation_figure_shows_each_comparison_and_its_verdict(tmp_path):
     comparisons = [{"name": "l2 - baseline", "differences": [-2.0, -1.0, -3.0],
                     "interval": (-4.5, 0.5), "verdict": "undecided"},
                    {"name": "dropout - baseline", "differences": [0.2, -0.1, 0.3],
                     "interval": (-0.4, 0.7), "verdict": "equivalent within ±1"}]
-    figure = plots.estimation_figure(comparisons, 1.0, tmp_path / "estimation.png")
-    assert figure.exists() and figure.stat().st_size > 10_000
+    fig = plots.draw_estimation(comparisons, 1.0)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["l2 - baseline",
+                                                           "dropout - baseline"]
+    assert {t.get_text() for t in ax.texts} == {"undecided", "equivalent within ±1"}
+    band = ax.patches[0]
+    assert band.get_x() == -1.0 and band.get_width() == 2.0
+    intervals = [tuple(line.get_xdata()) for line in ax.get_lines() if len(line.get_xdata()) == 2]
+    assert (-4.5, 0.5) in intervals and (-0.4, 0.7) in intervals
+    path = plots.estimation_figure(comparisons, 1.0, tmp_path / "estimation.png")
+    assert path.stat().st_size > 10_000
