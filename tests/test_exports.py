@@ -114,3 +114,29 @@ def test_rewriting_replaces_runs_and_drops_removed_members(tmp_path):
     acc = event_accumulator.EventAccumulator(str(tmp_path / "tb" / "baseline" / "seed_0"))
     acc.Reload()
     assert len(acc.Scalars("epoch/train_loss")) == 2  # not 4: the file was replaced
+
+
+def test_logdir_out_shows_one_run_per_member_of_every_study(tmp_path):
+    """What `tensorboard --logdir OUT` loads: every study's members as separate runs."""
+    plugin_event_multiplexer = pytest.importorskip(
+        "tensorboard.backend.event_processing.plugin_event_multiplexer")
+    for study in ("regularization", "schedules"):
+        results = _results()
+        results["experiment"] = study
+        exports.write_exports(results, tmp_path / study)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    runs = multiplexer.Runs()
+    assert sorted(runs) == sorted(f"{study}/tb/{member}" for study in ("regularization",
+                                                                       "schedules")
+                                  for member in ("baseline/seed_0", "baseline/seed_1",
+                                                 "l2/seed_0"))
+    # What the scalars dashboard lists (simple_value events converted as TensorBoard does)
+    dashboard = multiplexer.PluginRunToTagToContent("scalars")
+    assert set(dashboard) == set(runs)
+    assert {"epoch/val_accuracy", "step/train_loss", "test/accuracy"} <= set(
+        dashboard["schedules/tb/baseline/seed_1"])
+    values = [e.tensor_proto.float_val[0]
+              for e in multiplexer.Tensors("schedules/tb/baseline/seed_1", "epoch/val_accuracy")]
+    assert values == [41.0, 42.0]
