@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jaxcnn import tensorboard
-from jaxcnn.history import step_loss_steps, steps_per_epoch_of
+from jaxcnn.history import HISTORY_KEYS, step_loss_steps, steps_per_epoch_of
 
-# history key -> CSV column / TensorBoard tag, for the per-epoch curves
-EPOCH_COLUMNS = {"train_loss": "train_loss", "val_loss": "val_loss",
-                 "val_accuracy": "val_accuracy"}
+# history key -> CSV column / TensorBoard tag, for the per-epoch curves: every list the
+# history records except the step losses (their own file), so a new curve is exported too
+EPOCH_COLUMNS = {key: key for key in HISTORY_KEYS if key != "train_step_loss"}
 SUMMARY_COLUMNS = ("study", "config", "seed", "test_accuracy", "test_loss", "diverged_epoch")
 
 
