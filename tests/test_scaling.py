@@ -23,11 +23,10 @@ from jaxcnn.memory import member_bytes
 from jaxcnn.model import Network
 from jaxcnn.studies import REGULARIZATION
 from jaxcnn.study import run_studies
-from tests.conftest import TINY_BATCH, TINY_TRAIN
+from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
-        str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH), "--no-progress"]
+TINY = list(TINY_FLAGS)
 
 
 def configs(out: Path, study: str) -> dict:

@@ -11,11 +11,10 @@ from experiments import all as all_studies
 from jaxcnn.cli import study_main
 from jaxcnn.studies import INITIALIZATION, REGULARIZATION, SCHEDULES
 from tests import archives
-from tests.conftest import TINY_BATCH, TINY_TRAIN
+from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN
 
 # The sizes of conftest.tiny_data, so the compiled programs are shared with other tests.
-SMALL = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
-         str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH), "--no-progress"]
+SMALL = list(TINY_FLAGS)
 
 
 def read(out, study="regularization") -> dict:
@@ -72,6 +71,35 @@ def test_rerun_skips_finished_work_and_prints_the_table(regularization_run, caps
     assert "baseline" in printed.out and "reference" in printed.out
     assert "already finished" in printed.err
     assert read(regularization_run)["metadata"]["members_trained_this_invocation"] == 0
+
+
+def test_fresh_with_configs_starts_only_those_over(regularization_run, capsys):
+    """Issue 19 item 3: `--fresh --configs baseline` on a finished study retrains baseline
+    and keeps l2 and dropout: their results and parameters, untouched."""
+    study = regularization_run / "regularization"
+    before = read(regularization_run)
+    kept = {name: (study / "params" / name / "meta.json").stat().st_mtime_ns
+            for name in ("l2", "dropout")}
+    assert study_main(REGULARIZATION, [*SMALL, "--fresh", "--configs", "baseline",
+                                       "--out", str(regularization_run)]) == 0
+    after = read(regularization_run)
+    assert after["metadata"]["members_trained_this_invocation"] == 2  # baseline's 2 seeds
+    for name in ("l2", "dropout"):
+        assert after["configs"][name] == before["configs"][name], name
+        assert (study / "params" / name / "meta.json").stat().st_mtime_ns == kept[name]
+    assert after["configs"]["baseline"]["seeds"] == before["configs"]["baseline"]["seeds"]
+    assert set(after["metadata"]["wall_seconds"]) == {"baseline", "l2", "dropout"}
+    assert "keeping l2, dropout" in capsys.readouterr().err
+
+
+def test_fresh_with_configs_refuses_to_mix_settings(regularization_run, capsys):
+    """What --fresh --configs keeps must have been made with the flags given."""
+    flags = [*SMALL, "--fresh", "--configs", "baseline", "--lr", "0.002"]
+    before = read(regularization_run)
+    assert study_main(REGULARIZATION, [*flags, "--out", str(regularization_run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "also holds l2, dropout" in err[0] and "--lr 0.002" in err[0]
+    assert read(regularization_run)["configs"] == before["configs"]
 
 
 def test_a_model_finished_in_another_study_is_copied_not_trained(regularization_run, capsys):
@@ -199,7 +227,10 @@ def test_torch_parity_through_the_cli_records_the_notebooks_protocol(tmp_path, c
 
 
 def test_deterministic_flag_is_accepted_and_changes_nothing_on_the_cpu(tmp_path, monkeypatch):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # setenv records the variable's state (absent or not) so teardown restores it; delenv
+    # alone records nothing when it was absent, and the flag written below would leak.
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.delenv("XLA_FLAGS")
     flags = [*SMALL, "--seeds", "1", "--configs", "baseline"]
     assert study_main(REGULARIZATION, [*flags, "--out", str(tmp_path / "a")]) == 0
     assert study_main(REGULARIZATION, [*flags, "--deterministic", "--out",
