@@ -1,7 +1,8 @@
 """A configuration (what the studies compare) and its hyperparameters as member data.
 
 A :class:`Configuration` is a network structure plus numbers: initializer,
-dropout rates and optimizer. :func:`hyperparams` turns the numbers into a
+dropout rates, optimizer and the strengths of registered regularizers
+(``regularizers.py``). :func:`hyperparams` turns the numbers into a
 :class:`Hyperparams` pytree of scalars that travels with each member's state, so
 every configuration with the same :class:`~jaxcnn.model.Network` trains in one
 compiled program. Two configurations are the same model when they are equal
@@ -14,15 +15,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn import regularizers
 from jaxcnn.initializers import INIT_NAMES, check_init
 from jaxcnn.model import Network, Rates
 from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_values
+
+# Fields added after results folders existed, with their defaults: left out of
+# fingerprints while at the default, so a configuration's identity (and the folders
+# and resumed runs keyed by it) is what it was before the field existed.
+LATER_DEFAULTS = {("regularizers",): [], ("optimizer", "schedule", "params"): [],
+                  ("network", "image_shape"): [32, 32, 3]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +45,9 @@ class Configuration:
       dropout: element dropout rate after fc1; 0 = off.
       optimizer: Adam, weight decay and schedule.
       description: for people; not part of what the model is.
+      regularizers: strength of each registered regularizer used, name -> value
+        (e.g. ``{"augment": 1.0}``); stored as sorted pairs. Weight decay is set in
+        ``optimizer``.
     """
 
     network: Network = Network()
@@ -44,8 +56,11 @@ class Configuration:
     dropout: float = 0.0
     optimizer: OptimizerConfig = OptimizerConfig()
     description: str = ""
+    regularizers: Mapping[str, float] | tuple = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "regularizers", tuple(sorted(dict(self.regularizers).items())))
+        regularizers.check_strengths(dict(self.regularizers))
         check_init(self.init)
         for rate in (self.spatial_dropout, self.dropout):
             if not 0.0 <= rate < 1.0:
@@ -57,13 +72,24 @@ class Configuration:
 
     def fingerprint(self) -> str:
         """A short stable hash of :meth:`identity` (for checkpoint folder names)."""
-        text = json.dumps(dataclasses.asdict(self.identity()), sort_keys=True, default=str)
+        record = json.loads(json.dumps(dataclasses.asdict(self.identity()), default=str))
+        for path, default in LATER_DEFAULTS.items():
+            *parents, leaf = path
+            holder = record
+            for key in parents:
+                holder = holder.get(key, {})
+            if holder.get(leaf, default) == default:
+                holder.pop(leaf, None)
+        text = json.dumps(record, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def model_record(self) -> dict:
-        """The network, initializer and dropout rates, for results and saved parameters."""
+        """The network, initializer, dropout rates and other regularizers in use, for
+        results and saved parameters (``regularizers`` only when there are any)."""
+        used = {name: value for name, value in self.regularizers if value}
         return {**dataclasses.asdict(self.network), "init": self.init,
-                "spatial_dropout": self.spatial_dropout, "dropout": self.dropout}
+                "spatial_dropout": self.spatial_dropout, "dropout": self.dropout,
+                **({"regularizers": used} if used else {})}
 
 
 class Hyperparams(NamedTuple):
@@ -71,31 +97,37 @@ class Hyperparams(NamedTuple):
 
     Each leaf is a () array (a (M,) array once members are stacked).
     init: int32 index into ``INIT_NAMES``; rates: dropout; optimizer: see
-    ``optim.MemberOptimizer``.
+    ``optim.MemberOptimizer`` (link regularizers included); transforms: the
+    strength of every registered batch regularizer (``augment``), by name.
     """
 
     init: jax.Array
     rates: Rates
     optimizer: MemberOptimizer
+    transforms: dict
 
 
 def hyperparams(config: Configuration, steps_per_epoch: int) -> Hyperparams:
     """``config``'s numbers as host scalars (numpy), ready to stack over members.
 
-    Every member gets the same dtypes (int32 for the initializer index and the
-    schedule's unit, bool for staircase, float64 for the rest), so stacking any
-    configurations gives one array type and one compiled program. Floats become
-    the default float type of the arrays they are stacked into (float32, or
-    float64 under ``jax_enable_x64``).
+    Every member gets the same dtypes and structure (int32 for the initializer
+    index and the schedule's index and unit, float64 for the rest; every registered
+    regularizer, at 0 where unused), so stacking any configurations gives one array
+    type and one compiled program. Floats become the default float type of the
+    arrays they are stacked into (float32, or float64 under ``jax_enable_x64``).
     """
-    opt = member_values(config.optimizer, steps_per_epoch)
-    schedule = opt.schedule._replace(
-        unit=np.int32(opt.schedule.unit), staircase=np.bool_(opt.schedule.staircase),
-        **{name: np.float64(getattr(opt.schedule, name)) for name in opt.schedule._fields
-           if name not in ("unit", "staircase")})
-    opt = MemberOptimizer(schedule, *(np.float64(v) for v in opt[1:]))
+    strengths = dict(config.regularizers)
+    opt = member_values(config.optimizer, steps_per_epoch, strengths)
+    s = opt.schedule
+    schedule = s._replace(kind=np.int32(s.kind), unit=np.int32(s.unit), lr=np.float64(s.lr),
+                          b1=np.float64(s.b1), values=tuple(np.float64(v) for v in s.values))
+    opt = MemberOptimizer(schedule, np.float64(opt.b2), np.float64(opt.eps),
+                          {k: np.float64(v) for k, v in opt.regularizers.items()})
+    transforms = {k: np.float64(v)
+                  for k, v in regularizers.member_strengths(strengths, "batch").items()}
     return Hyperparams(np.int32(INIT_NAMES.index(config.init)),
-                       Rates(np.float64(config.spatial_dropout), np.float64(config.dropout)), opt)
+                       Rates(np.float64(config.spatial_dropout), np.float64(config.dropout)), opt,
+                       transforms)
 
 
 def stack(trees: list) -> object:

@@ -1,35 +1,47 @@
-"""Adam with PyTorch's update rule, weight decay and a schedule, as Optax chains.
+"""Adam with PyTorch's update rule, regularizer links and a schedule, as one Optax chain.
 
-Two ways to build the same optimizer:
+:func:`member_optimizer` builds the chain every member runs, with
+``optax.inject_hyperparams`` over :func:`_adam_chain`: its hyperparameters are
+arrays carried per member (:class:`MemberOptimizer`, built by
+:func:`member_values`): the schedule (``schedules.py``, chosen by index), beta2,
+eps and the strength of every registered link regularizer
+(``regularizers.py``)::
 
-- :func:`member_optimizer` (what training uses): one chain for every member,
-  ``optax.inject_hyperparams`` over :data:`ADAM_CHAIN`, its hyperparameters arrays
-  carried per member (:class:`MemberOptimizer`, built by :func:`member_values`):
-  the schedules' parameters, beta2, eps, and both weight decays. A decay of 0 adds
-  ``0 * params`` (exactly nothing), so every member runs the same chain.
-- :func:`build_optimizer`: the configuration's own chain with Python constants and
-  Optax's schedules (the per-configuration reference the tests hold the member
-  chain to, in float64, step by step).
+    [links before Adam] -> scale_by_adam -> [links after Adam] -> scale_by_learning_rate
 
-Coupled L2 (``torch.optim.Adam(weight_decay=wd)``) adds the decay to the gradient
-before the moments; decoupled decay (``torch.optim.AdamW``, ``optax.adamw``)
-bypasses them. They are different techniques: with coupled L2 Adam normalises the
-decay away for weights with large gradients; decoupled decay shrinks every weight
-by ``lr * wd`` per step.
+The built-in links are the two weight decays. Coupled L2
+(``torch.optim.Adam(weight_decay=wd)``) adds the decay to the gradient before the
+moments; decoupled decay (``torch.optim.AdamW``, ``optax.adamw``) bypasses them.
+They are different techniques: with coupled L2 Adam normalises the decay away for
+weights with large gradients; decoupled decay shrinks every weight by
+``lr * wd`` per step. A strength of 0 adds ``0 * params`` (exactly nothing), so
+every member runs the same chain.
+
+The tests hold this chain to each configuration's own Optax chain (Python
+constants, Optax's schedules; ``tests/torch_oracles.py``) in float64, step by step,
+and to PyTorch's optimizers and schedulers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+import inspect
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import optax
 
-from jaxcnn import schedules
+from jaxcnn import regularizers, schedules
 from jaxcnn.schedules import ScheduleParams
 
-SCHEDULE_KINDS = ("constant", "step", "exponential", "cyclic")
+BUILTIN_SCHEDULES = ("constant", "step", "exponential", "cyclic")
+
+
+def _pairs(mapping: Mapping[str, float] | tuple) -> tuple[tuple[str, float], ...]:
+    """A mapping as sorted (name, value) pairs: hashable, and stable in fingerprints."""
+    return tuple(sorted(dict(mapping).items()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +49,8 @@ class ScheduleConfig:
     """A learning-rate schedule, in PyTorch's terms; periods count scheduler steps.
 
     Attributes:
-      kind: "constant", "step" (StepLR), "exponential" (ExponentialLR) or
-        "cyclic" (CyclicLR).
+      kind: a registered schedule (``schedules.names()``): built in, "constant",
+        "step" (StepLR), "exponential" (ExponentialLR) or "cyclic" (CyclicLR).
       per_epoch: the scheduler steps once per epoch, as the seed notebook's
         ``scheduler.step()`` after each epoch; else once per optimizer step.
       period: StepLR's step_size; ExponentialLR's time unit (1 when stepped per
@@ -49,6 +61,8 @@ class ScheduleConfig:
       step_size_up, step_size_down: CyclicLR's half-cycles.
       mode: CyclicLR's mode: triangular, triangular2 or exp_range.
       cycle_momentum: cycle Adam's beta1 between base_momentum and max_momentum.
+      params: a registered (non-built-in) schedule's parameters, name -> value
+        (missing ones take the registered defaults); stored as sorted pairs.
     """
 
     kind: str = "constant"
@@ -63,21 +77,39 @@ class ScheduleConfig:
     cycle_momentum: bool = True
     base_momentum: float = 0.8
     max_momentum: float = 0.9
+    params: Mapping[str, float] | tuple = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULE_KINDS:
-            raise ValueError(f"schedule kind must be one of {', '.join(SCHEDULE_KINDS)}, "
-                             f"got {self.kind!r}")
+        schedules.get(self.kind)  # a ValueError naming the registered kinds
+        object.__setattr__(self, "params", _pairs(self.params))
+        if self.params and self.kind in BUILTIN_SCHEDULES:
+            raise ValueError(f"schedule {self.kind!r} takes its parameters from the "
+                             "PyTorch-named fields (period, gamma, ...), not params=")
+        for name, value in self.params:
+            if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                               and math.isfinite(value)):
+                raise ValueError(f"schedule parameter {name} must be a finite number, "
+                                 f"got {value!r}")
         if self.kind in ("step", "exponential"):
             schedules.positive("period", self.period)
             schedules.positive("gamma", self.gamma)
-        if self.kind == "cyclic":  # the factories validate every argument
-            schedules.cyclic(1.0, self.max_lr_factor, self.step_size_up, self.step_size_down,
-                             self.mode, self.gamma)
+        if self.kind == "cyclic":
+            schedules.positive("max_lr", self.max_lr_factor)
+            if self.max_lr_factor < 1:
+                raise ValueError(f"max_lr_factor ({self.max_lr_factor}) must be >= 1: "
+                                 "max_lr must not be below base_lr")
+            schedules.check_cycle(self.step_size_up, self.step_size_down, self.mode, self.gamma)
             if self.cycle_momentum:
-                schedules.cyclic_momentum(self.base_momentum, self.max_momentum,
-                                          self.step_size_up, self.step_size_down, self.mode,
-                                          self.gamma)
+                schedules.check_momentum(self.base_momentum, self.max_momentum)
+        self.values(1e-3, 0.9, 1)  # unknown parameter names fail here, not in training
+
+    def values(self, lr: float, b1: float, steps_per_epoch: int) -> ScheduleParams:
+        """This schedule for base rate ``lr`` and beta1 ``b1``, as member data (host numbers)."""
+        kind = schedules.get(self.kind)
+        values = (kind.to_values(self, lr) if kind.to_values is not None
+                  else dict(self.params))
+        return schedules.member_params(self.kind, values, lr, b1,
+                                       steps_per_epoch if self.per_epoch else 1)
 
     def describe(self, lr: float) -> str:
         when = "stepped per epoch" if self.per_epoch else "per optimizer step"
@@ -88,10 +120,14 @@ class ScheduleConfig:
         if self.kind == "exponential":
             smooth = "" if self.staircase else f", smooth over {self.period:g} steps"
             return f"ExponentialLR({lr:g}, gamma={self.gamma:g}{smooth}), {when}"
-        beta = (f", beta1 {self.max_momentum:g}<->{self.base_momentum:g}"
-                if self.cycle_momentum else "")
-        return (f"CyclicLR({lr:g}..{lr * self.max_lr_factor:g}, up={self.step_size_up:g}, "
-                f"{self.mode}{beta}), {when}")
+        if self.kind == "cyclic":
+            beta = (f", beta1 {self.max_momentum:g}<->{self.base_momentum:g}"
+                    if self.cycle_momentum else "")
+            return (f"CyclicLR({lr:g}..{lr * self.max_lr_factor:g}, up={self.step_size_up:g}, "
+                    f"{self.mode}{beta}), {when}")
+        merged = {**schedules.get(self.kind).defaults, **dict(self.params)}
+        return (f"{self.kind}(lr={lr:g}"
+                + "".join(f", {k}={v:g}" for k, v in merged.items()) + f"), {when}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,31 +159,40 @@ class OptimizerConfig:
 
 # --- the member chain ------------------------------------------------------------------
 
-# The one chain every member runs: (optax factory, {its argument: hyperparameter name}).
-ADAM_CHAIN = (
-    ("add_decayed_weights", {"weight_decay": "coupled_decay"}),  # L2: into the moments
-    ("scale_by_adam", {"b1": "b1", "b2": "b2", "eps": "eps"}),
-    ("add_decayed_weights", {"weight_decay": "decoupled_decay"}),  # AdamW: past them
-    ("scale_by_learning_rate", {"learning_rate": "learning_rate"}),
-)
+ADAM_ARGS = ("learning_rate", "b1", "b2", "eps")
 
 
 class MemberOptimizer(NamedTuple):
-    """One member's optimizer hyperparameters; () arrays (or numbers) each."""
+    """One member's optimizer hyperparameters; () arrays (or numbers) each.
 
-    schedule: ScheduleParams  # learning rate and beta1, as functions of the step
+    schedule: learning rate and beta1 as functions of the step; regularizers: the
+    strength of every registered link regularizer, by name (``coupled_decay`` and
+    ``decoupled_decay`` built in).
+    """
+
+    schedule: ScheduleParams
     b2: jax.Array | float
     eps: jax.Array | float
-    coupled_decay: jax.Array | float
-    decoupled_decay: jax.Array | float
+    regularizers: dict
 
 
-def _adam_chain(learning_rate, b1, b2, eps, coupled_decay, decoupled_decay
-                ) -> optax.GradientTransformation:
-    values = dict(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
-                  coupled_decay=coupled_decay, decoupled_decay=decoupled_decay)
-    return optax.chain(*(getattr(optax, name)(**{arg: values[key] for arg, key in args.items()})
-                         for name, args in ADAM_CHAIN))
+def _adam_chain(names: tuple[str, ...]):
+    """The chain's factory, its arguments Adam's and one per link regularizer.
+
+    ``inject_hyperparams`` reads the factory's signature to tell which arguments it
+    injects, so the link strengths are named parameters, not ``**kwargs``.
+    """
+
+    def chain(**values) -> optax.GradientTransformation:
+        strengths = {name: values[name] for name in names}
+        return optax.chain(*regularizers.links(strengths, before_adam=True),
+                           optax.scale_by_adam(values["b1"], values["b2"], values["eps"]),
+                           *regularizers.links(strengths, before_adam=False),
+                           optax.scale_by_learning_rate(values["learning_rate"]))
+
+    chain.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in (*ADAM_ARGS, *names)])
+    return chain
 
 
 def member_optimizer(h: MemberOptimizer) -> optax.GradientTransformation:
@@ -159,99 +204,47 @@ def member_optimizer(h: MemberOptimizer) -> optax.GradientTransformation:
     used by the last update (learning_rate and b1 included), so what was trained
     with can be read back rather than recomputed.
     """
-    return optax.inject_hyperparams(_adam_chain)(
+    return optax.inject_hyperparams(_adam_chain(tuple(h.regularizers)))(
         learning_rate=lambda count: schedules.learning_rate(count, h.schedule),
         b1=lambda count: schedules.beta1(count, h.schedule),
-        b2=h.b2, eps=h.eps, coupled_decay=h.coupled_decay, decoupled_decay=h.decoupled_decay)
+        b2=h.b2, eps=h.eps, **h.regularizers)
 
 
 def schedule_params(cfg: OptimizerConfig, steps_per_epoch: int) -> ScheduleParams:
-    """``cfg``'s schedule as a point of the schedule family (host numbers)."""
-    sc = cfg.schedule
-    base = dict(lr=cfg.lr, unit=steps_per_epoch if sc.per_epoch else 1, b1=cfg.b1)
-    if sc.kind in ("step", "exponential"):
-        return ScheduleParams(**base, decay_rate=sc.gamma, decay_period=sc.period,
-                              staircase=sc.staircase)
-    if sc.kind == "cyclic":
-        momentum = (dict(b1=sc.max_momentum, b1_amplitude=sc.max_momentum - sc.base_momentum)
-                    if sc.cycle_momentum else {})
-        return ScheduleParams(**{**base, **momentum},
-                              cycle_amplitude=cfg.lr * sc.max_lr_factor - cfg.lr,
-                              **schedules.cycle_shape(sc.step_size_up, sc.step_size_down,
-                                                      sc.mode, sc.gamma))
-    return ScheduleParams(**base)
+    """``cfg``'s schedule as member data (host numbers)."""
+    return cfg.schedule.values(cfg.lr, cfg.b1, steps_per_epoch)
 
 
-def member_values(cfg: OptimizerConfig, steps_per_epoch: int) -> MemberOptimizer:
-    """``cfg`` as the member chain's hyperparameters (host numbers)."""
-    coupled = cfg.weight_decay if cfg.decay == "coupled" else 0.0
-    decoupled = cfg.weight_decay if cfg.decay == "decoupled" else 0.0
+def link_strengths(cfg: OptimizerConfig, strengths: Mapping[str, float] = ()
+                   ) -> dict[str, float]:
+    """Every registered link regularizer's strength: the weight decay from ``cfg``, the
+    rest from ``strengths`` (a configuration's regularizers), 0 where not given."""
+    decays = {"coupled_decay": cfg.weight_decay if cfg.decay == "coupled" else 0.0,
+              "decoupled_decay": cfg.weight_decay if cfg.decay == "decoupled" else 0.0}
+    return regularizers.member_strengths({**dict(strengths), **decays}, "link")
+
+
+def member_values(cfg: OptimizerConfig, steps_per_epoch: int,
+                  strengths: Mapping[str, float] = ()) -> MemberOptimizer:
+    """``cfg`` (and the link regularizers among ``strengths``) as the member chain's
+    hyperparameters (host numbers)."""
     return MemberOptimizer(schedule_params(cfg, steps_per_epoch), cfg.b2, cfg.eps,
-                           coupled, decoupled)
+                           link_strengths(cfg, strengths))
 
 
-def describe_chain(cfg: OptimizerConfig) -> str:
-    """The member chain with ``cfg``'s values, link by link, as text."""
+def describe_chain(cfg: OptimizerConfig, strengths: Mapping[str, float] = ()) -> str:
+    """The member chain with ``cfg``'s values, link by link, as text; links at
+    strength 0 (they add nothing) are left out."""
     sc = cfg.schedule
-    values = member_values(cfg, 1)
-    text = {"learning_rate": sc.describe(cfg.lr),
-            "b1": "cyclic" if sc.kind == "cyclic" and sc.cycle_momentum else f"{cfg.b1:g}",
-            "b2": f"{cfg.b2:g}", "eps": f"{cfg.eps:g}",
-            "coupled_decay": f"{values.coupled_decay:g}",
-            "decoupled_decay": f"{values.decoupled_decay:g}"}
-    links = []
-    for name, args in ADAM_CHAIN:
-        if name == "add_decayed_weights" and text[args["weight_decay"]] == "0":
-            continue  # adds 0 * params: leave it out of the text
-        links.append(f"{name}({', '.join(f'{a}={text[k]}' for a, k in args.items())})")
-    return " -> ".join(links)
+    b1 = "cyclic" if sc.kind == "cyclic" and sc.cycle_momentum else f"{cfg.b1:g}"
+    used = {k: v for k, v in link_strengths(cfg, strengths).items() if v}
 
+    def side(before: bool) -> list[str]:
+        return [f"add_decayed_weights(weight_decay={used[name]:g})"
+                if name in regularizers.OPTIMIZER_DECAYS else f"{name}({used[name]:g})"
+                for name in regularizers.names("link")
+                if name in used and regularizers.get(name).before_adam == before]
 
-# --- the per-configuration reference chain ---------------------------------------------
-
-def make_schedules(cfg: OptimizerConfig, steps_per_epoch: int
-                   ) -> tuple[schedules.Schedule, schedules.Schedule | None]:
-    """The configuration's own learning-rate schedule and, if beta1 cycles, beta1's.
-
-    Built from Optax's schedules (and the validated CyclicLR factories), independent
-    of the member family in ``schedules.learning_rate``.
-    """
-    sc = cfg.schedule
-    unit = steps_per_epoch if sc.per_epoch else 1
-    if sc.kind == "constant":
-        return optax.constant_schedule(cfg.lr), None
-    if sc.kind in ("step", "exponential"):
-        decay = optax.exponential_decay(cfg.lr, transition_steps=sc.period * unit,
-                                        decay_rate=sc.gamma, staircase=sc.staircase)
-        # optax divides the count by transition_steps in the count's dtype: an int32
-        # count (optax's own) gives a float32 rate even under jax_enable_x64. A float
-        # count keeps the default float's precision.
-        return (lambda count: decay(schedules.as_float(count))), None
-    shape = dict(step_size_up=sc.step_size_up, step_size_down=sc.step_size_down, mode=sc.mode,
-                 gamma=sc.gamma if sc.mode == "exp_range" else 1.0, steps_per_unit=unit)
-    lr = schedules.cyclic(cfg.lr, cfg.lr * sc.max_lr_factor, **shape)
-    b1 = (schedules.cyclic_momentum(sc.base_momentum, sc.max_momentum, **shape)
-          if sc.cycle_momentum else None)
-    return lr, b1
-
-
-def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The configuration's own Optax chain, Python constants and Optax schedules."""
-    lr_schedule, b1_schedule = make_schedules(cfg, steps_per_epoch)
-    if b1_schedule is None:
-        adam = optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-    else:
-        # inject_hyperparams recomputes b1 from the step count before each
-        # update; the bias correction then uses the current beta1, as torch does.
-        adam = optax.inject_hyperparams(optax.scale_by_adam)(b1=b1_schedule, b2=cfg.b2,
-                                                             eps=cfg.eps)
-    links = [adam]
-    if cfg.weight_decay:
-        decay = optax.add_decayed_weights(cfg.weight_decay)
-        links = [decay, adam] if cfg.decay == "coupled" else [adam, decay]
-    return optax.chain(*links, optax.scale_by_learning_rate(lr_schedule))
-
-
-def applied_hyperparams(opt_state: Any) -> dict:
-    """The values the member chain used in its last update, from its state."""
-    return opt_state.hyperparams
+    adam = f"scale_by_adam(b1={b1}, b2={cfg.b2:g}, eps={cfg.eps:g})"
+    rate = f"scale_by_learning_rate(learning_rate={sc.describe(cfg.lr)})"
+    return " -> ".join([*side(True), adam, *side(False), rate])

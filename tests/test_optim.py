@@ -19,7 +19,8 @@ import pytest
 from jaxcnn import train
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.model import CNN, Network, Rates, init_params
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig, build_optimizer, describe_chain
+from jaxcnn.optim import OptimizerConfig, ScheduleConfig, describe_chain
+from tests.torch_oracles import build_optimizer, make_schedules
 
 STEPS, BATCH, STEPS_PER_EPOCH = 40, 8, 10
 
@@ -127,8 +128,6 @@ def test_member_chain_equals_the_configurations_own_chain_float64(name, member_s
     moved = jax.tree.map(relative_error, state.params, params)
     assert min(jax.tree.leaves(moved)) > 1e-4
     # The applied rate read from the optimizer state is the schedule's.
-    from jaxcnn.optim import make_schedules
-
     with jax.enable_x64(True):
         lr, _ = make_schedules(config.optimizer, STEPS_PER_EPOCH)
         expected = [float(lr(jnp.asarray(i))) for i in range(STEPS)]
@@ -156,7 +155,7 @@ def test_zero_rates_and_decays_change_nothing_bit_for_bit_float32():
 
     values = jax.tree.map(jnp.float32, member_values(OptimizerConfig(), STEPS_PER_EPOCH))
     values = values._replace(schedule=values.schedule._replace(
-        unit=jnp.int32(1), staircase=jnp.bool_(False)))
+        kind=jnp.int32(0), unit=jnp.int32(1)))
     no_decay = optax.inject_hyperparams(
         lambda learning_rate, b1, b2, eps: optax.chain(
             optax.scale_by_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate)))(

@@ -26,11 +26,14 @@ from jaxcnn.model import CNN, Network, init_params  # noqa: E402
 from jaxcnn.optim import (  # noqa: E402
     OptimizerConfig,
     ScheduleConfig,
-    make_schedules,
     member_optimizer,
     schedule_params,
 )
-from jaxcnn.torch_compat import flax_to_torch_arrays, torch_arrays_to_flax  # noqa: E402
+from tests.torch_oracles import (  # noqa: E402
+    flax_to_torch_arrays,
+    make_schedules,
+    torch_arrays_to_flax,
+)
 
 pytestmark = pytest.mark.torch
 
