@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcnn import regularizers
 from jaxcnn.configs import Hyperparams
 from jaxcnn.model import CNN, Network, Rates, init_params
 from jaxcnn.optim import member_optimizer
@@ -198,8 +199,11 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
 
         def body(state, xs):
             indices, batch_mask, i = xs
-            batch = Batch(normalize(data.images[indices], norm, dtype), data.labels[indices],
-                          batch_mask)
+            # Batch regularizers (augmentation) act on the uint8 images; at strength 0 they
+            # return them unchanged.
+            images = regularizers.transform_batch(keys.data, state.step, data.images[indices],
+                                                  state.hparams.transforms)
+            batch = Batch(normalize(images, norm, dtype), data.labels[indices], batch_mask)
             state, metrics = train_step(state, batch, jax.random.fold_in(keys.dropout, state.step))
             if on_step is not None:
                 jax.lax.cond((i + 1) % report_every == 0,
