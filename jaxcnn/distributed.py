@@ -37,14 +37,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcnn.errors import ConfigError, JaxcnnError
+from jaxcnn.errors import ConfigError, StartupError
 
 # The pre-flight handshake's greeting: a stray client on the port is told apart from a peer.
 _HELLO = "jaxcnn-rendezvous-1"
-
-
-class StartupError(JaxcnnError):
-    """The processes of a multi-process run did not find each other in time."""
 
 
 def parse_coordinator(text: str) -> tuple[str, int]:

@@ -27,3 +27,11 @@ class ConfigError(JaxcnnError):
 
 class ResumeError(JaxcnnError):
     """An output folder holds a run made with different settings."""
+
+
+class StartupError(JaxcnnError):
+    """The processes of a multi-process run did not find each other in time."""
+
+
+class OutBusyError(JaxcnnError):
+    """Another run holds the lock on the same output folder (``--out``)."""

@@ -32,13 +32,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from jaxcnn.errors import ConfigError, JaxcnnError
+from jaxcnn.errors import ConfigError, OutBusyError
 
 LOCK_NAME = ".jaxcnn.lock"
-
-
-class OutBusyError(JaxcnnError):
-    """Another run holds the lock on the same output folder."""
 
 
 def holder_text(raw: str) -> str:
