@@ -16,22 +16,20 @@ same members.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-
-from jaxcnn.runner import ChunkProgress, Member
-
-# orbax logs every save at INFO level; a run saves after every epoch.
-logging.getLogger("absl").setLevel(logging.WARNING)
 
 _OPTIONS = dict(max_to_keep=1, enable_async_checkpointing=False)
 
@@ -42,13 +40,59 @@ def _this_process_only() -> ocp.options.MultiprocessingOptions:
     me = jax.process_index()
     return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
                                               barrier_sync_key_prefix=f"jaxcnn-p{me}")
+
+
 # Worker threads save their chunks at any time; orbax's managers are not meant to be
 # driven from several threads at once, so saves and restores take turns.
 _IO_LOCK = threading.Lock()
 
 
-def chunk_key(members: list[Member], settings: dict) -> str:
-    """A stable name for a chunk's checkpoint folder: its members and the result settings."""
+@dataclasses.dataclass
+class ChunkProgress:
+    """A chunk's state after ``epochs_done`` epochs (what a checkpoint holds).
+
+    states: TrainState with leaves (M, ...) as numpy arrays (padding included);
+    histories, schedules: one per real member.
+    """
+
+    epochs_done: int
+    states: Any
+    histories: list[dict]
+    schedules: list[dict | None]
+
+
+class _OrbaxChatter(logging.Filter):
+    """Drops what orbax says on every save (INFO lines through absl) and its warning that
+    a one-process save has no OCDBT checkpoints of other processes to merge."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        return "Skipping merge of OCDBT checkpoints" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """While orbax works (under ``_IO_LOCK``), its routine messages are filtered out of the
+    absl logger; the logger's level and everything logged outside stay untouched."""
+    logger, chatter = logging.getLogger("absl"), _OrbaxChatter()
+    logger.addFilter(chatter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(chatter)
+
+
+@contextlib.contextmanager
+def _orbax_turn() -> Iterator[None]:
+    """One thread at a time talks to orbax, quietly."""
+    with _IO_LOCK, _quiet_orbax():
+        yield
+
+
+def chunk_key(members: Sequence[Any], settings: dict) -> str:
+    """A stable name for a chunk's checkpoint folder: its members (``runner.Member``: a
+    ``key`` and ``hparams`` each) and the result settings."""
     text = json.dumps({"members": [m.key for m in members],
                        "hparams": [jax.tree.map(float, m.hparams) for m in members],
                        "settings": settings}, sort_keys=True, default=str)
@@ -67,7 +111,7 @@ class ChunkCheckpointer:
             **_OPTIONS, create=False, multiprocessing_options=_this_process_only()))
 
     def save(self, progress: ChunkProgress) -> None:
-        with _IO_LOCK, self._manager() as manager:
+        with _orbax_turn(), self._manager() as manager:
             manager.save(progress.epochs_done, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(progress.states),
                 history=ocp.args.JsonSave({"histories": progress.histories,
@@ -78,7 +122,7 @@ class ChunkCheckpointer:
         """The latest complete checkpoint, restored into ``template_states``' structure."""
         if not self.directory.exists() or not any(self.directory.iterdir()):
             return None
-        with _IO_LOCK, self._manager() as manager:
+        with _orbax_turn(), self._manager() as manager:
             step = manager.latest_step()
             if step is None:
                 return None
@@ -104,7 +148,7 @@ def save_params(directory: Path, params: Any, seeds: list[int], meta: dict) -> N
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    with _IO_LOCK, ocp.StandardCheckpointer(
+    with _orbax_turn(), ocp.StandardCheckpointer(
             multiprocessing_options=_this_process_only()) as checkpointer:
         checkpointer.save(tmp / "params", params)
     (tmp / "meta.json").write_text(json.dumps({"seeds": seeds, **meta}, indent=1))
@@ -117,7 +161,7 @@ def load_params_tree(directory: Path) -> tuple[Any, dict]:
     """(params with leaves (S, ...), meta) saved by :func:`save_params`."""
     directory = Path(directory).absolute()
     meta = json.loads((directory / "meta.json").read_text())
-    with _IO_LOCK, ocp.StandardCheckpointer(
+    with _orbax_turn(), ocp.StandardCheckpointer(
             multiprocessing_options=_this_process_only()) as checkpointer:
         params = checkpointer.restore(directory / "params")
     return params, meta

@@ -19,6 +19,7 @@ from typing import Any
 
 from jaxcnn.errors import ConfigError, JaxcnnError
 from jaxcnn.experiment import Experiment, Runtime
+from jaxcnn.interrupt import announce_sigint
 
 
 def _number(kind, minimum, inclusive: bool, what: str):
@@ -149,16 +150,19 @@ def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
              body: Callable[[argparse.Namespace], int | None]) -> int:
     """Parses ``argv`` and runs ``body``; project errors become one line and exit 2."""
     args = parser.parse_args(argv)
+    interrupted = (f"\n{parser.prog}: interrupted; rerun the same command to resume from the "
+                   "last finished epoch")
     try:
-        return body(args) or 0
+        with announce_sigint(interrupted):  # the line at once, a second Ctrl-C exits
+            return body(args) or 0
     except ConfigError as err:
         parser.error(str(err))  # argparse style: usage line, message, exit 2
     except JaxcnnError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\n{parser.prog}: interrupted; rerun the same command to resume from the "
-              "last finished epoch", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if not getattr(err, "announced", False):
+            print(interrupted, file=sys.stderr)
         return 130
     return 0
 

@@ -1,18 +1,20 @@
-"""Memory planning: how many members fit on a device at once, before compiling anything.
+"""Memory planning: how many members fit on a device at once.
 
-Per member, a device holds its state (parameters, Adam's two moments, the
-gradient and the update: 5 x the parameters) and the activations of one batch:
-in training every layer's forward values and about as much again for the
-backward pass; in evaluation the forward values of one evaluation chunk, and a
-quarter more. The resident data (uint8 images) is held once per device. What
-XLA reports for the compiled programs on the CPU (``compiled.memory_analysis()``
-of 4 vmapped members: 57-119 MB of temporaries per member in training and
-125-281 MB in evaluation, by convolution) came to between 0.35x and 0.9x of this
-estimate, so it errs on the safe side (tests/test_memory.py holds it to 0.3-1x).
+The compiler's own accounting decides: every chunk program is compiled ahead of
+time, and :func:`compiled_member_bytes` reads what XLA reports for it
+(``compiled.memory_analysis()``: arguments and temporaries). Before anything is
+compiled, an estimate picks the first chunk width (:func:`member_bytes`): per
+member, its state (parameters, Adam's two moments, the gradient and the update:
+5 x the parameters) and the activations of one batch, in training every layer's
+forward values and about as much again for the backward pass, in evaluation the
+forward values of one evaluation chunk and a quarter more; the resident data
+(uint8 images) is held once per device. On the CPU what XLA reports came to
+0.35-0.9x of this estimate (4 vmapped members), so the first width errs on the
+safe side; the runner then re-plans from the compiled program when it does not fit.
 
-:func:`plan_chunk` turns the estimate and the memory free on each device (the
-allocator's limit minus what is in use on a GPU; the host's available memory,
-shared by its CPU devices) into a chunk width.
+:func:`plan_chunk` turns either into a chunk width, given the memory free on each
+device (the allocator's limit minus what is in use on a GPU; the host's available
+memory, shared by its CPU devices).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -33,21 +36,30 @@ FLOAT_BYTES = 4
 def forward_floats(network: Network, conv: str) -> int:
     """Floats one image's forward pass produces, layer by layer, for ``conv``.
 
-    conv1 (3 channels) computes patches (27 per pixel) unless conv is "xla";
-    conv2/conv3 form patches (9 x channels per pixel), Winograd's transformed
-    tiles (16 per 2x2 output tile, inputs and products), or only the output.
+    The layer sizes are read from the network itself (its image shape and the shapes of
+    its parameters), so a new network shape needs nothing here. Each 3x3 convolution
+    forms patches (9 x input channels per pixel), Winograd's transformed tiles (16 per
+    2x2 output tile, inputs and products; ``conv`` uses them above 3 input channels, as
+    ``conv.conv3x3_pool`` does) or only its output (``"xla"``), then its output and the
+    2x2-pooled output; each dense layer but the last its output and its activation.
     """
-    floats = 32 * 32 * 3  # the normalised image
-    for size, cin, cout in ((32, 3, 64), (16, 64, 64), (8, 64, 32)):
-        pixels = size * size
+    shapes = param_shapes(network)
+    height, width, channels = network.image_shape
+    floats = height * width * channels  # the normalised image
+    convs = sorted(name for name in shapes if name.startswith("conv"))
+    for name in convs:
+        _, _, cin, cout = shapes[name]["kernel"].shape
+        pixels = height * width
         if conv == "xla":
             work = 0
         elif conv == "winograd" and cin > 3:
             work = 16 * (pixels // 4) * (cin + cout)
         else:
             work = pixels * 9 * cin
-        floats += work + pixels * cout + pixels // 4 * cout  # output, pooled output
-    return floats + 512 + 512 + network.num_classes
+        height, width = height // 2, width // 2
+        floats += work + pixels * cout + height * width * cout  # output, pooled output
+    dense = [shapes[name]["kernel"].shape[-1] for name in sorted(shapes) if name not in convs]
+    return floats + 2 * sum(dense[:-1]) + dense[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +82,26 @@ def member_bytes(network: Network, batch_size: int, conv: str,
     per_image = forward_floats(network, conv) * FLOAT_BYTES
     return MemoryEstimate(state=5 * params * FLOAT_BYTES, training=2 * batch_size * per_image,
                           evaluation=int(1.25 * eval_batch * per_image))
+
+
+def compiled_member_bytes(epoch: Any, evaluate: Any, width: int, eval_members: int,
+                          data_bytes: int, lockstep: bool) -> MemoryEstimate | None:
+    """One member's bytes as XLA accounts them for compiled programs (None where the
+    backend reports nothing).
+
+    epoch: the compiled epoch of ``width`` members, whose arguments are their states,
+    keys and the ``data_bytes`` of training data; evaluate: the largest compiled
+    evaluation, of ``eval_members`` members at once. With ``lockstep`` (vmap) the
+    temporaries grow with the members and are shared out; otherwise (members one after
+    another) each member is charged all of them, which errs on the safe side.
+    """
+    train, ev = epoch.memory_analysis(), evaluate.memory_analysis()
+    if train is None or ev is None:
+        return None
+    state = max(0, train.argument_size_in_bytes - data_bytes) // width
+    share = width if lockstep else 1
+    return MemoryEstimate(state=state, training=train.temp_size_in_bytes // share,
+                          evaluation=ev.temp_size_in_bytes // (eval_members if lockstep else 1))
 
 
 def host_available_bytes() -> int | None:

@@ -69,6 +69,13 @@ class StepBoard:
             self._last[slot] = steps_done
             self._bar.update(delta * self._width.get(slot, 1))
 
+    def advance(self, member_steps: int) -> None:
+        """Counts member-steps done before this run (a resumed chunk's finished epochs),
+        so a resumed run's bar still ends at its total."""
+        with self._lock:
+            if self._bar is not None and member_steps > 0:
+                self._bar.update(member_steps)
+
     def end_epoch(self, slot: int, member_steps: int, reported: int) -> None:
         """Adds what the callbacks did not report (the steps after the last report)."""
         with self._lock:
@@ -102,8 +109,10 @@ def format_epoch_line(config: str, epoch: int, epochs: int, train_loss: np.ndarr
 class EpochLines:
     """Collects members' epoch numbers and prints a configuration's line when it is whole.
 
-    ``expected[config]`` members report each epoch; a member resumed after epoch k
-    is marked :meth:`skip`-ped for epochs up to k, so lines still complete.
+    ``expected[config]`` members report each epoch. A member resumed after epoch k
+    reports its restored epochs 1..k with ``fresh=False``: a line mixing restored and
+    new epochs averages every seed, and a line of restored epochs only (printed by the
+    run that trained them) is not printed again.
     """
 
     def __init__(self, expected: dict[str, int], epochs: int, val_name: str,
@@ -114,22 +123,21 @@ class EpochLines:
         self._val_name = val_name
         self._names = names or {}
         self._rows: dict[tuple[str, int], list] = defaultdict(list)
-        self._skipped: dict[tuple[str, int], int] = defaultdict(int)
         self._started = time.perf_counter()
 
-    def skip(self, config: str, epochs_done: int) -> None:
-        with self._lock:
-            for epoch in range(1, epochs_done + 1):
-                self._skipped[(config, epoch)] += 1
-
-    def report(self, config: str, epoch: int, train_loss: float, val_loss: float,
-               val_acc: float, alive: bool) -> None:
+    def report(self, config: str, epoch: int, train_loss: float | None,
+               val_loss: float | None, val_acc: float | None, alive: bool,
+               fresh: bool = True) -> None:
+        """One member's epoch ``epoch`` (1-based); values of a member not ``alive`` are
+        not averaged (they may be None)."""
         with self._lock:
             key = (config, epoch)
-            self._rows[key].append((train_loss, val_loss, val_acc, alive))
-            if len(self._rows[key]) + self._skipped[key] < self._expected[config]:
+            self._rows[key].append((train_loss, val_loss, val_acc, alive, fresh))
+            if len(self._rows[key]) < self._expected[config]:
                 return
             rows = self._rows.pop(key)
+        if not any(r[4] for r in rows):
+            return
         kept = np.array([r[:3] for r in rows if r[3]], float).reshape(-1, 3)
         log(format_epoch_line(self._names.get(config, config), epoch, self._epochs, kept[:, 0],
                               kept[:, 1], kept[:, 2], time.perf_counter() - self._started,

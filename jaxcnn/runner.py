@@ -6,12 +6,19 @@ evaluation, compiled once) trains all of them, a chunk of members at a time.
 With several local devices the chunk's member axis is split over them
 (``shard_map`` over a one-axis ``Mesh``, the data replicated), each device
 batching its share as the chunk does. :func:`train_members` runs the chunks,
-``settings.workers`` of them at once (worker threads on the CPU), and hands each
-chunk's finished members to a callback as soon as they are done, so the caller
-can write results while the rest train. After every epoch a chunk's state goes to
+``settings.workers`` of them at once (worker threads), and hands each chunk's
+finished members to a callback as soon as they are done, so the caller can
+write results while the rest train. After every epoch a chunk's state goes to
 its checkpointer; given a saved state the chunk resumes from there. A member
 whose loss turns NaN, infinite or huge is marked diverged with its epoch; the
 others carry on.
+
+State lives in objects a run creates and drops: its :class:`Programs` (the
+compiled programs, keyed by what fixes them, and the :class:`StepHook` they
+call at every step) and its :class:`DeviceData` (the splits on the devices, and
+their copies on the first device). Nothing is cached at module level. The hook
+makes Ctrl-C take effect at the next step boundary (see ``interrupt.py``); a
+program split over several devices has no hook and stops at the epoch's end.
 """
 
 from __future__ import annotations
@@ -33,13 +40,16 @@ from jax.sharding import PartitionSpec as P
 from jaxcnn import history as hist
 from jaxcnn import train
 from jaxcnn.batching import BATCHINGS, default_batching, default_workers, over_members
+from jaxcnn.checkpoint import ChunkProgress
 from jaxcnn.configs import Hyperparams, stack
 from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
+from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
+from jaxcnn.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
 from jaxcnn.model import CNN, Network
-from jaxcnn.progress import EpochLines, StepBoard, Stopwatch
+from jaxcnn.progress import EpochLines, StepBoard, Stopwatch, log
 
-REPORT_EVERY = 25  # steps between progress callbacks from inside an epoch
+REPORT_EVERY = 25  # steps between updates of the progress bar from inside an epoch
 MEMBERS = "members"  # the mesh axis the member axis is split over
 
 
@@ -68,7 +78,9 @@ class RunSettings:
     command line would choose on this device (:meth:`resolved`).
     ``members_per_chunk`` None means every member of the group in one chunk
     (one member per chunk with threads); ``devices`` the local devices the
-    member axis is split over.
+    member axis is split over. ``memory_free`` (bytes per device, None: unchecked) is
+    what a chunk may use: the chunk is narrowed when its compiled program says it does
+    not fit (:func:`fitted_program`).
     """
 
     epochs: int
@@ -79,6 +91,7 @@ class RunSettings:
     members_per_chunk: int | None = None
     devices: int = 1
     show_progress: bool = False
+    memory_free: int | None = None
 
     def resolved(self, platform: str | None = None) -> RunSettings:
         """``auto`` and None replaced by the defaults for ``platform`` (default: JAX's)."""
@@ -123,20 +136,26 @@ class DeviceData:
         self.nbytes = sum(x.nbytes for x in (prepared.train.images, prepared.test.images,
                                              *(() if prepared.val_is_test
                                                else (prepared.val.images,))))
+        self._local: dict[str, tuple[train.ImageData, train.Normalizer]] = {}
+        self._lock = threading.Lock()
 
+    def eval_splits(self) -> tuple[str, ...]:
+        """The names of the splits evaluated during a run ("val" is "test" when they agree)."""
+        return ("test",) if self.val_is_test else ("val", "test")
 
-@dataclasses.dataclass
-class ChunkProgress:
-    """A chunk's state after ``epochs_done`` epochs (what a checkpoint holds).
-
-    states: TrainState with leaves (M, ...) as numpy arrays (padding included);
-    histories, schedules: one per real member.
-    """
-
-    epochs_done: int
-    states: train.TrainState
-    histories: list[dict]
-    schedules: list[dict | None]
+    def on_first_device(self, name: str) -> tuple[train.ImageData, train.Normalizer]:
+        """Split ``name`` and the normalizer on the mesh's first device (as they are
+        without a mesh). Copied once and kept with this data, since evaluation runs after
+        every epoch; dropped with it."""
+        split = getattr(self, name)
+        if self.mesh is None:
+            return split, self.norm
+        name = "test" if self.val_is_test else name
+        with self._lock:
+            if name not in self._local:
+                self._local[name] = jax.device_put((split, self.norm),
+                                                   self.mesh.devices.flat[0])
+            return self._local[name]
 
 
 @dataclasses.dataclass
@@ -186,6 +205,29 @@ def member_mesh(devices: int) -> Mesh | None:
     return Mesh(np.array(local[:devices]), (MEMBERS,)) if devices > 1 else None
 
 
+class StepHook:
+    """The host callback each compiled epoch makes at every step boundary: ``(slot, steps)``.
+
+    It checks the run's :class:`~jaxcnn.interrupt.StopFlag` (raising there abandons the
+    epoch within one step of Ctrl-C) and feeds the run's step bar every ``REPORT_EVERY``
+    steps. The compiled epochs close over this object, so it belongs to the
+    :class:`Programs` that holds them; each run :meth:`attach`-es its own board and flag.
+    """
+
+    def __init__(self) -> None:
+        self.board: StepBoard | None = None
+        self.stop = StopFlag()
+
+    def attach(self, board: StepBoard | None, stop: StopFlag) -> None:
+        self.board, self.stop = board, stop
+
+    def __call__(self, slot: Any, steps_done: Any) -> None:
+        self.stop.check()
+        board = self.board
+        if board is not None and int(steps_done) % REPORT_EVERY == 0:
+            board(slot, steps_done)
+
+
 class ChunkProgram:
     """The compiled init, epoch and evaluation for chunks of ``width`` members.
 
@@ -194,10 +236,11 @@ class ChunkProgram:
     compiles once per split size. With a mesh, each function is a ``shard_map``
     over the member axis: every device runs the chunk's batching on its own
     ``width / devices`` members, with no communication between devices.
+    ``on_step`` (a :class:`StepHook`, or None for no callback) is called at every step.
     """
 
     def __init__(self, network: Network, conv: str, batching: str, width: int,
-                 num_train: int, batch_size: int, on_step: StepBoard | None,
+                 num_train: int, batch_size: int, on_step: StepHook | None,
                  mesh: Mesh | None = None):
         self.network, self.width, self.mesh = network, width, mesh
         self.compile_seconds = 0.0
@@ -206,7 +249,7 @@ class ChunkProgram:
         init = over_members(lambda keys, hparams: train.init_state(keys, network, hparams),
                             local, 2)
         epoch = over_members(train.make_train_epoch(
-            model, num_train=num_train, batch_size=batch_size, report_every=REPORT_EVERY,
+            model, num_train=num_train, batch_size=batch_size, report_every=1,
             on_step=on_step if mesh is None else None), local, 2)
         # Evaluation: vmapped over the chunk; otherwise one member at a time by a
         # one-member program on the first device, whatever the chunk's width or device
@@ -227,8 +270,12 @@ class ChunkProgram:
         self._first_device = (mesh.devices.flat[0] if mesh is not None
                               else jax.local_devices()[0])
         self._compiled: dict[Any, Any] = {}
-        self._copies: dict[Any, Any] = {}
         self._lock = threading.Lock()
+
+    @property
+    def compilations(self) -> int:
+        """How many executables this program has compiled (init, epoch, one per eval size)."""
+        return len(self._compiled)
 
     def _compiled_for(self, name: str, key: Any, *args) -> Any:
         with self._lock:
@@ -257,14 +304,15 @@ class ChunkProgram:
                 jnp.int32(slot))
         return self._call("epoch", "epoch", *args)
 
-    def evaluate(self, params: Any, split: train.ImageData, norm: train.Normalizer
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (losses, correct) of every member on ``split``: (M, N) each."""
+    def evaluate(self, params: Any, data: DeviceData, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (losses, correct) of every member on split ``name`` ("val" or
+        "test") of ``data``: (M, N) each."""
+        split = getattr(data, name)
         key = ("evaluate", split.labels.shape[0])
         if self._vmap_eval:
-            losses, correct = self._call("evaluate", key, params, split, norm)
+            losses, correct = self._call("evaluate", key, params, split, data.norm)
             return np.asarray(losses), np.asarray(correct)
-        split, norm = self._on_first_device(split, norm)
+        split, norm = data.on_first_device(name)
         # Through the host: slicing an array split over devices on the devices would
         # itself be a program (with collectives) competing with training for the cores.
         host = to_host(params) if self.mesh is not None else params
@@ -275,14 +323,17 @@ class ChunkProgram:
     def _member(self, params: Any, i: int) -> Any:
         return jax.device_put(jax.tree.map(lambda x: x[i], params), self._first_device)
 
-    def _on_first_device(self, split: train.ImageData, norm: train.Normalizer) -> tuple:
-        if self.mesh is None:
-            return split, norm
-        with self._lock:  # one copy per split, kept: evaluation runs after every epoch
-            key = (id(split), id(norm))
-            if key not in self._copies:
-                self._copies[key] = jax.device_put((split, norm), self._first_device)
-            return self._copies[key]
+    def member_bytes(self, data: DeviceData) -> MemoryEstimate | None:
+        """One member's bytes per XLA's accounting of the compiled epoch and the largest
+        compiled evaluation (after :meth:`warm_up`)."""
+        evals = sorted((k[1], v) for k, v in self._compiled.items()
+                       if isinstance(k, tuple) and k[0] == "evaluate")
+        if "epoch" not in self._compiled or not evals:
+            return None
+        data_bytes = sum(x.nbytes for x in jax.tree.leaves((data.train, data.norm)))
+        return compiled_member_bytes(self._compiled["epoch"], evals[-1][1], self.width,
+                                     self.width if self._vmap_eval else 1, data_bytes,
+                                     lockstep=self._vmap_eval)
 
     def warm_up(self, data: DeviceData, hparams: Hyperparams) -> None:
         """Compiles everything with a dummy chunk, before workers start."""
@@ -290,22 +341,60 @@ class ChunkProgram:
         states = self.init(keys, stack([hparams] * self.width))
         self._compiled_for("epoch", "epoch", states, self.place(keys), data.train, data.norm,
                            jnp.int32(0), jnp.int32(0))
-        for split in {id(data.val): data.val, id(data.test): data.test}.values():
+        for name in data.eval_splits():
+            split = getattr(data, name)
             key = ("evaluate", split.labels.shape[0])
             if self._vmap_eval:
                 self._compiled_for("evaluate", key, states.params, split, data.norm)
             else:
                 self._compiled_for("evaluate", key, self._member(states.params, 0),
-                                   *self._on_first_device(split, data.norm))
+                                   *data.on_first_device(name))
 
 
-@functools.lru_cache(maxsize=16)
 def chunk_program(network: Network, conv: str, batching: str, width: int, num_train: int,
-                  batch_size: int, on_step: StepBoard | None, devices: int = 1) -> ChunkProgram:
-    """One program per (network, conv, batching, chunk width, data and batch size, devices),
-    shared by every study, test and benchmark in the process."""
+                  batch_size: int, on_step: StepHook | None, devices: int = 1) -> ChunkProgram:
+    """A new program for (network, conv, batching, chunk width, data and batch size,
+    devices); nothing is cached here (see :class:`Programs` for a run's own cache)."""
     return ChunkProgram(network, conv, batching, width, num_train, batch_size, on_step,
                         member_mesh(devices))
+
+
+class Programs:
+    """The compiled chunk programs of one run, and the step hook they call.
+
+    Created by a run and dropped with it: nothing compiled outlives it unless a
+    caller deliberately hands the same object to the next run (tests share one to
+    compile once). Programs are keyed by what fixes the executable, never by an
+    object's ``id()``.
+    """
+
+    def __init__(self) -> None:
+        self.hook = StepHook()
+        self._programs: dict[tuple, ChunkProgram] = {}
+
+    @classmethod
+    def for_run(cls) -> Programs:
+        """A run's own programs: a new, empty set. (The test suite substitutes one shared
+        set here, explicitly in its conftest, so that its many tiny runs compile once.)"""
+        return cls()
+
+    def program(self, network: Network, settings: RunSettings, width: int,
+                num_train: int) -> ChunkProgram:
+        """The program for ``network`` in chunks of ``width`` (resolved ``settings``)."""
+        key = (network, settings.conv, settings.batching, width, num_train,
+               settings.batch_size, settings.devices)
+        if key not in self._programs:
+            self._programs[key] = chunk_program(*key[:6], self.hook, settings.devices)
+        return self._programs[key]
+
+    @property
+    def compilations(self) -> int:
+        """Executables compiled so far by every program of this run."""
+        return sum(p.compilations for p in self._programs.values())
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(p.compile_seconds for p in self._programs.values())
 
 
 def chunks_of(members: list, width: int) -> list[list]:
@@ -319,52 +408,74 @@ def _padded(members: list[Member], width: int) -> list[Member]:
     return members + [members[-1]] * (width - len(members))
 
 
-def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
-                settings: RunSettings, *, slot: int = 0, board: StepBoard | None = None,
-                lines: EpochLines | None = None,
-                checkpointer: Checkpointer | None = None) -> list[MemberResult]:
-    """Trains and evaluates one chunk of members through every epoch."""
-    real = len(members)
+def _start_or_resume(program: ChunkProgram, members: list[Member],
+                     checkpointer: Checkpointer | None) -> tuple:
+    """(keys, states, initial checksums, histories, schedules, epochs done) of a chunk:
+    fresh, or from its checkpointer's last finished epoch."""
     padded = _padded(members, program.width)
     keys = train.stack_seed_keys([m.seed for m in padded])
     states = program.init(keys, stack([m.hparams for m in padded]))
-    checksums = params_checksums(states.params)[:real]
-    histories = [hist.empty_history() for _ in members]
-    schedules: list[dict | None] = [None] * real
-    start = 0
+    checksums = params_checksums(states.params)[:len(members)]
     resume = checkpointer.restore(to_host(states)) if checkpointer else None
-    if resume is not None:
-        states = program.place(resume.states)
-        histories, schedules = resume.histories, resume.schedules
-        start = resume.epochs_done
-    if lines is not None:
-        for m in members:
-            lines.skip(m.config, start)
+    if resume is None:
+        return (keys, states, checksums, [hist.empty_history() for _ in members],
+                [None] * len(members), 0)
+    return (keys, program.place(resume.states), checksums, resume.histories,
+            resume.schedules, resume.epochs_done)
+
+
+def _epoch_line(lines: EpochLines, member: Member, history: dict, epoch: int,
+                fresh: bool) -> None:
+    """Hands member's epoch ``epoch`` (1-based) from its history to the epoch lines."""
+    alive = history["diverged_epoch"] is None or history["diverged_epoch"] > epoch
+    values = [history[k][epoch - 1] for k in ("train_loss", "val_loss", "val_accuracy")]
+    lines.report(member.config, epoch, *values, alive, fresh=fresh)
+
+
+def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
+                settings: RunSettings, *, slot: int = 0, board: StepBoard | None = None,
+                lines: EpochLines | None = None, checkpointer: Checkpointer | None = None,
+                stop: StopFlag | None = None) -> list[MemberResult]:
+    """Trains and evaluates one chunk of members through every epoch.
+
+    A resumed chunk hands its restored epochs to ``lines`` and ``board`` too, so epoch
+    lines average every seed and the bar reaches its end. ``stop`` is checked before
+    each epoch (inside one, the program's :class:`StepHook` checks it every step).
+    """
+    keys, states, checksums, histories, schedules, start = _start_or_resume(
+        program, members, checkpointer)
     steps = train.steps_per_epoch(data.num_train, settings.batch_size)
     stride = hist.schedule_stride(steps * settings.epochs)
+    lockstep = settings.batching == "vmap"  # the bar advances every member at once
+    if board is not None:
+        board.advance(start * steps * len(members))
+    for i, m in enumerate(members):
+        for done in range(1, start + 1):
+            if lines is not None:
+                _epoch_line(lines, m, histories[i], done, fresh=False)
     for epoch in range(start, settings.epochs):
+        if stop is not None:
+            stop.check()
         if board is not None:
-            board.begin_epoch(slot, program.width if settings.batching == "vmap" else 1)
+            board.begin_epoch(slot, len(members) if lockstep else 1)
         states, metrics = program.epoch(states, keys, data, epoch, slot)
         val_loss, val_acc = train.summarize_evaluation(
-            *program.evaluate(states.params, data.val, data.norm))
+            *program.evaluate(states.params, data, "val"))
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
             reported = 0 if program.mesh is not None else (steps // REPORT_EVERY) * REPORT_EVERY
-            board.end_epoch(slot, steps * program.width, reported * program.width)
+            board.end_epoch(slot, steps * len(members), reported * len(members))
         for i, m in enumerate(members):
             hist.record_epoch(histories[i], epoch + 1, metrics["loss"][i], val_loss[i],
                               val_acc[i])
             schedules[i] = hist.schedule_record(schedules[i], epoch, metrics["learning_rate"][i],
                                                 metrics["beta1"][i], stride)
             if lines is not None:
-                lines.report(m.config, epoch + 1, float(metrics["loss"][i].mean()),
-                             float(val_loss[i]), float(val_acc[i]),
-                             histories[i]["diverged_epoch"] is None)
+                _epoch_line(lines, m, histories[i], epoch + 1, fresh=True)
         if checkpointer is not None:
             checkpointer.save(ChunkProgress(epoch + 1, to_host(states), histories, schedules))
     test_loss, test_acc = train.summarize_evaluation(
-        *program.evaluate(states.params, data.test, data.norm))
+        *program.evaluate(states.params, data, "test"))
     params = to_host(states.params)
     return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
                                                test_acc[i]),
@@ -380,53 +491,83 @@ def chunk_width(settings: RunSettings, members: int) -> int:
     return -(-width // settings.devices) * settings.devices
 
 
+def fitted_program(programs: Programs, network: Network, members: list[Member],
+                   data: DeviceData, settings: RunSettings) -> ChunkProgram:
+    """The compiled program for ``members`` in chunks of the planned width, narrowed when
+    XLA's accounting of it says the chunk does not fit ``settings.memory_free`` (the
+    planned width came from an estimate; this one from the compiler)."""
+    program = programs.program(network, settings, chunk_width(settings, len(members)),
+                               data.num_train)
+    program.warm_up(data, members[0].hparams)
+    measured = program.member_bytes(data) if settings.memory_free is not None else None
+    if measured is None:
+        return program
+    plan = plan_chunk(len(members), settings.devices, measured, data.nbytes,
+                      settings.memory_free)
+    if plan.members_per_device * settings.devices >= program.width:
+        return program
+    log(f"{plan.notice} (measured on the compiled program)")
+    narrower = dataclasses.replace(settings,
+                                   members_per_chunk=plan.members_per_device * settings.devices)
+    program = programs.program(network, narrower, chunk_width(narrower, len(members)),
+                               data.num_train)
+    program.warm_up(data, members[0].hparams)
+    return program
+
+
 def train_members(network: Network, members: list[Member], data: DeviceData,
                   settings: RunSettings, *, on_done: Callable[[list[MemberResult]], None],
                   checkpointer_for: Callable[[list[Member]], Checkpointer | None] | None = None,
-                  lines: EpochLines | None = None, board: StepBoard | None = None
-                  ) -> ChunkProgram:
+                  lines: EpochLines | None = None, board: StepBoard | None = None,
+                  programs: Programs | None = None) -> ChunkProgram:
     """Trains every member of one network, chunk by chunk, ``settings.workers`` at a time.
 
     ``on_done`` receives each chunk's results in the calling thread, as chunks
-    finish (results can be written while others train). Returns the program
-    (its ``compile_seconds`` say what compilation cost).
+    finish (results can be written while others train). The program comes from
+    ``programs`` (the run's; a new one, dropped on return, when None). Compilation and
+    training run in worker threads while the calling thread waits, so Ctrl-C reaches it
+    at once: the workers then abandon their epochs at the next step and are joined
+    before :class:`~jaxcnn.interrupt.Interrupted` propagates (their last checkpoints
+    are finished epochs). Returns the program (its ``compile_seconds`` say what
+    compilation cost).
     """
     settings = settings.resolved()
-    width = chunk_width(settings, len(members))
-    program = chunk_program(network, settings.conv, settings.batching, width, data.num_train,
-                            settings.batch_size, board if board and board.enabled else None,
-                            settings.devices)
-    program.warm_up(data, members[0].hparams)
-    chunks = chunks_of(members, width)
-
-    def run(slot: int, chunk: list[Member]) -> list[MemberResult]:
-        ckpt = checkpointer_for(chunk) if checkpointer_for else None
-        return train_chunk(program, chunk, data, settings, slot=slot, board=board, lines=lines,
-                           checkpointer=ckpt)
-
-    if settings.workers <= 1:
-        for chunk in chunks:
-            on_done(run(0, chunk))
-        return program
+    programs = programs if programs is not None else Programs()
+    stop = StopFlag()
+    programs.hook.attach(board if board is not None and board.enabled else None, stop)
     free_slots = list(range(settings.workers))
     slot_lock = threading.Lock()
 
-    def run_in_worker(chunk: list[Member]) -> list[MemberResult]:
+    def run_in_worker(program: ChunkProgram, chunk: list[Member]) -> list[MemberResult]:
         with slot_lock:
             slot = free_slots.pop()
         try:
-            return run(slot, chunk)
+            ckpt = checkpointer_for(chunk) if checkpointer_for else None
+            return train_chunk(program, chunk, data, settings, slot=slot, board=board,
+                               lines=lines, checkpointer=ckpt, stop=stop)
         finally:
             with slot_lock:
                 free_slots.append(slot)
 
-    with ThreadPoolExecutor(settings.workers, thread_name_prefix="jaxcnn-worker") as pool:
-        futures = [pool.submit(run_in_worker, chunk) for chunk in chunks]
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="jaxcnn-worker")
+    with quiet_stop_traces():  # abandoned epochs log no traceback, until every worker is joined
         try:
+            compiled = programs.compile_seconds
+            program = pool.submit(fitted_program, programs, network, members, data,
+                                  settings).result()
+            if programs.compile_seconds > compiled:
+                log(f"compiled in {programs.compile_seconds - compiled:.1f} s")
+            futures = [pool.submit(run_in_worker, program, chunk)
+                       for chunk in chunks_of(members, program.width)]
             for future in as_completed(futures):
                 on_done(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
+        except BaseException as err:
+            stop.set()  # the other workers stop at their next step, not at their epoch's end
+            pool.shutdown(wait=True, cancel_futures=True)
+            if is_stop_error(err):
+                raise Interrupted() from None
             raise
+        finally:
+            pool.shutdown(wait=True)
+            programs.hook.attach(None, StopFlag())
     return program

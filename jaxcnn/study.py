@@ -46,6 +46,7 @@ from jaxcnn.runner import (
     DeviceData,
     Member,
     MemberResult,
+    Programs,
     RunSettings,
     member_mesh,
     train_members,
@@ -395,7 +396,10 @@ def plan_group(run: RunSettings, network, members: int, data: DeviceData,
                       data.nbytes, budget)
     if plan.notice and distributed.is_main():
         log(plan.notice)
-    return dataclasses.replace(run, members_per_chunk=plan.members_per_device * run.devices)
+    # The estimate picks the first width; the runner narrows it if the compiled program
+    # says it does not fit in ``budget``.
+    return dataclasses.replace(run, members_per_chunk=plan.members_per_device * run.devices,
+                               memory_free=budget)
 
 
 def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSettings,
@@ -427,6 +431,7 @@ def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSetti
         return ckpt
 
     compile_seconds = {}
+    programs = Programs.for_run()  # this run's compiled programs, dropped when it returns
     for network, group in groups.items():
         group_run = plan_group(run, network, len(group), data, runtime)
         board.start(len(group) * run.epochs * prep.ctx.steps_per_epoch, "training")
@@ -437,10 +442,10 @@ def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSetti
             + (f", process {jax.process_index()} of {jax.process_count()}" if several else ""))
         program = train_members(network, group, data, group_run,
                                 on_done=local_results.extend if several else writer.on_done,
-                                checkpointer_for=checkpointer_for, lines=lines, board=board)
+                                checkpointer_for=checkpointer_for, lines=lines, board=board,
+                                programs=programs)
         board.close()
         compile_seconds[network.describe()] = round(program.compile_seconds, 2)
-        log(f"compiled in {program.compile_seconds:.1f} s")
     if several:
         gather_and_write(local_results, writer)
     return compile_seconds

@@ -175,8 +175,9 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
       num_train: N; static because it fixes the permutation's length.
       batch_size: B.
       on_step: optional host callback ``(slot, steps_done)``, called every
-        ``report_every`` steps (progress bars). It must be the same object on every
-        call, or the epoch recompiles. Its arguments do not depend on the member,
+        ``report_every`` steps (progress bars; the runner's hook, called at every step,
+        also abandons the epoch on Ctrl-C by raising). It must be the same object on
+        every call, or the epoch recompiles. Its arguments do not depend on the member,
         so under ``vmap`` it is called once per report for all members.
 
     The returned function takes one member's state and keys (SeedKeys), data
@@ -205,7 +206,9 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
                                                   state.hparams.transforms)
             batch = Batch(normalize(images, norm, dtype), data.labels[indices], batch_mask)
             state, metrics = train_step(state, batch, jax.random.fold_in(keys.dropout, state.step))
-            if on_step is not None:
+            if on_step is not None and report_every == 1:  # every step boundary
+                jax.debug.callback(on_step, slot, i + 1)
+            elif on_step is not None:
                 jax.lax.cond((i + 1) % report_every == 0,
                              lambda: jax.debug.callback(on_step, slot, i + 1), lambda: None)
             return state, metrics

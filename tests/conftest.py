@@ -1,4 +1,6 @@
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,42 @@ def tiny_data():
 
     return DeviceData(prepare_data(make_synthetic(300, 50), val_size=50,
                                    train_examples=TINY_TRAIN))
+
+
+@pytest.fixture(scope="session")
+def programs():
+    """One set of compiled chunk programs for the whole test session. A run of the package
+    compiles its own (``Programs.for_run``); the tests' many tiny runs share this one
+    instead (:func:`runs_share_programs`), so each program compiles once per session."""
+    from jaxcnn.runner import Programs
+
+    return Programs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_share_programs(programs):
+    """Every run_studies of the session trains with the shared ``programs`` (a test that
+    checks what one run compiles on its own undoes this with its monkeypatch)."""
+    from jaxcnn.runner import Programs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Programs, "for_run", classmethod(lambda cls: programs))
+        yield
+
+
+@contextlib.contextmanager
+def count_compiles() -> Iterator[list[float]]:
+    """Every XLA backend compilation while active, as the list of their durations (s)."""
+    import jax
+
+    durations: list[float] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            durations.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield durations
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -24,7 +24,7 @@ from jaxcnn.model import Network
 from jaxcnn.runner import ChunkProgress, Member, RunSettings, train_members
 from jaxcnn.studies import REGULARIZATION
 from jaxcnn.study import run_studies
-from tests.conftest import TINY_BATCH, TINY_TRAIN
+from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
@@ -192,18 +192,9 @@ def test_load_model_compiles_once_per_model(tiny_run):
     model = load_model(out, "regularization", "baseline")
     images = make_synthetic(10, 1500).test_images
     model.logits(images[:1000], seed=0)  # warm: one compilation for the 1000-image chunk
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with count_compiles() as compiles:
         model.predict_proba(images)  # every seed, 1500 images: two chunks each
         model.evaluate(images[:700], np.zeros(700, int), seed=1)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert compiles == []
 
 
@@ -232,13 +223,13 @@ class NaNInSeed:
         self.saved.append(progress.epochs_done)
 
 
-def test_diverged_member_is_marked_and_others_carry_on(tiny_data, capsys):
+def test_diverged_member_is_marked_and_others_carry_on(tiny_data, programs, capsys):
     ckpt = NaNInSeed(0)  # seed 1's chunk of one member "resumes" with NaN weights
     members = [Member("nan", s, hyperparams(Configuration(), 7)) for s in (0, 1)]
     results = []
     train_members(Network(), members, tiny_data,
                   RunSettings(2, TINY_BATCH, "threads", "winograd", 1, 1),
-                  on_done=results.extend,
+                  on_done=results.extend, programs=programs,
                   checkpointer_for=lambda chunk: ckpt if chunk[0].seed == 1 else None)
     ok, bad = (r.record for r in sorted(results, key=lambda r: r.member.seed))
     assert bad["diverged_epoch"] == 1 and bad["test_accuracy"] is None

@@ -14,7 +14,7 @@ from jaxcnn.configs import Configuration, hyperparams, stack
 from jaxcnn.model import CNN, Network
 from jaxcnn.optim import OptimizerConfig, ScheduleConfig, member_optimizer
 from jaxcnn.runner import Member, RunSettings, train_members
-from tests.conftest import TINY_BATCH, TINY_TRAIN
+from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
 STEPS = -(-TINY_TRAIN // TINY_BATCH)
 DEFAULT_NET = Network()
@@ -36,10 +36,10 @@ def members_of(configs: dict, seeds=(0, 1)) -> list[Member]:
             for seed in seeds]
 
 
-def run(network, members, data, batching, width, workers=1, epochs=2) -> dict:
+def run(network, members, data, batching, width, workers=1, epochs=2, programs=None) -> dict:
     results = []
     settings = RunSettings(epochs, TINY_BATCH, batching, "winograd", workers, width)
-    train_members(network, members, data, settings, on_done=results.extend)
+    train_members(network, members, data, settings, on_done=results.extend, programs=programs)
     return {r.member.key: r for r in results}
 
 
@@ -51,14 +51,17 @@ def assert_same_member(a, b):
 @pytest.mark.parametrize("network, configs", [
     (DEFAULT_NET, CONFIGS),
     pytest.param(PARITY_NET, PARITY_CONFIGS, marks=pytest.mark.slow, id="parity_network")])
-def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, network, configs):
+def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, network, configs,
+                                                                 programs):
     """map (lax.map inside one program) and threads (one member per worker, two at once)
     run each member's own computation: the same bits as training it alone."""
     members = members_of(configs)
-    in_map = run(network, members, tiny_data, "map", width=len(members))
-    in_threads = run(network, members, tiny_data, "threads", width=1, workers=2)
+    in_map = run(network, members, tiny_data, "map", width=len(members), programs=programs)
+    in_threads = run(network, members, tiny_data, "threads", width=1, workers=2,
+                     programs=programs)
     for member in (members[1], members[-1]):
-        alone = run(network, [member], tiny_data, "threads", width=1)[member.key]
+        alone = run(network, [member], tiny_data, "threads", width=1,
+                    programs=programs)[member.key]
         assert_same_member(in_map[member.key], alone)
         assert_same_member(in_threads[member.key], alone)
     accuracies = {r.record["test_accuracy"] for r in in_map.values()}
@@ -135,25 +138,16 @@ def test_epoch_visits_every_example_once_and_masks_the_last_batch():
     assert not np.array_equal(orders[0], orders[1])  # reshuffled every epoch
 
 
-def test_training_compiles_once_whatever_the_configurations(tiny_data):
+def test_training_compiles_once_whatever_the_configurations(tiny_data, programs):
     """After a warm-up, more epochs and other configurations of the same network (their
-    hyperparameters are data) compile nothing."""
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
+    hyperparameters are data) compile nothing, given the same programs."""
     run(DEFAULT_NET, members_of({"plain": CONFIGS["plain"]}, seeds=(0,)), tiny_data, "threads",
-        1, epochs=1)  # warm-up: compiles the program (or finds it compiled by another test)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+        1, epochs=1, programs=programs)  # warm-up (or compiled by another test already)
+    with count_compiles() as compiles:
         others = {"glorot_l2": Configuration(init="glorot", optimizer=OptimizerConfig(
             lr=3e-3, weight_decay=1e-2, decay="decoupled")), **CONFIGS}
         results = run(DEFAULT_NET, members_of(others, seeds=(3, 4)), tiny_data, "threads", 1,
-                      workers=2, epochs=3)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+                      workers=2, epochs=3, programs=programs)
     assert len(results) == 2 * len(others)
     assert all(len(r.record["history"]["train_loss"]) == 3 for r in results.values())
     assert compiles == []
