@@ -403,16 +403,19 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
         if results is None:
             continue
         statistics = results["statistics"]
+        # Holm's first step tests at alpha / family size: plan for that (Bonferroni bound)
+        alpha = statistics["alpha"] / max(1, len(statistics["comparisons"]))
         for c in statistics["comparisons"]:
             if c["reference"] != results["metadata"]["reference"]:
                 continue  # the notebook's claims between two non-reference configurations
+            verdict_now = four_way(c, statistics["alpha"])
+            needed = seeds_to_detect(c.get("mean_difference"), c.get("sd_difference"), alpha)
+            if needed is not None and verdict_now == "undecided":
+                needed = max(needed, (c.get("n_pairs") or 0) + 1)  # this budget did not do
             out.append({"study": study, "config": c["config"], "reference": c["reference"],
-                        "verdict": four_way(c, statistics["alpha"]),
-                        "difference": c.get("mean_difference"), "interval": c.get("ci95"),
-                        "n": c.get("n_pairs"),
-                        "seeds_needed": seeds_to_detect(c.get("mean_difference"),
-                                                        c.get("sd_difference"),
-                                                        statistics["alpha"])})
+                        "verdict": verdict_now, "difference": c.get("mean_difference"),
+                        "interval": c.get("ci95"), "n": c.get("n_pairs"),
+                        "seeds_needed": needed})
     return out
 
 
@@ -440,7 +443,8 @@ def _verdict_item(v: dict) -> str:
     text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points, "
             f"CI {fmt_interval(v['interval'])}")
     if v["verdict"] == "undecided" and v.get("seeds_needed"):
-        text += f"; about {v['seeds_needed']} seeds would detect a difference this size"
+        text += (f"; about {v['seeds_needed']} seeds would detect a difference this size at "
+                 "this spread")
     return text + ")"
 
 
