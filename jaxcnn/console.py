@@ -128,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JaxcnnError as err:
         print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _load(study_dir: Path, config: str):

@@ -171,3 +171,13 @@ def test_torch_tuned_help_prints_its_usage():
     for flag in ("--seeds", "--trainer", "--steps", "--repeats", "--device"):
         assert flag in proc.stdout
     assert "(default: None)" not in proc.stdout
+
+
+def test_ctrl_c_during_evaluate_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(console, "evaluate", interrupted)
+    assert console.main(["evaluate", "results/regularization", "baseline"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "jaxcnn evaluate: interrupted"
