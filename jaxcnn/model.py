@@ -1,16 +1,26 @@
 """The seed notebook's CNN in Flax linen, NHWC, with its hyperparameters as inputs.
 
-    conv3x3(3->64) relu pool  conv3x3(64->64) relu [Dropout2d] pool
-    conv3x3(64->32) relu pool  flatten(4*4*32=512)  fc(512->512) relu [Dropout]
-    fc(512->C)                         324,970 parameters for C = 10
+    conv3x3(C->64) relu pool  conv3x3(64->64) relu [Dropout2d] pool
+    conv3x3(64->32) relu pool  flatten(H/8*W/8*32)  fc(->512) relu [Dropout]
+    fc(512->K)                 324,970 parameters for 32x32x3 images and K = 10
 
-Only the :class:`Network` (which layers a ReLU follows, the number of classes)
-fixes the shape of the compiled program. Everything numeric that tells one
-configuration from another is an input: the dropout rates (:class:`Rates`, one
-scalar each, a rate of 0 leaves the activations untouched bit for bit) and the
-initializer (an index into ``initializers.INIT_NAMES``, see :func:`init_params`). So one
+The images' shape and the class count come from the data (:class:`Network`):
+28x28x1 images with 3 classes are as welcome as CIFAR-10's 32x32x3 with 10. The
+flatten size is whatever the three pools leave (pools round down, as PyTorch's
+MaxPool2d: 28 -> 14 -> 7 -> 3); ``nn.Dense`` reads it from the input at init.
+
+Only the :class:`Network` (image shape, which layers a ReLU follows, the number
+of classes) fixes the shape of the compiled program. Everything numeric that
+tells one configuration from another is an input: the dropout rates
+(:class:`Rates`, one scalar each, a rate of 0 leaves the activations untouched
+bit for bit) and the initializer (a name, or an index into
+``initializers.INIT_NAMES`` that may be traced, see :func:`init_params`). So one
 compiled program trains every configuration of a network, each member with its
 own values.
+
+The modules declare their parameters with Flax initializers taken as attributes
+(``kernel_init``, a Flax initializer; ``bias_init``, a function of fan_in giving
+one, see ``initializers.py``), the way a user's own linen module would.
 
 How the convolutions are computed (``conv``, see ``conv.py``) is chosen at run
 time; it changes float rounding only, never the parameters or the function.
@@ -27,12 +37,14 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.nn.initializers import Initializer
 
 from jaxcnn import initializers
-from jaxcnn.conv import check_conv, conv3x3_pool
+from jaxcnn.conv import check_conv, conv3x3_patches, conv3x3_pool, conv3x3_xla, max_pool_2x2
+from jaxcnn.initializers import FanInInit, SchemeRef
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1")  # the layers a ReLU may follow
-IMAGE_SHAPE = (32, 32, 3)
+POOLS = 3  # each conv halves H and W (rounding down): inputs need at least 2**3 pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,21 +55,31 @@ class Network:
       relu_after: layers followed by a ReLU. The seed's dropout model has only
         ("conv1",): its nn.Sequential leaves out the other ReLUs.
       num_classes: outputs of the last layer (the data's class count).
+      image_shape: (H, W, C) of one input image (the data's; defaults are CIFAR-10's).
     """
 
     relu_after: tuple[str, ...] = LAYERS
     num_classes: int = 10
+    image_shape: tuple[int, int, int] = (32, 32, 3)
 
     def __post_init__(self) -> None:
         if unknown := set(self.relu_after) - set(LAYERS):
             raise ValueError(f"relu_after names unknown layers {sorted(unknown)}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        # A tuple of ints whatever came in (a list from JSON, numpy ints from an array's
+        # shape), so equal networks compare and hash equal.
+        shape = tuple(int(s) for s in self.image_shape)
+        object.__setattr__(self, "image_shape", shape)
+        if len(shape) != 3 or min(shape[:2]) < 2 ** POOLS or shape[2] < 1:
+            raise ValueError(f"image_shape must be (H, W, C) with H, W >= {2 ** POOLS} and "
+                             f"C >= 1, got {shape}")
 
     def describe(self) -> str:
         relus = ("ReLU after every layer" if set(self.relu_after) == set(LAYERS)
                  else f"ReLU after {', '.join(self.relu_after) or 'no layer'} only")
-        return f"seed CNN, {self.num_classes} classes, {relus}"
+        images = "x".join(map(str, self.image_shape))
+        return f"seed CNN, {images} images, {self.num_classes} classes, {relus}"
 
 
 class Rates(NamedTuple):
@@ -68,9 +90,6 @@ class Rates(NamedTuple):
 
     spatial: jax.Array | float
     dense: jax.Array | float
-
-
-NO_DROPOUT = Rates(0.0, 0.0)
 
 
 def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,
@@ -87,34 +106,51 @@ def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,
     return jnp.where(mask, x * (1.0 / keep), jnp.zeros_like(x))
 
 
+def conv_pool(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
+    """3x3 'SAME' convolution, then a 2x2 max-pool that drops an odd last row or column
+    (PyTorch's MaxPool2d): (N, H, W, Cin) -> (N, H // 2, W // 2, Cout)."""
+    h, w = x.shape[1:3]
+    if h % 2 == 0 and w % 2 == 0:
+        return conv3x3_pool(x, kernel, impl)
+    # conv.py's paths assume even sizes (Winograd's 2x2 tiles are the pooling windows):
+    # convolve at full size, crop to even, pool. Only small late layers take this path.
+    y = (conv3x3_xla if impl == "xla" else conv3x3_patches)(x, kernel)
+    return max_pool_2x2(y[:, :h - h % 2, :w - w % 2, :])
+
+
 class ConvPool(nn.Module):
     """3x3 'SAME' convolution with a bias, then a 2x2 max-pool.
 
-    Params ``kernel`` (3, 3, Cin, Cout) and ``bias`` (Cout,), whatever the impl.
-    The bias is added after the pool: max(y) + b == max(y + b).
+    Params ``kernel`` (3, 3, Cin, Cout) from ``kernel_init`` and ``bias`` (Cout,) from
+    ``bias_init(9 * Cin)``, whatever the impl. The bias is added after the pool:
+    max(y) + b == max(y + b).
     """
 
     features: int
     conv: str
+    kernel_init: Initializer = initializers.kernel_init(initializers.DEFAULT)
+    bias_init: FanInInit = initializers.bias_init(initializers.DEFAULT)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cin = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.zeros, (3, 3, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        kernel = self.param("kernel", self.kernel_init, (3, 3, cin, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init(9 * cin), (self.features,), jnp.float32)
         kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
-        return conv3x3_pool(x, kernel, self.conv) + bias
+        return conv_pool(x, kernel, self.conv) + bias
 
 
 class CNN(nn.Module):
-    """The seed's network: (N, 32, 32, 3) normalised floats -> (N, C) logits.
+    """The seed's network: (N, H, W, C) normalised floats -> (N, K) logits.
 
     Attributes:
       network: the structure.
       conv: how the convolutions are computed (a run-time choice).
+      kernel_init: Flax initializer of every kernel (default lecun_normal, Flax's).
+      bias_init: fan_in -> Flax initializer of every bias (default zeros, Flax's).
 
-    Flax's ``init`` gives zeros of the right shapes; initial weights are drawn by
-    :func:`init_params`, with the scheme as data.
+    Training applies parameters made by :func:`init_params`, which passes the
+    initializers of a member's scheme (possibly chosen by a traced index).
 
     Call with ``rates`` and ``dropout_key`` to train with dropout; without them the
     network is deterministic (evaluation).
@@ -122,6 +158,8 @@ class CNN(nn.Module):
 
     network: Network = Network()
     conv: str = "winograd"
+    kernel_init: Initializer = initializers.kernel_init(initializers.DEFAULT)
+    bias_init: FanInInit = initializers.bias_init(initializers.DEFAULT)
 
     @nn.compact
     def __call__(self, x: jax.Array, rates: Rates | None = None,
@@ -136,37 +174,49 @@ class CNN(nn.Module):
         def act(name: str, y: jax.Array) -> jax.Array:
             return nn.relu(y) if name in relus else y
 
+        def conv(features: int, name: str, y: jax.Array) -> jax.Array:
+            return ConvPool(features, self.conv, self.kernel_init, self.bias_init, name=name)(y)
+
         # ReLU is applied after each 2x2 max-pool: relu(pool(x)) == pool(relu(x)) (both
         # are monotone), with the same gradient, on a quarter of the elements.
-        x = act("conv1", ConvPool(64, self.conv, name="conv1")(x))
-        x = act("conv2", ConvPool(64, self.conv, name="conv2")(x))
+        x = act("conv1", conv(64, "conv1", x))
+        x = act("conv2", conv(64, "conv2", x))
         if train:
             # One draw per (image, channel), broadcast over H and W, as Dropout2d. Zeroing
             # or scaling a whole channel commutes with the pool and the ReLU, so the mask
             # may act after them.
             x = dropout(x, rates.spatial, spatial_key, broadcast_dims=(1, 2))
-        x = act("conv3", ConvPool(32, self.conv, name="conv3")(x))
-        x = x.reshape(x.shape[0], -1)  # (N, 4 * 4 * 32), H-W-C order
+        x = act("conv3", conv(32, "conv3", x))
+        x = x.reshape(x.shape[0], -1)  # (N, H/8 * W/8 * 32), H-W-C order
         x = act("fc1", self._dense(512, "fc1", x))
         if train:
             x = dropout(x, rates.dense, dense_key)
         return self._dense(self.network.num_classes, "fc2", x)
 
     def _dense(self, features: int, name: str, x: jax.Array) -> jax.Array:
-        return nn.Dense(features, kernel_init=nn.initializers.zeros,
-                        bias_init=nn.initializers.zeros, name=name)(x)
+        return nn.Dense(features, kernel_init=self.kernel_init,
+                        bias_init=self.bias_init(x.shape[-1]), name=name)(x)
+
+
+def _sample(network: Network) -> jax.ShapeDtypeStruct:
+    """One image of ``network``'s shape, as a shape only: init needs no real input."""
+    return jax.ShapeDtypeStruct((1, *network.image_shape), jnp.float32)
+
+
+def init_params(key: jax.Array, network: Network, init: SchemeRef) -> Any:
+    """A member's initial parameters {layer: {"kernel", "bias"}} (float32), drawn from
+    ``key`` by scheme ``init``: a name, or an index into ``INIT_NAMES`` (may be traced,
+    e.g. a member's hyperparameter under ``vmap``: one program serves every scheme)."""
+    model = CNN(network, conv="xla", kernel_init=initializers.kernel_init(init),
+                bias_init=initializers.bias_init(init))
+    # lazy_init runs only what the parameters need, not the forward pass.
+    return model.lazy_init(key, _sample(network))["params"]
 
 
 def param_shapes(network: Network) -> Any:
     """{layer: {"kernel", "bias"}} of ShapeDtypeStructs, without computing anything."""
     return jax.eval_shape(lambda: CNN(network, conv="xla").init(
-        jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE), jnp.float32)))["params"]
-
-
-def init_params(key: jax.Array, network: Network, init: jax.Array | int | str) -> Any:
-    """A member's initial parameters: scheme ``init`` (a name or an index into
-    ``INIT_NAMES``, possibly traced) drawn from ``key`` (see ``initializers.py``)."""
-    return initializers.init_params(key, param_shapes(network), init)
+        jax.random.key(0), jnp.zeros((1, *network.image_shape), jnp.float32)))["params"]
 
 
 def count_params(params: Any) -> int:
