@@ -165,3 +165,54 @@ def test_real_cifar10_jpeg_copy(real_data, tmp_path):
     assert np.bincount(ds.train_labels).tolist() == [5000] * 10
     stats = channel_statistics(ds.train_images)
     np.testing.assert_allclose(stats.mean, [0.491, 0.482, 0.447], atol=2e-3)
+
+
+# --- registered sources and other image shapes -------------------------------------------
+
+def _digits(options: sources.LoadOptions):
+    return make_synthetic(60, 30, seed=4, image_shape=(28, 28, 1), num_classes=3)
+
+
+def test_a_registered_source_loads_by_name_with_its_own_shape(cache_dir):
+    if "test-digits" not in sources.source_names():
+        sources.register_source("test-digits", _digits)
+    ds = load_dataset("test-digits", cache_dir=cache_dir, show_progress=False)
+    assert ds.train_images.shape == (60, 28, 28, 1) and ds.image_shape == (28, 28, 1)
+    assert ds.num_classes == 3 and set(np.unique(ds.train_labels)) == {0, 1, 2}
+    prepared = prepare_data(ds, val_size=9)
+    pixels = prepared.train.images.reshape(-1, 1) / 255.0
+    np.testing.assert_allclose(prepared.normalization.mean, pixels.mean(0), rtol=1e-6)
+    assert prepared.normalization.std.shape == (1,)
+    half = prepare_data(ds, val_size=9, normalization="half")
+    np.testing.assert_array_equal(half.normalization.mean, [0.5])
+    with pytest.raises(ValueError, match="new, non-empty name"):
+        sources.register_source("test-digits", _digits)
+
+
+def test_built_in_sources_are_registered_and_synthetic_is_unchanged():
+    assert sources.source_names()[:2] == ("cifar10", "synthetic")
+    ds = make_synthetic(300, 50)
+    assert ds.fingerprint == "synthetic-v1:300:50:0" and ds.image_shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(train_images=np.zeros((4, 28, 28), np.uint8)), "expected a uint8 numpy array"),
+    (dict(train_images=np.zeros((4, 28, 28, 1), np.float32)), "expected a uint8 numpy array"),
+    (dict(test_images=np.zeros((4, 32, 32, 1), np.uint8)), "both splits need one shape"),
+    (dict(train_labels=np.zeros(4, np.float32)), "labels must be an integer"),
+])
+def test_a_source_with_bad_arrays_is_one_line_naming_it(cache_dir, change, message):
+    import dataclasses
+
+    from jaxcnn.data.dataset import Dataset
+    from jaxcnn.errors import DataError
+
+    good = dict(train_images=np.zeros((4, 28, 28, 1), np.uint8), train_labels=np.arange(4) % 2,
+                test_images=np.zeros((2, 28, 28, 1), np.uint8), test_labels=np.arange(2))
+    ds = Dataset(**{**good, **change}, class_names=("a", "b"), source="bad-source",
+                         fingerprint="x")
+    name = f"test-bad-{len(sources.source_names())}"
+    sources.register_source(name, lambda options: dataclasses.replace(ds))
+    with pytest.raises(DataError, match=message) as err:
+        load_dataset(name, cache_dir=cache_dir, show_progress=False)
+    assert str(err.value).startswith("bad-source:") and "\n" not in str(err.value)

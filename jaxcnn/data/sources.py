@@ -1,20 +1,34 @@
 """``--data`` names a source; :func:`load_dataset` turns any of them into a Dataset.
 
 Sources:
-  - ``cifar10``: the official binary archive, fetched and checksummed by
-    tensorflow-datasets' download manager on first use, parsed with numpy.
-  - ``synthetic``: a small generated dataset (see ``synthetic.py``).
+  - a registered name (:func:`register_source`); built in:
+    ``cifar10``: the official binary archive, fetched and checksummed by
+    tensorflow-datasets' download manager on first use, parsed with numpy;
+    ``synthetic``: a small generated dataset (see ``synthetic.py``).
   - a path: an official archive (python or binary version, as ``.tar.gz`` or
     extracted folder), or an image-folder tree ``ROOT/{train,test}/<class>/*``
     as a folder or a ``.tar``/``.tar.gz``/``.tar.xz``.
 
-Decoded arrays are cached by source content (``cache.py``).
+A new source is one function returning a :class:`~jaxcnn.data.dataset.Dataset`
+(uint8 (N, H, W, C) images of any size and channel count, any number of
+classes) and one call, from anywhere::
+
+    def load(options: LoadOptions) -> Dataset:
+        return Dataset(train_x, train_y, test_x, test_y, class_names,
+                       source="digits", fingerprint="digits-v1")
+
+    register_source("digits", load)      # then --data digits, or load_dataset("digits")
+
+Decoded arrays of paths are cached by source content (``cache.py``); a registered
+source caches (or not) as it likes, under ``options.cache_dir``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -38,6 +52,39 @@ LOCAL_ALTERNATIVES = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """What a registered source is called with.
+
+    cache_dir: where it may keep decoded copies; show_progress: whether it may draw
+    progress bars (on stderr).
+    """
+
+    cache_dir: Path
+    show_progress: bool = True
+
+
+Loader = Callable[[LoadOptions], Dataset]
+_SOURCES: dict[str, Loader] = {}
+
+
+def register_source(name: str, load: Loader) -> None:
+    """Makes ``--data name`` (and ``load_dataset(name)``) call ``load(LoadOptions)``.
+
+    The returned Dataset is checked (``check_dataset``) before use. Raises ValueError
+    for an empty name or one already registered.
+    """
+    if not isinstance(name, str) or not name or name in _SOURCES:
+        raise ValueError(f"a data source needs a new, non-empty name; got {name!r} "
+                         f"(registered: {', '.join(_SOURCES)})")
+    _SOURCES[name] = load
+
+
+def source_names() -> tuple[str, ...]:
+    """The registered sources' names, built-ins first."""
+    return tuple(_SOURCES)
+
+
 def load_dataset(spec: str, cache_dir: Path | None = None, show_progress: bool = True) -> Dataset:
     """Loads the source named by ``spec`` (see the module docstring).
 
@@ -45,14 +92,12 @@ def load_dataset(spec: str, cache_dir: Path | None = None, show_progress: bool =
       DataError: with a one-line message naming the path and the problem.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    if spec == "synthetic":
-        return check_dataset(make_synthetic())
-    if spec == "cifar10":
-        return _load_cifar10_download(cache_dir, show_progress)
+    if spec in _SOURCES:
+        return check_dataset(_SOURCES[spec](LoadOptions(cache_dir, show_progress)))
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(
-            f"{spec}: no such file or folder; --data takes cifar10, synthetic, "
+            f"{spec}: no such file or folder; --data takes {', '.join(_SOURCES)}, "
             "or a path to an official CIFAR-10 archive or an image-folder tree"
         )
     return _load_path(path, cache_dir, show_progress)
@@ -134,3 +179,8 @@ def _load_cifar10_download(cache_dir: Path, show_progress: bool) -> Dataset:
     ds = check_dataset(ds)
     cache.store(cache_dir, ds)
     return ds
+
+
+register_source("cifar10", lambda options: _load_cifar10_download(options.cache_dir,
+                                                                  options.show_progress))
+register_source("synthetic", lambda options: make_synthetic())

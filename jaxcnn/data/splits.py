@@ -14,13 +14,10 @@ import numpy as np
 from jaxcnn.data.dataset import Dataset
 from jaxcnn.errors import ConfigError
 
-# The seed notebook's transforms.Normalize((0.5,)*3, (0.5,)*3).
-HALF = (np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
-
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """images: (N, 32, 32, 3) uint8; labels: (N,) int32."""
+    """images: (N, H, W, C) uint8; labels: (N,) int32."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -31,7 +28,7 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Normalization:
-    """Per-channel ``(x / 255 - mean) / std``; mean and std are (3,) float32."""
+    """Per-channel ``(x / 255 - mean) / std``; mean and std are (C,) float32."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -53,6 +50,11 @@ class PreparedData:
     val_is_test: bool
 
 
+def half(channels: int) -> Normalization:
+    """The seed notebook's ``Normalize((0.5,)*3, (0.5,)*3)``: mean = std = 0.5 per channel."""
+    return Normalization(np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32))
+
+
 def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` indices into ``labels`` with class proportions preserved.
 
@@ -70,14 +72,15 @@ def stratified_indices(labels: np.ndarray, count: int, rng: np.random.Generator)
 
 
 def channel_statistics(images: np.ndarray) -> Normalization:
-    """Mean and std per channel of ``images`` (N, H, W, 3) uint8, on the [0, 1] scale."""
-    total = np.zeros(3)
-    total_sq = np.zeros(3)
+    """Mean and std per channel of ``images`` (N, H, W, C) uint8, on the [0, 1] scale."""
+    channels = images.shape[-1]
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
     for start in range(0, len(images), 4096):  # chunks keep the float copy small
-        chunk = images[start:start + 4096].reshape(-1, 3).astype(np.float64) / 255.0
+        chunk = images[start:start + 4096].reshape(-1, channels).astype(np.float64) / 255.0
         total += chunk.sum(0)
         total_sq += (chunk * chunk).sum(0)
-    count = images.size // 3
+    count = images.size // channels
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
     return Normalization(mean.astype(np.float32), std.astype(np.float32))
@@ -121,7 +124,7 @@ def prepare_data(ds: Dataset, *, val_size: int = 5000, train_examples: int | Non
     if normalization == "dataset":
         norm = channel_statistics(train.images)
     elif normalization == "half":
-        norm = Normalization(*HALF)
+        norm = half(train.images.shape[-1])
     else:
         raise ConfigError(f"unknown normalization {normalization!r}; use 'dataset' or 'half'")
     return PreparedData(train, val, test, norm, ds.class_names, val_is_test=not val_size)

@@ -1,4 +1,4 @@
-"""A small generated 10-class dataset for tests and smoke runs.
+"""A small generated dataset (10 classes of 32x32x3 by default) for tests and smoke runs.
 
 Each class has a fixed low-frequency colour pattern; an image is its class's
 pattern, shifted by a few pixels, scaled in brightness and buried in pixel
@@ -20,7 +20,7 @@ def _draw(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple[np.n
     labels = np.arange(n) % len(templates)
     rng.shuffle(labels)
     shifts = rng.integers(-8, 9, size=(n, 2))
-    images = np.empty((n, 32, 32, 3), np.float32)  # values in about [-1, 1]
+    images = np.empty((n, *templates.shape[1:]), np.float32)  # values in about [-1, 1]
     for i, (label, shift) in enumerate(zip(labels, shifts)):
         images[i] = np.roll(templates[label], tuple(shift), axis=(0, 1))
     images *= rng.uniform(0.6, 1.4, size=(n, 1, 1, 1)).astype(np.float32)  # brightness
@@ -29,18 +29,28 @@ def _draw(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple[np.n
     return np.clip(pixels, 0, 255, out=pixels).astype(np.uint8), labels.astype(np.int32)
 
 
-def make_synthetic(num_train: int = 10_000, num_test: int = 2_000, seed: int = 0) -> Dataset:
+def make_synthetic(num_train: int = 10_000, num_test: int = 2_000, seed: int = 0,
+                   image_shape: tuple[int, int, int] = (32, 32, 3),
+                   num_classes: int = 10) -> Dataset:
     """Generates the dataset; the same arguments always give the same arrays.
 
     The default size leaves room for the default 5,000-image validation split.
+    ``image_shape`` (H, W, C) and ``num_classes`` make other shapes (e.g. 28x28x1,
+    3 classes) for code that must follow the data.
     """
+    h, w, c = image_shape
     rng = np.random.default_rng(seed)
-    coarse = rng.normal(size=(len(SYNTHETIC_CLASSES), 4, 4, 3))
-    # Nearest-neighbour upsampling 4x4 -> 32x32, then a box blur to soften edges.
-    templates = coarse.repeat(8, axis=1).repeat(8, axis=2)
+    coarse = rng.normal(size=(num_classes, 4, 4, c))
+    # Nearest-neighbour upsampling 4x4 -> HxW, then a box blur to soften edges.
+    rows, cols = np.arange(h) * 4 // h, np.arange(w) * 4 // w
+    templates = coarse[:, rows][:, :, cols]
     templates = uniform_filter(templates, size=(1, 5, 5, 1), mode="wrap")
     templates = (templates / np.abs(templates).max()).astype(np.float32)
     train_images, train_labels = _draw(rng, templates, num_train)
     test_images, test_labels = _draw(rng, templates, num_test)
-    return Dataset(train_images, train_labels, test_images, test_labels, SYNTHETIC_CLASSES,
-                   source="synthetic", fingerprint=f"synthetic-v1:{num_train}:{num_test}:{seed}")
+    classes = tuple(f"pattern{i}" for i in range(num_classes))
+    shape = "" if (tuple(image_shape), num_classes) == ((32, 32, 3), 10) else (
+        f":{h}x{w}x{c}:{num_classes}")
+    return Dataset(train_images, train_labels, test_images, test_labels, classes,
+                   source="synthetic",
+                   fingerprint=f"synthetic-v1:{num_train}:{num_test}:{seed}{shape}")
