@@ -27,18 +27,23 @@ from jaxcnn.optim import OptimizerConfig, ScheduleConfig
 
 @dataclasses.dataclass(frozen=True)
 class StudyContext:
-    """What configurations may depend on besides the experiment: the data's shape."""
+    """What configurations may depend on besides the experiment: the data's shape.
+
+    image_shape: (H, W, C) of the data's images; num_classes: its class count.
+    """
 
     experiment: Experiment
     steps_per_epoch: int
     num_classes: int = 10
+    image_shape: tuple[int, int, int] = (32, 32, 3)
 
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.experiment.epochs
 
     def network(self, relu_after: tuple[str, ...] = LAYERS) -> Network:
-        return Network(relu_after=relu_after, num_classes=self.num_classes)
+        return Network(relu_after=relu_after, num_classes=self.num_classes,
+                       image_shape=tuple(self.image_shape))
 
     @property
     def init(self) -> str:
@@ -111,12 +116,20 @@ class Study:
 
 L2 = 0.003  # the seed's Adam(weight_decay=0.003): coupled L2
 DROPOUT = 0.3  # the seed's Dropout2d(0.3) after conv2 and Dropout(0.3) after fc1
+AUGMENT = 1.0  # every training image cropped and maybe flipped: torchvision's usual recipe
 
 
 def regularization_configs(ctx: StudyContext) -> dict[str, Configuration]:
+    """The notebook's three; default mode adds ``augment`` (not in the notebook, so not
+    under ``--torch-parity``, which reproduces it)."""
     init, lr = ctx.init, ctx.experiment.lr
     # The seed's dropout model (nn.Sequential) has a ReLU after conv1 only.
     dropout_net = ctx.network(("conv1",) if ctx.experiment.torch_parity else LAYERS)
+    augment = {} if ctx.experiment.torch_parity else {"augment": Configuration(
+        ctx.network(), init, optimizer=OptimizerConfig(lr=lr), regularizers={"augment": AUGMENT},
+        description="random crop (zero padding 4) and horizontal flip of every training "
+                    "image, as torchvision's RandomCrop(padding=4) + RandomHorizontalFlip, "
+                    f"{init} init")}
     return {
         "baseline": Configuration(ctx.network(), init, optimizer=OptimizerConfig(lr=lr),
                                   description=f"no regularization, {init} init"),
@@ -129,6 +142,7 @@ def regularization_configs(ctx: StudyContext) -> dict[str, Configuration]:
             description=f"Dropout2d {DROPOUT} after conv2, Dropout {DROPOUT} after fc1"
                         + (", ReLU after conv1 only (the seed's model)"
                            if ctx.experiment.torch_parity else ", with ReLUs")),
+        **augment,
     }
 
 

@@ -77,20 +77,22 @@ def test_bad_strength_is_rejected():
         Configuration(regularizers={"coupled_decay": 0.1})
 
 
-def _epoch(data, norm, config: Configuration, transform=None, monkeypatch=None):
-    """One epoch of one member (seed 0) on ``data``; its final parameters."""
-    if transform is not None:
-        monkeypatch.setattr(regularizers, "transform_batch", transform)
-    network = Network()
+def _epoch_program():
+    """One member's epoch (16 images, batches of 8), compiled on its first call."""
+    return jax.jit(train.make_train_epoch(CNN(Network(), conv="patches"), num_train=16,
+                                          batch_size=8))
+
+
+def _epoch(program, data, norm, config: Configuration):
+    """One epoch of one member (seed 0) on ``data``: its final parameters and step losses."""
     keys = train.seed_keys(0)
     hp = jax.tree.map(jnp.asarray, hyperparams(config, 2))
-    state = train.init_state(keys, network, hp)
-    epoch = jax.jit(train.make_train_epoch(CNN(network, conv="xla"), num_train=16,
-                                           batch_size=8))
-    state, metrics = epoch(state, keys, data, norm, jnp.int32(0))
+    state, metrics = program(train.init_state(keys, Network(), hp), keys, data, norm,
+                             jnp.int32(0))
     return jax.device_get(state.params), np.asarray(metrics["loss"])
 
 
+@pytest.mark.slow  # two compiled epochs
 def test_augmentation_off_trains_as_without_augmentation_bit_for_bit(monkeypatch):
     """The augment configuration's strength-0 twin against the same epoch compiled with
     no augmentation op at all (transform_batch replaced by the identity): equal bit for
@@ -99,12 +101,11 @@ def test_augmentation_off_trains_as_without_augmentation_bit_for_bit(monkeypatch
     data = train.ImageData(jnp.asarray(prepared.train.images), jnp.asarray(prepared.train.labels))
     norm = train.Normalizer(jnp.asarray(prepared.normalization.mean),
                             jnp.asarray(prepared.normalization.std))
-    twin = Configuration(regularizers={"augment": 0.0})
-    on = Configuration(regularizers={"augment": 1.0})
-    off_params, off_loss = _epoch(data, norm, twin)
-    on_params, _ = _epoch(data, norm, on)
-    plain_params, plain_loss = _epoch(data, norm, Configuration(),
-                                      lambda key, step, x, strengths: x, monkeypatch)
+    program = _epoch_program()  # members' strengths are data: one program for both
+    off_params, off_loss = _epoch(program, data, norm, Configuration(regularizers={"augment": 0}))
+    on_params, _ = _epoch(program, data, norm, Configuration(regularizers={"augment": 1.0}))
+    monkeypatch.setattr(regularizers, "transform_batch", lambda key, step, x, strengths: x)
+    plain_params, plain_loss = _epoch(_epoch_program(), data, norm, Configuration())
     np.testing.assert_array_equal(off_loss, plain_loss)
     for a, b in zip(jax.tree.leaves(off_params), jax.tree.leaves(plain_params)):
         np.testing.assert_array_equal(a, b)

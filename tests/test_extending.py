@@ -1,0 +1,175 @@
+"""Extending jaxcnn from outside the package: a schedule, a regularizer, a data source, a model.
+
+Each is added here the way the README's "Extending jaxcnn" recipes say (one function
+and one registration call), with no file under ``jaxcnn/`` touched, and trained by a
+study through the same command-line entry point the built-in studies use. The
+registries are restored after each test, so nothing registered here leaks into other
+tests of the same process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import registry, regularizers, schedules
+from jaxcnn.cli import study_main
+from jaxcnn.configs import Configuration
+from jaxcnn.data import sources
+from jaxcnn.data.synthetic import make_synthetic
+from jaxcnn.model import Network
+from jaxcnn.optim import OptimizerConfig, ScheduleConfig
+from jaxcnn.studies import Study, StudyContext
+
+WARMUP = 4.0  # steps of linear warm-up in the added schedule
+DIGITS_SHAPE, DIGITS_CLASSES = (28, 28, 1), 3
+FLAGS = ["--seeds", "2", "--epochs", "1", "--train-examples", "96", "--val-size", "30",
+         "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture
+def fresh_registries(monkeypatch):
+    """Every registry as it is now, restored when the test ends."""
+    for module, name in ((schedules, "_REGISTRY"), (regularizers, "_REGISTRY"),
+                         (sources, "_SOURCES"), (registry, "_MODELS")):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))
+
+
+# --- the four additions, as a user writes them --------------------------------------------
+
+def warmup(step: jax.Array, p) -> jax.Array:
+    """Linear warm-up to the base rate over p["warmup"] steps, then constant."""
+    return p["lr"] * jnp.minimum(1.0, (step + 1.0) / p["warmup"])
+
+
+def l1_penalty(params) -> jax.Array:
+    """Sum of absolute weights: its gradient (sign of each weight) times the strength."""
+    return sum(jnp.abs(w).sum() for w in jax.tree.leaves(params))
+
+
+def digits(options: sources.LoadOptions) -> sources.Dataset:
+    """A 28x28 grey-scale, 3-class source (generated; a real one would read files)."""
+    return make_synthetic(156, 60, seed=5, image_shape=DIGITS_SHAPE,
+                          num_classes=DIGITS_CLASSES)
+
+
+class TinyNet(nn.Module):
+    """A user's own linen model: one conv, global average pool, a dense layer.
+    (N, H, W, C) -> (N, num_classes); initializers are attributes, as the registry asks."""
+
+    num_classes: int
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = lambda fan_in: nn.initializers.zeros  # noqa: E731
+
+    @nn.compact
+    def __call__(self, x, rates=None, dropout_key=None):
+        x = nn.Conv(8, (3, 3), kernel_init=self.kernel_init,
+                    bias_init=self.bias_init(9 * x.shape[-1]))(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
+                        bias_init=self.bias_init(8))(x)
+
+
+def register_all() -> None:
+    schedules.register_schedule("warmup", warmup, {"warmup": 10.0})
+    regularizers.register_regularizer("l1", term=l1_penalty)
+    sources.register_source("digits28", digits)
+    registry.register_model("tiny", lambda network, *, conv, kernel_init, bias_init: TinyNet(
+        network.num_classes, kernel_init, bias_init))
+
+
+def run(study: Study, out, data: str) -> dict:
+    assert study_main(study, ["--data", data, *FLAGS, "--out", str(out)]) == 0
+    return json.loads((out / study.name / "results.json").read_text())
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+def extension_configs(ctx: StudyContext) -> dict[str, Configuration]:
+    network = Network(num_classes=ctx.num_classes, image_shape=DIGITS_SHAPE)
+    return {
+        "baseline": Configuration(network),
+        "warmup": Configuration(network, optimizer=OptimizerConfig(
+            schedule=ScheduleConfig("warmup", params={"warmup": WARMUP}))),
+        "l1": Configuration(network, regularizers={"l1": 1e-4}),
+        "augment": Configuration(network, regularizers={"augment": 1.0}),
+    }
+
+
+@pytest.mark.slow  # a study run with its own network shape: a compile of its own
+def test_a_schedule_a_regularizer_and_a_28x28x1_source_from_outside(fresh_registries,
+                                                                     tmp_path):
+    register_all()
+    study = Study("extended", "Extended", extension_configs, reference="baseline",
+                  parity_reference="baseline")
+    results = run(study, tmp_path, "digits28")
+    configs = results["configs"]
+    assert set(configs) == {"baseline", "warmup", "l1", "augment"}
+    for name, record in configs.items():
+        assert len(record["seeds"]) == 2, name
+        for seed in record["seeds"]:
+            assert seed["test_accuracy"] is not None and 0 <= seed["test_accuracy"] <= 100
+    # The warm-up ran: the rate applied at step k is lr * min(1, k / WARMUP).
+    applied = configs["warmup"]["schedule"]
+    expected = [1e-3 * min(1.0, step / WARMUP) for step in applied["step"]]
+    np.testing.assert_allclose(applied["learning_rate"], expected, rtol=1e-6)
+    assert configs["baseline"]["schedule"]["learning_rate"][0] == pytest.approx(1e-3)
+    # The penalty and the augmentation changed training (same seeds, same data order).
+    losses = {name: [s["test_loss"] for s in record["seeds"]] for name, record in
+              configs.items()}
+    assert losses["l1"] != losses["baseline"] and losses["augment"] != losses["baseline"]
+    assert configs["l1"]["model"]["regularizers"] == {"l1": 1e-4}
+    assert "regularizers" not in configs["baseline"]["model"]
+
+
+def tiny_model_configs(ctx: StudyContext) -> dict[str, Configuration]:
+    # Network(model=...) names a registered model: the runner's side of the registry.
+    network = Network(num_classes=ctx.num_classes, image_shape=DIGITS_SHAPE, model="tiny")
+    return {"tiny": Configuration(network), "tiny_he": Configuration(network, init="he")}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(raises=TypeError, strict=True, reason=(
+    "runner wiring missing: Network has no 'model' field and runner/inference/model build "
+    "CNN directly; they must build registry.build_model(network.model, network, conv=..., "
+    "kernel_init=..., bias_init=...) (see the H7 report)"))
+def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
+    register_all()
+    study = Study("tiny_model", "A user's model", tiny_model_configs, reference="tiny",
+                  parity_reference="tiny")
+    results = run(study, tmp_path, "digits28")
+    for record in results["configs"].values():
+        assert all(s["test_accuracy"] is not None for s in record["seeds"])
+
+
+def test_the_registered_model_trains_a_member_through_train_py(fresh_registries):
+    """What the runner would do with a registered model, one member, by hand."""
+    from jaxcnn import initializers, train
+    from jaxcnn.configs import hyperparams
+
+    register_all()
+    network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE)
+    model = registry.build_model("tiny", network, kernel_init=initializers.kernel_init("he"),
+                                 bias_init=initializers.bias_init("he"))
+    keys = train.seed_keys(0)
+    sample = jnp.zeros((1, *DIGITS_SHAPE), jnp.float32)
+    params = model.init(keys.init, sample)["params"]
+    hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(network), 6))
+    from jaxcnn.optim import member_optimizer
+
+    state = train.TrainState(params, member_optimizer(hp.optimizer).init(params),
+                             jnp.zeros((), jnp.int32), hp)
+    ds = digits(None)
+    data = train.ImageData(jnp.asarray(ds.train_images[:96]), jnp.asarray(ds.train_labels[:96]))
+    norm = train.Normalizer(jnp.full(1, 0.5), jnp.full(1, 0.5))
+    epoch = jax.jit(train.make_train_epoch(model, num_train=96, batch_size=16))
+    new, metrics = epoch(state, keys, data, norm, jnp.int32(0))
+    assert metrics["loss"].shape == (6,) and np.isfinite(metrics["loss"]).all()
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.params, params)
+    assert min(jax.tree.leaves(moved)) > 0
