@@ -204,3 +204,106 @@ def test_bad_optimizer_config_is_rejected(kwargs, message):
 def test_bad_schedule_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ScheduleConfig(**kwargs)
+
+
+# --- the registries: schedules and regularizers as data ---------------------------------
+
+@pytest.fixture
+def fresh_registries(monkeypatch):
+    """The schedule and regularizer registries as they are, restored after the test."""
+    from jaxcnn import regularizers, schedules
+
+    monkeypatch.setattr(schedules, "_REGISTRY", dict(schedules._REGISTRY))
+    monkeypatch.setattr(regularizers, "_REGISTRY", dict(regularizers._REGISTRY))
+
+
+def test_a_registered_schedule_runs_beside_the_built_ins_in_one_program(fresh_registries):
+    from jaxcnn import schedules
+    from jaxcnn.configs import stack
+
+    schedules.register_schedule(
+        "halving", lambda step, p: (p["lr"] * 0.5 ** jnp.floor(step / p["every"]), p["b1"] / 2),
+        {"every": 3.0})
+    configs = [OptimizerConfig(lr=0.1, schedule=ScheduleConfig("halving", params={"every": 2})),
+               OptimizerConfig(lr=0.1), OptimizerConfig(lr=0.1, schedule=ScheduleConfig(
+                   "step", period=4, gamma=0.1))]
+    members = stack([hyperparams(Configuration(optimizer=c), 5).optimizer.schedule
+                     for c in configs])
+    counts = jnp.arange(8)
+    lr, b1 = jax.jit(jax.vmap(jax.vmap(schedules.evaluate, (0, None)), (None, 0)))(counts,
+                                                                                   members)
+    np.testing.assert_allclose(lr[0], 0.1 * 0.5 ** (np.arange(8) // 2), rtol=1e-6)
+    np.testing.assert_allclose(b1[0], 0.45, rtol=1e-6)
+    np.testing.assert_array_equal(lr[1], np.float32(0.1))  # the base rate, exactly
+    np.testing.assert_allclose(lr[2], 0.1 * 0.1 ** (np.arange(8) // 4), rtol=1e-6)
+    np.testing.assert_allclose(b1[1:], 0.9, rtol=1e-7)
+    assert "halving(lr=0.1, every=2)" in describe_chain(configs[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="halving2", params={"evry": 2}), "has no parameter"),
+    (dict(kind="halving2", params={"every": float("nan")}), "finite number"),
+    (dict(kind="step", params={"every": 2}), "PyTorch-named fields"),
+])
+def test_bad_registered_schedule_config_is_rejected(fresh_registries, kwargs, message):
+    from jaxcnn import schedules
+
+    schedules.register_schedule("halving2", lambda step, p: p["lr"], {"every": 3.0})
+    with pytest.raises(ValueError, match=message):
+        ScheduleConfig(**kwargs)
+
+
+def test_schedule_registration_is_checked(fresh_registries):
+    from jaxcnn import schedules
+
+    with pytest.raises(ValueError, match="already registered"):
+        schedules.register_schedule("cyclic", lambda step, p: p["lr"])
+    with pytest.raises(ValueError, match="given to every schedule"):
+        schedules.register_schedule("mine", lambda step, p: p["lr"], {"lr": 1.0})
+    with pytest.raises(ValueError, match="at most"):
+        schedules.register_schedule("big", lambda step, p: p["lr"],
+                                    {f"p{i}": 1.0 for i in range(schedules.MAX_PARAMS + 1)})
+
+
+def test_a_penalty_term_adds_its_gradient_times_the_strength_before_adam(fresh_registries):
+    """An L1 term registered from outside: at strength 0 the chain's updates are the
+    built-in chain's bit for bit; at strength s the gradient entering Adam gains
+    s * sign(w), which the first Adam update shows as a changed direction."""
+    from jaxcnn import regularizers
+    from jaxcnn.optim import member_optimizer, member_values
+
+    params = {"w": jnp.array([0.5, -2.0, 3.0]), "b": jnp.array([1.0])}
+    grads = {"w": jnp.array([1e-3, 1e-3, -1e-3]), "b": jnp.array([0.0])}
+
+    def first_update(strengths, register):
+        if register:
+            regularizers.register_regularizer("l1", term=lambda p: sum(
+                jnp.abs(x).sum() for x in jax.tree.leaves(p)))
+        values = jax.tree.map(jnp.asarray, member_values(OptimizerConfig(), 1, strengths))
+        tx = member_optimizer(values)
+        return tx.update(grads, tx.init(params), params)[0]
+
+    plain = first_update({}, register=False)
+    off = first_update({"l1": 0.0}, register=True)
+    chex.assert_trees_all_equal(off, plain)
+    on = first_update({"l1": 0.01}, register=False)
+    # Adam's first update is -lr * sign(g): g + 0.01 * sign(w) flips the first weight's.
+    np.testing.assert_allclose(on["w"], -1e-3 * np.sign([1e-3 + 0.01, 1e-3 - 0.01, -1e-3
+                                                         + 0.01]), rtol=1e-4)
+    np.testing.assert_allclose(on["b"], -1e-3, rtol=1e-4)  # sign(1.0) * 0.01 moves it too
+
+
+def test_every_study_configuration_stacks_into_one_member_structure():
+    """The hyperparameters of every configuration (augmentation, schedules, decays,
+    dropout) have one pytree structure and dtype: one compiled program per network."""
+    from jaxcnn.configs import stack
+    from jaxcnn.experiment import Experiment
+    from jaxcnn.studies import STUDIES, StudyContext
+
+    ctx = StudyContext(Experiment(epochs=2), steps_per_epoch=7)
+    configs = [c for study in STUDIES.values() for c in study.build_configs(ctx).values()]
+    assert any(dict(c.regularizers).get("augment") for c in configs)
+    trees = [hyperparams(c, 7) for c in configs]
+    assert len({jax.tree.structure(t) for t in trees}) == 1
+    stacked = stack(trees)
+    assert {leaf.shape for leaf in jax.tree.leaves(stacked)} == {(len(configs),)}
