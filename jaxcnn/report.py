@@ -475,6 +475,28 @@ def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = No
             f"(model x seed), {cost['wall_seconds']:,.0f} s of recorded wall time.")
 
 
+def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) -> list[dict]:
+    """The rows of :func:`jaxcnn.plots.estimation_figure` for one study: per comparison
+    with the reference, ``{"name", "differences" (per paired seed, config minus
+    reference), "interval", "verdict"}``. ``verdicts`` (as :func:`comparison_verdicts`
+    gives them) override today's four-way reading of the Holm verdicts."""
+    reference = results["metadata"]["reference"]
+    statistics = results["statistics"]
+    given = {(v["config"], v["reference"]): v["verdict"] for v in verdicts or []}
+    base = kept_scores(results["configs"][reference]["seeds"])
+    rows = []
+    for c in statistics["comparisons"]:
+        if c["reference"] != reference:
+            continue
+        scores = kept_scores(results["configs"][c["config"]]["seeds"])
+        rows.append({"name": f"{c['config']} - {reference}",
+                     "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
+                     "interval": c.get("ci95"),
+                     "verdict": given.get((c["config"], reference),
+                                          four_way(c, statistics["alpha"]))})
+    return rows
+
+
 # --- the whole report ----------------------------------------------------------------------
 
 def report_header(all_results: dict[str, dict]) -> list[str]:

@@ -344,3 +344,18 @@ def test_estimation_figure_shows_each_comparison_and_its_verdict(tmp_path):
     assert (-4.5, 0.5) in intervals and (-0.4, 0.7) in intervals
     path = plots.estimation_figure(comparisons, 1.0, tmp_path / "estimation.png")
     assert path.stat().st_size > 10_000
+
+
+def test_estimation_rows_pair_each_seed_with_the_reference():
+    seeds = {"baseline": [70.0, 72.0, 71.0], "l2": [68.0, 69.5, None]}
+    results = {"metadata": {"reference": "baseline"}, "configs": {
+        name: {"seeds": [{"seed": i, "test_accuracy": v, "diverged_epoch": None}
+                         for i, v in enumerate(values)]} for name, values in seeds.items()},
+        "statistics": {"alpha": 0.05, "comparisons": [
+            {**_comparison(0.01, 0.02), "ci95": [-4.0, -0.5]},
+            {**_comparison(0.5, 0.5), "config": "l2", "reference": "dropout"}]}}
+    (row,) = jreport.estimation_comparisons(results)
+    assert row["name"] == "l2 - baseline" and row["differences"] == [-2.0, -2.5]
+    assert row["interval"] == [-4.0, -0.5] and row["verdict"] == "worse"
+    override = [{"config": "l2", "reference": "baseline", "verdict": "undecided"}]
+    assert jreport.estimation_comparisons(results, override)[0]["verdict"] == "undecided"
