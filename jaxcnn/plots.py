@@ -441,7 +441,8 @@ def draw_estimation(comparisons: list[dict], margin: float,
     (better / worse / equivalent / undecided) sets the colour. margin: the
     equivalence margin m, drawn as the band [-m, m] around 0.
     """
-    fig = Figure(figsize=(10, 1.0 + 0.55 * max(len(comparisons), 1)))
+    # constrained layout places the legend below the x label ("outside"), whatever the rows
+    fig = Figure(figsize=(10, 1.5 + 0.55 * max(len(comparisons), 1)), layout="constrained")
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
     ax.axvspan(-margin, margin, color="tab:blue", alpha=0.1,
@@ -457,6 +458,6 @@ def draw_estimation(comparisons: list[dict], margin: float,
     ax.grid(axis="x", alpha=0.3)
     if not comparisons:
         _no_data(ax, "no comparison to show")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.25 if len(comparisons) < 3
-                                                            else -0.12), ncol=3, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center",
+               ncol=3, frameon=False)
     return fig
