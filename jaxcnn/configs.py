@@ -31,7 +31,7 @@ from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_values
 # fingerprints while at the default, so a configuration's identity (and the folders
 # and resumed runs keyed by it) is what it was before the field existed.
 LATER_DEFAULTS = {("regularizers",): [], ("optimizer", "schedule", "params"): [],
-                  ("network", "image_shape"): [32, 32, 3]}
+                  ("network", "image_shape"): [32, 32, 3], ("network", "model"): "cnn"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,6 @@ from typing import Any
 import flax.linen as nn
 
 from jaxcnn import initializers
-from jaxcnn.model import CNN
 
 ModelFactory = Callable[..., nn.Module]
 DEFAULT_MODEL = "cnn"
@@ -83,6 +82,9 @@ def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any 
 
 
 def _seed_cnn(network: Any, *, conv: str, kernel_init: Any, bias_init: Any) -> nn.Module:
+    # Imported when built: model.py looks models up here, so it may import this module.
+    from jaxcnn.model import CNN
+
     return CNN(network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
 
 
