@@ -10,9 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxcnn import initializers
 from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
 from jaxcnn.initializers import INIT_NAMES
-from jaxcnn.model import CNN, Network, count_params, dropout, init_params, param_shapes
+from jaxcnn.model import (
+    CNN,
+    Network,
+    conv_pool,
+    count_params,
+    dropout,
+    init_params,
+    param_shapes,
+)
 
 X = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
 
@@ -25,8 +34,13 @@ def apply(model: CNN, params, *args):
 DEFAULT_NETWORK = Network()
 
 
+# One compiled init per network, the scheme an index traced as data: every scheme and
+# seed below reuses it (op by op, each init would take seconds).
+jit_init = jax.jit(init_params, static_argnums=1)
+
+
 def params_of(scheme: str = "lecun", seed: int = 0, network: Network = DEFAULT_NETWORK):
-    return init_params(jax.random.key(seed), network, scheme)
+    return jit_init(jax.random.key(seed), network, jnp.int32(INIT_NAMES.index(scheme)))
 
 
 def test_output_shape_and_parameter_count():
@@ -138,11 +152,103 @@ def test_initializer_as_data_equals_the_named_scheme_under_vmap():
     keys = jax.random.split(jax.random.key(5), len(INIT_NAMES))
     batched = jax.jit(jax.vmap(lambda k, i: init_params(k, Network(), i)))(
         keys, jnp.arange(len(INIT_NAMES)))
-    for i, name in enumerate(INIT_NAMES):
-        alone = init_params(keys[i], Network(), name)
+    # Each scheme by name, compiled too (op by op, XLA may round a normal's erf_inv
+    # differently, by an ulp), all in one program to compile once.
+    named = jax.jit(lambda ks: [init_params(ks[i], Network(), name)
+                                for i, name in enumerate(INIT_NAMES)])(keys)
+    for i, alone in enumerate(named):
         chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[i], batched), alone)
     assert jax.tree.map(lambda x: x.shape, param_shapes(Network())) == jax.tree.map(
-        lambda x: x.shape, init_params(keys[0], Network(), 0))
+        lambda x: x.shape, named[0])
+
+
+def test_one_compiled_program_initializes_members_of_every_scheme():
+    network = Network(num_classes=3, image_shape=(8, 8, 1))  # small: compiles faster
+    keys = jnp.stack([jax.random.key(7)] * len(INIT_NAMES))  # one seed for every member
+    order = jnp.arange(len(INIT_NAMES), dtype=jnp.int32)
+    program = jax.jit(jax.vmap(lambda k, i: init_params(k, network, i))).lower(
+        keys, order).compile()  # one executable: the calls below cannot recompile
+    forward, backward = program(keys, order), program(keys, order[::-1])
+    last = len(INIT_NAMES) - 1
+    for i in range(len(INIT_NAMES)):
+        member = jax.tree.map(lambda x, i=i: x[i], forward)
+        # The scheme follows the index, not the member's position in the chunk.
+        chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[last - i], backward), member)
+        if i:  # and the schemes really differ
+            assert not np.array_equal(member["fc1"]["kernel"], forward["fc1"]["kernel"][0])
+    fc1_std = np.asarray(forward["fc1"]["kernel"]).reshape(len(INIT_NAMES), -1).std(axis=1)
+    expected = [expected_std(name, 32, 512) for name in INIT_NAMES]  # fc1: 1*1*32 -> 512
+    np.testing.assert_allclose(fc1_std, expected, rtol=0.05)
+
+
+@pytest.mark.parametrize("family", [("lecun", "glorot", "he"), ("torch_xavier", "torch_kaiming")])
+def test_schemes_of_one_distribution_scale_the_same_draw(family):
+    """From one key, each layer's kernels differ by a scalar only: the std ratio."""
+    draws = {name: params_of(name, seed=3) for name in family}
+    first = family[0]
+    for name in family[1:]:
+        for layer, (fan_in, fan_out) in FANS.items():
+            ratio = (expected_std(name, fan_in, fan_out)
+                     / expected_std(first, fan_in, fan_out))
+            np.testing.assert_allclose(draws[name][layer]["kernel"],
+                                       ratio * draws[first][layer]["kernel"],
+                                       rtol=2e-6, atol=1e-9, err_msg=f"{name} {layer}")
+
+
+JAX_NAMED = {"lecun": jax.nn.initializers.lecun_normal(),
+             "glorot": jax.nn.initializers.glorot_normal(),
+             "he": jax.nn.initializers.he_normal()}
+
+
+def test_kernel_initializers_are_jax_variance_scaling_bit_for_bit():
+    """The vector draw equals jax's own variance_scaling (and lecun/glorot/he_normal) on
+    a convolution kernel (fan_in != fan_out) and a dense one."""
+    key = jax.random.key(11)
+    for name, scheme in initializers.SCHEMES.items():
+        reference = jax.nn.initializers.variance_scaling(scheme.scale, scheme.mode,
+                                                         scheme.distribution)
+        for shape in [(3, 3, 64, 32), (512, 10)]:
+            ours = initializers.kernel_init(name)(key, shape)
+            np.testing.assert_array_equal(ours, reference(key, shape, jnp.float32))
+            if name in JAX_NAMED:
+                np.testing.assert_array_equal(ours, JAX_NAMED[name](key, shape, jnp.float32))
+
+
+def test_modules_take_their_initializers_as_attributes():
+    """Any Flax initializer goes in: the model declares its parameters with them."""
+    network = Network(num_classes=3, image_shape=(8, 8, 1))
+    model = CNN(network, conv="xla", kernel_init=jax.nn.initializers.ones,
+                bias_init=lambda fan_in: jax.nn.initializers.constant(1.0 / fan_in))
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    assert all(np.all(np.asarray(p["kernel"]) == 1) for p in params.values())
+    for layer, fan_in in {"conv1": 9, "conv2": 576, "conv3": 576, "fc1": 32, "fc2": 512}.items():
+        np.testing.assert_allclose(params[layer]["bias"], 1.0 / fan_in, rtol=1e-7)
+
+
+@pytest.mark.parametrize("classes", [3, 12])
+def test_28x28x1_images_init_and_apply(classes):
+    network = Network(num_classes=classes, image_shape=(28, 28, 1))
+    params = params_of("torch", network=network)
+    chex.assert_shape(params["conv1"]["kernel"], (3, 3, 1, 64))
+    chex.assert_shape(params["fc1"]["kernel"], (3 * 3 * 32, 512))  # 28 -> 14 -> 7 -> 3
+    chex.assert_shape(params["fc2"]["kernel"], (512, classes))
+    assert param_shapes(network)["fc1"]["kernel"].shape == (288, 512)
+    images = jax.random.normal(jax.random.key(4), (2, 28, 28, 1))
+    # Winograd, the CPU default: conv2 (14x14) takes its tiles, conv3 (7x7) the odd path.
+    logits = jax.jit(lambda p, x: CNN(network, conv="winograd").apply({"params": p}, x))(
+        params, images)
+    chex.assert_shape(logits, (2, classes))
+    assert np.isfinite(logits).all() and np.asarray(logits).std() > 0
+
+
+def test_odd_sizes_pool_as_torch_floor_mode():
+    """A 7x7 map pools to 3x3 from its first 6 rows and columns, as MaxPool2d(2)."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 4))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 4, 5))
+    full = np.asarray(conv3x3_xla(x, k))[:, :6, :6, :]
+    expected = full.reshape(2, 3, 2, 3, 2, 5).max(axis=(2, 4))
+    for impl in ("xla", "patches", "winograd"):
+        np.testing.assert_allclose(conv_pool(x, k, impl), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_spatial_dropout_zeroes_whole_channels():
@@ -187,3 +293,8 @@ def test_bad_network_and_conv_are_rejected():
         CNN(conv="fft").apply({"params": params_of()}, X)
     with pytest.raises(ValueError, match="unknown initializer"):
         init_params(jax.random.key(0), Network(), "xavier")
+    with pytest.raises(ValueError, match="out of range"):
+        init_params(jax.random.key(0), Network(), len(INIT_NAMES))
+    with pytest.raises(ValueError, match="image_shape"):
+        Network(image_shape=(4, 4, 3))  # three 2x2 pools need at least 8x8
+    assert Network(image_shape=[28, 28, 1]) == Network(image_shape=(28, 28, 1))  # from JSON
