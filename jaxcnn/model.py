@@ -20,7 +20,10 @@ own values.
 
 The modules declare their parameters with Flax initializers taken as attributes
 (``kernel_init``, a Flax initializer; ``bias_init``, a function of fan_in giving
-one, see ``initializers.py``), the way a user's own linen module would.
+one, see ``initializers.py``), the way a user's own linen module does: a
+:class:`Network` names its model (``network.model``, "cnn" for :class:`CNN`), and
+:func:`make_model`, :func:`init_params` and :func:`param_shapes` build any model
+registered in ``registry.py`` the same way.
 
 How the convolutions are computed (``conv``, see ``conv.py``) is chosen at run
 time; it changes float rounding only, never the parameters or the function.
@@ -39,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn.initializers import Initializer
 
-from jaxcnn import initializers
+from jaxcnn import initializers, registry
 from jaxcnn.conv import check_conv, conv3x3_patches, conv3x3_pool, conv3x3_xla, max_pool_2x2
 from jaxcnn.initializers import FanInInit, SchemeRef
 
@@ -56,11 +59,14 @@ class Network:
         ("conv1",): its nn.Sequential leaves out the other ReLUs.
       num_classes: outputs of the last layer (the data's class count).
       image_shape: (H, W, C) of one input image (the data's; defaults are CIFAR-10's).
+      model: the registered model's name (``registry.py``): "cnn" is this module's
+        :class:`CNN`; ``relu_after`` applies to it only.
     """
 
     relu_after: tuple[str, ...] = LAYERS
     num_classes: int = 10
     image_shape: tuple[int, int, int] = (32, 32, 3)
+    model: str = registry.DEFAULT_MODEL
 
     def __post_init__(self) -> None:
         if unknown := set(self.relu_after) - set(LAYERS):
@@ -74,11 +80,15 @@ class Network:
         if len(shape) != 3 or min(shape[:2]) < 2 ** POOLS or shape[2] < 1:
             raise ValueError(f"image_shape must be (H, W, C) with H, W >= {2 ** POOLS} and "
                              f"C >= 1, got {shape}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model must be a registered model's name, got {self.model!r}")
 
     def describe(self) -> str:
         relus = ("ReLU after every layer" if set(self.relu_after) == set(LAYERS)
                  else f"ReLU after {', '.join(self.relu_after) or 'no layer'} only")
         images = "x".join(map(str, self.image_shape))
+        if self.model != registry.DEFAULT_MODEL:
+            return f"model {self.model!r}, {images} images, {self.num_classes} classes"
         return f"seed CNN, {images} images, {self.num_classes} classes, {relus}"
 
 
@@ -198,6 +208,19 @@ class CNN(nn.Module):
                         bias_init=self.bias_init(x.shape[-1]), name=name)(x)
 
 
+def make_model(network: Network, conv: str = "xla",
+               init: SchemeRef = initializers.DEFAULT) -> nn.Module:
+    """The linen module of ``network`` (``network.model``, looked up in ``registry.py``),
+    declaring its parameters with scheme ``init``'s initializers.
+
+    Applying parameters needs no scheme (any ``init`` gives the same function); ``init``
+    matters for ``init``/``lazy_init`` only.
+    """
+    return registry.build_model(network.model, network, conv=conv,
+                                kernel_init=initializers.kernel_init(init),
+                                bias_init=initializers.bias_init(init))
+
+
 def _sample(network: Network) -> jax.ShapeDtypeStruct:
     """One image of ``network``'s shape, as a shape only: init needs no real input."""
     return jax.ShapeDtypeStruct((1, *network.image_shape), jnp.float32)
@@ -207,15 +230,13 @@ def init_params(key: jax.Array, network: Network, init: SchemeRef) -> Any:
     """A member's initial parameters {layer: {"kernel", "bias"}} (float32), drawn from
     ``key`` by scheme ``init``: a name, or an index into ``INIT_NAMES`` (may be traced,
     e.g. a member's hyperparameter under ``vmap``: one program serves every scheme)."""
-    model = CNN(network, conv="xla", kernel_init=initializers.kernel_init(init),
-                bias_init=initializers.bias_init(init))
     # lazy_init runs only what the parameters need, not the forward pass.
-    return model.lazy_init(key, _sample(network))["params"]
+    return make_model(network, init=init).lazy_init(key, _sample(network))["params"]
 
 
 def param_shapes(network: Network) -> Any:
     """{layer: {"kernel", "bias"}} of ShapeDtypeStructs, without computing anything."""
-    return jax.eval_shape(lambda: CNN(network, conv="xla").init(
+    return jax.eval_shape(lambda: make_model(network).init(
         jax.random.key(0), jnp.zeros((1, *network.image_shape), jnp.float32)))["params"]
 
 

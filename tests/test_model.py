@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import initializers
+from jaxcnn import initializers, registry
 from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
 from jaxcnn.initializers import INIT_NAMES
 from jaxcnn.model import (
@@ -223,6 +225,36 @@ def test_modules_take_their_initializers_as_attributes():
     assert all(np.all(np.asarray(p["kernel"]) == 1) for p in params.values())
     for layer, fan_in in {"conv1": 9, "conv2": 576, "conv3": 576, "fc1": 32, "fc2": 512}.items():
         np.testing.assert_allclose(params[layer]["bias"], 1.0 / fan_in, rtol=1e-7)
+
+
+class Linear(nn.Module):
+    """A user's own model: one dense layer, its initializers as attributes."""
+
+    num_classes: int
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = lambda fan_in: nn.initializers.zeros  # noqa: E731
+
+    @nn.compact
+    def __call__(self, x, rates=None, dropout_key=None):
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
+                        bias_init=self.bias_init(x.shape[-1]))(x)
+
+
+def test_a_registered_model_is_initialized_by_the_member_scheme(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    registry.register_model("linear", lambda network, *, conv, kernel_init, bias_init: Linear(
+        network.num_classes, kernel_init, bias_init))
+    network = Network(num_classes=3, image_shape=(8, 8, 1), model="linear")
+    assert "'linear'" in network.describe()
+    names = ("lecun", "he", "torch")
+    keys = jnp.stack([jax.random.key(2)] * len(names))
+    params = jax.jit(jax.vmap(lambda k, i: init_params(k, network, i)))(
+        keys, jnp.asarray([INIT_NAMES.index(n) for n in names]))
+    kernel, bias = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    assert kernel.shape == (3, 64, 3) and param_shapes(network)["Dense_0"]["bias"].shape == (3,)
+    np.testing.assert_allclose(kernel[1], math.sqrt(2) * kernel[0], rtol=2e-6)  # he = 2 lecun
+    assert not bias[:2].any() and 0 < np.abs(bias[2]).max() <= 1 / 8  # torch: U(+-1/sqrt(64))
 
 
 @pytest.mark.parametrize("classes", [3, 12])
