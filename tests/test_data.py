@@ -173,9 +173,9 @@ def _digits(options: sources.LoadOptions):
     return make_synthetic(60, 30, seed=4, image_shape=(28, 28, 1), num_classes=3)
 
 
-def test_a_registered_source_loads_by_name_with_its_own_shape(cache_dir):
-    if "test-digits" not in sources.source_names():
-        sources.register_source("test-digits", _digits)
+def test_a_registered_source_loads_by_name_with_its_own_shape(cache_dir, monkeypatch):
+    monkeypatch.setattr(sources, "_SOURCES", dict(sources._SOURCES))  # restored afterwards
+    sources.register_source("test-digits", _digits)
     ds = load_dataset("test-digits", cache_dir=cache_dir, show_progress=False)
     assert ds.train_images.shape == (60, 28, 28, 1) and ds.image_shape == (28, 28, 1)
     assert ds.num_classes == 3 and set(np.unique(ds.train_labels)) == {0, 1, 2}
@@ -201,7 +201,7 @@ def test_built_in_sources_are_registered_and_synthetic_is_unchanged():
     (dict(test_images=np.zeros((4, 32, 32, 1), np.uint8)), "both splits need one shape"),
     (dict(train_labels=np.zeros(4, np.float32)), "labels must be an integer"),
 ])
-def test_a_source_with_bad_arrays_is_one_line_naming_it(cache_dir, change, message):
+def test_a_source_with_bad_arrays_is_one_line_naming_it(cache_dir, monkeypatch, change, message):
     import dataclasses
 
     from jaxcnn.data.dataset import Dataset
@@ -211,8 +211,8 @@ def test_a_source_with_bad_arrays_is_one_line_naming_it(cache_dir, change, messa
                 test_images=np.zeros((2, 28, 28, 1), np.uint8), test_labels=np.arange(2))
     ds = Dataset(**{**good, **change}, class_names=("a", "b"), source="bad-source",
                          fingerprint="x")
-    name = f"test-bad-{len(sources.source_names())}"
-    sources.register_source(name, lambda options: dataclasses.replace(ds))
+    monkeypatch.setattr(sources, "_SOURCES", dict(sources._SOURCES))  # restored afterwards
+    sources.register_source("test-bad", lambda options: dataclasses.replace(ds))
     with pytest.raises(DataError, match=message) as err:
-        load_dataset(name, cache_dir=cache_dir, show_progress=False)
+        load_dataset("test-bad", cache_dir=cache_dir, show_progress=False)
     assert str(err.value).startswith("bad-source:") and "\n" not in str(err.value)
