@@ -364,8 +364,8 @@ class Programs:
 
     Created by a run and dropped with it: nothing compiled outlives it unless a
     caller deliberately hands the same object to the next run (tests share one to
-    compile once). Programs are keyed by what fixes the executable, never by an
-    object's ``id()``.
+    compile once). Programs are keyed by what fixes the executable (network, sizes,
+    batching, devices), never by object identity.
     """
 
     def __init__(self) -> None:
