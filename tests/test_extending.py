@@ -135,10 +135,9 @@ def tiny_model_configs(ctx: StudyContext) -> dict[str, Configuration]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=TypeError, strict=True, reason=(
-    "runner wiring missing: Network has no 'model' field and runner/inference/model build "
-    "CNN directly; they must build registry.build_model(network.model, network, conv=..., "
-    "kernel_init=..., bias_init=...) (see the H7 report)"))
+@pytest.mark.xfail(strict=True, reason=(
+    "runner wiring missing: runner.py (ChunkProgram) and inference.py build CNN directly; "
+    "they must build model.make_model(network, conv) so Network.model is honoured"))
 def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     register_all()
     study = Study("tiny_model", "A user's model", tiny_model_configs, reference="tiny",
