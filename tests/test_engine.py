@@ -150,7 +150,7 @@ def test_two_runs_in_one_process_equal_two_processes(tmp_path):
     numbers each gives alone: nothing of the first run's data or programs is reused."""
     from tests import archives
 
-    trees = [archives.write_folder(archives.folder_files(per_class=15, seed=s)[0],
+    trees = [archives.write_folder(archives.folder_files(per_class=50, seed=s)[0],
                                    tmp_path / f"data{s}") / "tree" for s in (0, 1)]
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
