@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> int:
         from jaxcnn.study import run_studies
 
-        run_studies(list(STUDIES.values()), cli.experiment_from(args), cli.runtime_from(args))
+        run_studies(list(STUDIES.values()), cli.experiment_from(args), cli.runtime_from(args),
+                    decisions=cli.decisions_from(args))
         return report.main(["--out", str(args.out), *(["--wait"] if args.wait else [])])
 
     return cli.run_main(parser, argv, body)

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxcnn import cli, outlock
+from jaxcnn import cli, outlock, rounds
 from jaxcnn.errors import ConfigError, JaxcnnError, ResumeError
-from jaxcnn.experiment import Experiment, setting_differences
+from jaxcnn.experiment import DecisionOptions, Experiment, setting_differences
 from jaxcnn.progress import log
 from jaxcnn.report import STUDY_ORDER, build_report
 from jaxcnn.results import read_results, write_json_atomic
@@ -127,28 +127,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jaxcnn.study import run_studies
 
             experiment = recorded_experiment(present, args, parser)
-            run_studies([STUDIES[n] for n in missing], experiment, runtime)
+            run_studies([STUDIES[n] for n in missing], experiment, runtime,
+                        decisions=cli.decisions_from(args))
         with outlock.hold(runtime.out, runtime.wait, notify=log):
-            write_report(runtime.out, runtime.all_pairs)
+            write_report(runtime.out, runtime.all_pairs, cli.decisions_from(args))
 
     return cli.run_main(parser, argv, body)
 
 
-def write_report(out: Path, all_pairs: bool) -> None:
+def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = None) -> None:
     """Recomputes every study's statistics and figures, and writes ``out/REPORT.md``."""
     from jaxcnn.study import write_figures
 
-    all_results = {}
-    for name in STUDY_ORDER:
+    all_results = {name: read_results(out / name / "results.json") for name in STUDY_ORDER}
+    # One family over every comparison in the report (fixed designs are decided again
+    # over it; sequential runs keep the looks they recorded): see rounds.report_block.
+    default = DecisionOptions()
+    chosen = {k: getattr(options, k) for k in ("margin", "family")
+              if options is not None and getattr(options, k) != getattr(default, k)}
+    block = rounds.report_block(all_results, [STUDIES[n] for n in STUDY_ORDER], all_pairs,
+                                **chosen)
+    for name, results in all_results.items():
         path = out / name / "results.json"
-        results = read_results(path)
         # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
         results["statistics"] = STUDIES[name].statistics(results, all_pairs)
+        results["decisions"] = block
+        rounds.annotate({name: results}, block)
         write_json_atomic(path, results)
         write_figures(STUDIES[name], results, path.parent)
-        all_results[name] = results
     report = out / "REPORT.md"
-    report.write_text(build_report(all_results))
+    report.write_text(build_report(all_results, margin=block["design"]["margin"]))
     print(f"wrote {report}")
 
 

@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jaxcnn.study import run_studies
 
         study = sweep_study([parse_param(p) for p in args.param], args.base, args.name)
-        run_studies([study], cli.experiment_from(args), cli.runtime_from(args))
+        run_studies([study], cli.experiment_from(args), cli.runtime_from(args),
+                    decisions=cli.decisions_from(args))
 
     return cli.run_main(parser, argv, body)
 

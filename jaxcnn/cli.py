@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxcnn.errors import ConfigError, JaxcnnError
-from jaxcnn.experiment import Experiment, Runtime
+from jaxcnn.experiment import AUTO, DecisionOptions, Experiment, Runtime
 from jaxcnn.interrupt import announce_sigint
 
 
@@ -56,16 +56,29 @@ def folder_path(text: str) -> Path:
 
 
 positive_int = _number(int, 1, True, "a positive integer")
+
+
+def seed_count(text: str) -> int | str:
+    """--seeds: a positive integer, or 'auto'."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer or "
+                                         f"'{AUTO}'") from None
 nonnegative_int = _number(int, 0, True, "an integer >= 0")
 positive_float = _number(float, 0.0, False, "a positive number")
 
 # Types beyond what the field's annotation says.
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "seeds": positive_int, "epochs": positive_int, "batch_size": positive_int,
+    "seeds": seed_count, "epochs": positive_int, "batch_size": positive_int,
     "lr": positive_float, "val_size": nonnegative_int, "train_examples": positive_int,
     "workers": positive_int, "members_per_chunk": positive_int, "devices": positive_int,
     "memory_budget": positive_float, "num_processes": positive_int,
     "process_id": nonnegative_int, "init_timeout": positive_int,
+    "margin": positive_float, "max_seeds": positive_int, "first_round": positive_int,
+    "round_size": positive_int, "horizon": positive_int,
     "out": folder_path, "cache_dir": folder_path,
 }
 _CHOICES = {"normalization": ("dataset", "half")}
@@ -110,9 +123,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()
     groups: dict = {}
     titles = {"speed": "speed (results do not depend on these beyond float rounding)",
               "hosts": "several hosts (see README: Scaling out)"}
-    for name in ("data", "training", "speed", "hosts", "output"):
+    titles["decisions"] = ("decisions (better / worse / equivalent within the margin / "
+                           "undecided; see README: Statistics)")
+    for name in ("data", "training", "decisions", "speed", "hosts", "output"):
         groups[name] = parser.add_argument_group(titles.get(name, name))
     _add_fields(parser, Experiment, groups, skip)
+    _add_fields(parser, DecisionOptions, groups, skip)
     _add_fields(parser, Runtime, groups, skip)
     return parser
 
@@ -133,6 +149,18 @@ def experiment_from(args: argparse.Namespace) -> Experiment:
     """The Experiment the parsed flags stand for (Experiment fills --torch-parity's
     defaults itself, so ``Experiment(torch_parity=True)`` is what ``--torch-parity`` gives)."""
     return Experiment(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Experiment)})
+
+
+def decisions_from(args: argparse.Namespace) -> DecisionOptions:
+    """The DecisionOptions the parsed flags stand for (defaults where a parser lacks them)."""
+    options = DecisionOptions(**{f.name: getattr(args, f.name)
+                                 for f in dataclasses.fields(DecisionOptions)
+                                 if hasattr(args, f.name)})
+    try:
+        options.design(experiment_from(args))  # bad combinations: one line now, not later
+    except ValueError as err:
+        raise ConfigError(f"decisions: {err}") from None
+    return options
 
 
 def runtime_from(args: argparse.Namespace) -> Runtime:
@@ -200,6 +228,7 @@ def study_main(study, argv: Sequence[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> None:
         from jaxcnn.study import run_studies
 
-        run_studies([study], experiment_from(args), runtime_from(args), configs=args.configs)
+        run_studies([study], experiment_from(args), runtime_from(args), configs=args.configs,
+                    decisions=decisions_from(args))
 
     return run_main(parser, argv, body)

@@ -44,8 +44,9 @@ class Experiment:
                        ".tar.gz or extracted) or an image-folder tree "
                        "ROOT/{train,test}/<class>/*.png|jpg (a folder or .tar/.tar.gz/.tar.xz)",
                        group="data")
-    seeds: int = option(5, "seeds per configuration (0..N-1); 5 is the fewest we draw "
-                        "conclusions from", group="training")
+    seeds: int | str = option(5, "seeds per configuration (0..N-1), or 'auto': rounds of seeds "
+                              "until every comparison is decided or --max-seeds is spent "
+                              "(see the 'decisions' flags)", group="training")
     epochs: int = option(2, "training epochs (the notebook: 2)", group="training")
     batch_size: int = option(64, "images per optimizer step (the notebook: 64)",
                              group="training")
@@ -71,7 +72,9 @@ class Experiment:
         for name in PARITY_DEFAULTS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, parity_default(name, self.torch_parity))
-        for name in ("seeds", "epochs", "batch_size"):
+        if self.seeds != AUTO and (not isinstance(self.seeds, int) or self.seeds < 1):
+            raise ValueError(f"seeds must be a positive integer or {AUTO!r}, got {self.seeds!r}")
+        for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.normalization not in ("dataset", "half"):
@@ -100,11 +103,55 @@ class Experiment:
                 out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         return out
 
+    @property
+    def sequential(self) -> bool:
+        """True for ``--seeds auto`` (rounds of seeds until decided)."""
+        return self.seeds == AUTO
+
     def seed_list(self) -> list[int]:
+        """Seeds 0..N-1 of a fixed design (``--seeds N``)."""
+        if self.sequential:
+            raise ValueError("--seeds auto has no fixed seed list: each round's plan says "
+                             "how many seeds each configuration has")
         return list(range(self.seeds))
 
     def steps_per_epoch(self, num_train: int) -> int:
         return math.ceil(num_train / self.batch_size)
+
+
+AUTO = "auto"  # --seeds auto
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionOptions:
+    """How comparisons are decided (``decisions.Design``): they change verdicts, never a
+    member's numbers, so a rerun may change --max-seeds (a larger budget continues)."""
+
+    margin: float = option(1.0, "equivalence margin m in accuracy points: 'equivalent' means "
+                           "the paired difference is shown to lie within +-m", group="decisions")
+    max_seeds: int = option(30, "--seeds auto: the most seeds any configuration gets",
+                            group="decisions")
+    first_round: int = option(5, "--seeds auto: seeds of the first round", group="decisions")
+    round_size: int = option(5, "--seeds auto: seeds added per later round, only to the "
+                             "configurations an undecided comparison needs", group="decisions")
+    horizon: int | None = option(None, "--seeds auto: the seed count at which the error rate "
+                                 "is fully spent (default: --max-seeds); set it above "
+                                 "--max-seeds to keep some for a later rerun with a larger "
+                                 "budget", group="decisions")
+    family: str = option("all", "multiplicity family: 'all' comparisons of the run (or "
+                         "report) together, or one per 'study'", group="decisions",
+                         choices=("all", "study"))
+
+    def design(self, experiment: Experiment):
+        """The decisions.Design for ``experiment``: sequential under --seeds auto, else one
+        look at --seeds N."""
+        from jaxcnn.decisions import Design
+
+        common = {"margin": self.margin, "family": self.family}
+        if experiment.sequential:
+            return Design(first_round=self.first_round, round_size=self.round_size,
+                          max_seeds=self.max_seeds, horizon=self.horizon, **common)
+        return Design.fixed(experiment.seeds, **common)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,33 @@ def fmt_interval(pair: list[float] | None, sign: int = 1) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def decided(c: dict, sign: int = 1) -> str | None:
+    """The comparison's verdict from the decisions (better / worse / equivalent /
+    undecided; ``sign`` -1 reads it the other way round), or None without one."""
+    decision = c.get("decision")
+    if decision is None:
+        return None
+    word = decision["verdict"]
+    if sign < 0 and word in ("better", "worse"):
+        word = "worse" if word == "better" else "better"
+    return word
+
+
+def verdict_label(c: dict, sign: int = 1) -> str:
+    """A table cell: the decided verdict with what it rests on."""
+    decision, word = c["decision"], decided(c, sign)
+    if word == "equivalent":
+        return f"equivalent (±{decision['margin']:g})"
+    if word == "undecided":
+        return f"undecided at {decision['n']} seeds"
+    return word
+
+
 def verdict(c: dict, alpha: float, sign: int = 1) -> str:
-    """The one verdict of a comparison (``sign`` -1 reads it the other way round)."""
+    """The one verdict of a comparison (``sign`` -1 reads it the other way round): the
+    decisions' where the run made them, else read from the Holm-adjusted p."""
+    if c.get("decision") is not None:
+        return verdict_label(c, sign)
     if c.get("p_holm") is None:
         return "not testable"
     if c["p_holm"] < alpha:
@@ -133,6 +158,9 @@ def comparison_sentence(c: dict, alpha: float) -> str:
               f"{p_equals(c['p_ttest'])}, Holm {p_equals(c['p_holm'])}, Wilcoxon "
               f"{p_equals(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
               f"P(improvement) = {fmt(c['prob_improvement'])})")
+    if c.get("decision") is not None:
+        return f"{head}: {detail}. {decision_sentence(c)}" + (
+            f" Note: {c['note']}." if c.get("note") else "")
     which = verdict(c, alpha)
     if which in ("better", "worse"):
         text = (f"{head}: {detail}. **Significant** after Holm at {alpha:.0%}: "
@@ -152,6 +180,28 @@ def comparison_sentence(c: dict, alpha: float) -> str:
     if c.get("note"):
         text += f" Note: {c['note']}."
     return text
+
+
+def decision_sentence(c: dict) -> str:
+    """What the decisions say of a comparison, in words that match its verdict."""
+    d, word = c["decision"], decided(c)
+    where = (f"at {d['n']} seeds ({plural(d['looks'], 'look')}, family of "
+             f"{d['family_size']} comparisons)")
+    if word in ("better", "worse"):
+        margin = (f"; the difference is also within ±{d['margin']:g} points"
+                  if d.get("within_margin") else "")
+        return (f"**{word.capitalize()}** {where}: the adjusted interval "
+                f"{fmt_interval(d['interval'])} excludes 0{margin}.")
+    if word == "equivalent":
+        return (f"**Equivalent within ±{d['margin']:g} points** {where}: the equivalence "
+                f"interval {fmt_interval(d['equivalence_interval'])} lies inside "
+                f"(-{d['margin']:g}, {d['margin']:g}), so {c['config']} ends where "
+                f"{c['reference']} does.")
+    needed = (f"; about {d['seeds_needed']} seeds would decide it at the observed spread"
+              if d.get("seeds_needed") else "")
+    return (f"**Undecided** {where}: neither a difference (adjusted interval "
+            f"{fmt_interval(d['interval'])}) nor equivalence within ±{d['margin']:g} points "
+            f"is shown{needed}.")
 
 
 def _min_wilcoxon_p(n: int) -> float:
@@ -340,8 +390,12 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
                 continue
             gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
                    if claim.acc_worse is not None else "n/a (run cut off)")
-            which = verdict(c, alpha, sign)
+            which = decided(c, sign) or verdict(c, alpha, sign)
+            margin = c.get("decision", {}).get("margin")
             text = {"better": "holds", "worse": "reversed: significant the other way",
+                    "equivalent": f"not supported: equivalent within ±{margin:g} points"
+                                  if margin else "",
+                    "undecided": f"undecided at {c.get('decision', {}).get('n')} seeds",
                     "suggestive only": "suggestive only (p < 5% before Holm, not after)",
                     "not distinguishable": f"not supported at {c['n_pairs']} seeds "
                                            "(not distinguishable)",
@@ -352,8 +406,10 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
             lines.append(f"| {study_name} | {claim.words} (`{claim.better}` > `{claim.worse}`) | "
                          f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(c['ci95'], sign)} | "
                          f"{fmt_p(c['p_ttest'])} | {fmt_p(c['p_holm'])} | {text} |")
-    lines += ["", f"Of {counts['total']} claims, {counts['holds']} hold at 5% after Holm with "
-              "our seeds.", ""]
+    how = ("are decided better (the family-wise decisions above)" if any(
+        c.get("decision") for r in all_results.values()
+        for c in r["statistics"]["comparisons"]) else "hold at 5% after Holm")
+    lines += ["", f"Of {counts['total']} claims, {counts['holds']} {how} with our seeds.", ""]
     return lines
 
 
@@ -364,7 +420,9 @@ VERDICTS = ("better", "worse", "equivalent", "undecided")
 
 def four_way(c: dict, alpha: float) -> str:
     """Today's verdict read as one of VERDICTS: significant after Holm -> better / worse;
-    anything else -> undecided (equivalence is not tested yet)."""
+    anything else -> undecided; the decisions' verdict where the run made one."""
+    if c.get("decision") is not None:
+        return decided(c)
     which = verdict(c, alpha)
     return which if which in ("better", "worse") else "undecided"
 
@@ -408,6 +466,13 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
         for c in statistics["comparisons"]:
             if c["reference"] != results["metadata"]["reference"]:
                 continue  # the notebook's claims between two non-reference configurations
+            if c.get("decision") is not None:
+                d = c["decision"]
+                out.append({"study": study, "config": c["config"], "reference": c["reference"],
+                            "verdict": d["verdict"], "difference": d["mean"],
+                            "interval": d["interval"], "n": d["n"],
+                            "seeds_needed": d["seeds_needed"]})
+                continue
             verdict_now = four_way(c, statistics["alpha"])
             needed = seeds_to_detect(c.get("mean_difference"), c.get("sd_difference"), alpha)
             if needed is not None and verdict_now == "undecided":
@@ -443,8 +508,7 @@ def _verdict_item(v: dict) -> str:
     text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points, "
             f"CI {fmt_interval(v['interval'])}")
     if v["verdict"] == "undecided" and v.get("seeds_needed"):
-        text += (f"; about {v['seeds_needed']} seeds would detect a difference this size at "
-                 "this spread")
+        text += f"; about {v['seeds_needed']} seeds would decide it at this spread"
     return text + ")"
 
 
@@ -491,7 +555,8 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
         scores = kept_scores(results["configs"][c["config"]]["seeds"])
         rows.append({"name": f"{c['config']} - {reference}",
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
-                     "interval": c.get("ci95"),
+                     "interval": (c["decision"]["interval"] if c.get("decision")
+                                  else c.get("ci95")),
                      "verdict": given.get((c["config"], reference),
                                           four_way(c, statistics["alpha"]))})
     return rows
@@ -504,14 +569,16 @@ def report_header(all_results: dict[str, dict]) -> list[str]:
     meta = next(iter(all_results.values()))["metadata"]
     data, settings, device = meta["data"], meta["settings"], meta["device"]
     runtime = meta.get("runtime", {})
+    decided_run = any(r.get("decisions") for r in all_results.values())
     return [
         f"- Data: `{data['source']}` ({data['fingerprint']}), {data['train_examples']} training "
         "images, " + (f"the test set ({data['test_examples']}) as per-epoch validation set"
                       if data["val_is_test"] else
                       f"{data['val_examples']} held-out validation images")
         + f", {data['test_examples']} test images.",
-        f"- Protocol: {settings['seeds']} seeds per configuration, "
-        f"{plural(settings['epochs'], 'epoch')}, batch {settings['batch_size']}, Adam lr "
+        f"- Protocol: {settings['seeds']} seeds per configuration"
+        + (" (rounds until decided; see Verdicts), " if settings["seeds"] == "auto" else ", ")
+        + f"{plural(settings['epochs'], 'epoch')}, batch {settings['batch_size']}, Adam lr "
         f"{settings['lr']}, normalization {settings['normalization']}, torch parity mode "
         f"{settings['torch_parity']}"
         + (f", training subset of {settings['train_examples']} images"
@@ -525,11 +592,37 @@ def report_header(all_results: dict[str, dict]) -> list[str]:
         "and, where the initializer is the same, initial weights); 95% intervals are "
         "t-based (accuracy intervals clipped to 0-100%; the seeds' range below "
         f"{MIN_T_INTERVAL} seeds) and percentile-bootstrap (10,000 resamples, fixed Generator; "
-        f"omitted below {MIN_BOOTSTRAP_N} seeds); every verdict uses Holm-adjusted p-values "
-        "over its study's comparisons (each configuration against the reference, and the "
-        "notebook's claims in that study): one family per study, so each comparison has "
-        "one verdict wherever it appears; d_z is the mean paired difference over its "
-        "std; P(impr.) is P(config > reference) over all run pairs.", ""]
+        f"omitted below {MIN_BOOTSTRAP_N} seeds); "
+        + ("the verdict column is the decisions' (see Verdicts below); Holm-adjusted "
+           "p-values over each study's comparisons are shown beside it for reference"
+           if decided_run else
+           "every verdict uses Holm-adjusted p-values over its study's comparisons (each "
+           "configuration against the reference, and the notebook's claims in that study): "
+           "one family per study, so each comparison has one verdict wherever it appears")
+        + "; d_z is the mean paired difference over its std; P(impr.) is P(config > "
+        "reference) over all run pairs.", ""]
+
+
+def decisions_lines(all_results: dict[str, dict]) -> list[str]:
+    """The design and the multiplicity family the verdicts rest on (from the decisions
+    block every study carries), or nothing for results without one."""
+    block = next((r["decisions"] for r in all_results.values() if r.get("decisions")), None)
+    if block is None:
+        return []
+    design, family = block["design"], block["family"]
+    sizes = ", ".join(f"{k}: {v}" for k, v in family["size"].items())
+    horizon = design.get("horizon") or design["max_seeds"]
+    plan = (f"one look at {design['max_seeds']} seeds per configuration (--seeds "
+            f"{design['max_seeds']})" if design["kind"] == "fixed" else
+            f"seeds in rounds (--seeds auto: first {design['first_round']}, then "
+            f"+{design['round_size']} only where a comparison is open, at most "
+            f"{design['max_seeds']}; error spent over looks up to {horizon} seeds)")
+    return [f"- Verdicts: every comparison ends **better**, **worse**, **equivalent** within "
+            f"±{design['margin']:g} points, or **undecided** at the budget; {plan}; "
+            f"family-wise error {design['alpha']:.0%} over one family "
+            + {"all": "of every comparison in this report", "study": "per study",
+               "run": "per run (the studies ran separately)"}[family["mode"]]
+            + f" (sizes {sizes}); method: {design['method']}.", ""]
 
 
 def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] | None = None,
@@ -543,15 +636,18 @@ def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] 
     first_settings = next(iter(all_results.values()))["metadata"]["settings"]
     differing = sorted({key for r in all_results.values() for key, value in
                         r["metadata"]["settings"].items() if value != first_settings.get(key)})
-    todays = verdicts is None  # the tables' Holm verdicts, read four ways
-    verdicts = comparison_verdicts(all_results) if todays else verdicts
+    todays = verdicts is None and not any(  # the tables' Holm verdicts, read four ways
+        c.get("decision") for r in all_results.values()
+        for c in r.get("statistics", {}).get("comparisons", []))
+    verdicts = comparison_verdicts(all_results) if verdicts is None else verdicts
     answer = answer_paragraph(verdicts, run_cost(all_results), margin,
                               "in the tables: suggestive only or not distinguishable"
                               if todays else None)
     lines = ["# jaxcnn report: regularization, initialization and learning-rate schedules", "",
              answer, "",
              "Generated by `python -m experiments.report` from the studies' results.json files; "
-             "every number below is computed from them.", "", *report_header(all_results)]
+             "every number below is computed from them.", "", *report_header(all_results),
+             *decisions_lines(all_results)]
     same = same_model_lines(all_results)
     if same:
         lines += ["Configurations that are the same model (same network, initializer, "

@@ -219,6 +219,31 @@ def pairing_note(config: dict, reference: dict) -> str:
     return "paired on " + " and ".join(shared)
 
 
+def comparison_pairs(names: Sequence[str], reference: str,
+                     extra_pairs: Sequence[tuple[str, str]] = (), all_pairs: bool = False
+                     ) -> list[tuple[str, str]]:
+    """The (configuration, reference) pairs a study compares, each once: every name
+    against ``reference``, then ``extra_pairs`` (the notebook's claims: first minus
+    second), then with ``all_pairs`` every other pair. Pairs naming a configuration not
+    in ``names`` are left out."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(a: str, b: str) -> None:
+        if a in names and b in names and a != b and not {(a, b), (b, a)} & set(pairs):
+            pairs.append((a, b))
+
+    if reference in names:
+        for name in names:
+            add(name, reference)
+    for a, b in extra_pairs:
+        add(a, b)
+    if all_pairs:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                add(a, b)
+    return pairs
+
+
 def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bool = False,
                      extra_pairs: Sequence[tuple[str, str]] = ()) -> dict:
     """The ``statistics`` block of a results file (see README).
@@ -248,35 +273,23 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
                                         "ci95_high": _list(high)}
         summary[name] = entry
 
-    pairs: list[tuple[str, str]] = []
-
-    def add(a: str, b: str) -> None:
-        if a in configs and b in configs and a != b and not {(a, b), (b, a)} & set(pairs):
-            pairs.append((a, b))
-
-    if reference in configs:
-        for name in configs:
-            add(name, reference)
-    for a, b in extra_pairs:
-        add(a, b)
-    if all_pairs:
-        names = list(configs)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                add(a, b)
     comparisons = []
-    for name, ref in pairs:
+    for name, ref in comparison_pairs(list(configs), reference, extra_pairs, all_pairs):
         a, b = kept_scores(configs[name]["seeds"]), kept_scores(configs[ref]["seeds"])
         common = sorted(set(a) & set(b))
         entry = {"config": name, "reference": ref,
                  **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
                            rng),
                  "pairing": pairing_note(configs[name], configs[ref])}
-        dropped = sorted((set(a) ^ set(b)) | (set(s["seed"] for s in configs[name]["seeds"])
-                                              - set(a)))
-        if dropped:
-            extra = f"seeds {dropped} left out (diverged in one of the two)"
-            entry["note"] = f"{entry['note']}; {extra}" if entry["note"] else extra
+        trained = {s["seed"] for s in configs[name]["seeds"]}
+        trained_ref = {s["seed"] for s in configs[ref]["seeds"]}
+        diverged = sorted(((trained - set(a)) | (trained_ref - set(b))) & trained & trained_ref)
+        unpaired = sorted(trained ^ trained_ref)
+        extras = ([f"seeds {diverged} left out (diverged in one of the two)"] if diverged
+                  else []) + ([f"seeds {unpaired} trained for one of the two only"]
+                              if unpaired else [])
+        if extras:
+            entry["note"] = "; ".join(([entry["note"]] if entry["note"] else []) + extras)
         comparisons.append(entry)
     testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]
     adjusted = holm([comparisons[i]["p_ttest"] for i in testable]) if testable else []

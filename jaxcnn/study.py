@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import shlex
 import shutil
 import time
@@ -32,15 +33,21 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcnn import distributed, environment, history, outlock
+from jaxcnn import distributed, environment, history, outlock, rounds
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data import load_dataset, prepare_data
 from jaxcnn.errors import ConfigError, DataError, ResumeError
-from jaxcnn.experiment import Experiment, Runtime, check_compatible, setting_differences
+from jaxcnn.experiment import (
+    DecisionOptions,
+    Experiment,
+    Runtime,
+    check_compatible,
+    setting_differences,
+)
 from jaxcnn.memory import free_bytes, member_bytes, plan_chunk
 from jaxcnn.optim import describe_chain
 from jaxcnn.progress import EpochLines, StepBoard, log, plural
-from jaxcnn.report import console_table
+from jaxcnn.report import console_table, estimation_comparisons
 from jaxcnn.results import read_results, write_json_atomic
 from jaxcnn.runner import (
     DeviceData,
@@ -114,8 +121,11 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
     if notice and distributed.is_main():
         log(notice)
     ctx = StudyContext(experiment, experiment.steps_per_epoch(len(prepared.train)),
-                       dataset.num_classes)
-    all_configs = {s.name: s.build_configs(ctx) for s in studies}
+                       dataset.num_classes, tuple(dataset.image_shape))
+    try:
+        all_configs = {s.name: s.build_configs(ctx) for s in studies}
+    except ValueError as err:  # e.g. images too small for the network's three poolings
+        raise DataError(f"{dataset.source}: {err}") from None
     if configs is not None:
         (only,) = studies
         unknown = [n for n in configs if n not in all_configs[only.name]]
@@ -238,23 +248,43 @@ def config_record(config: Configuration, reference: str, name: str, seeds: list[
     """A configuration's entry in results.json ``configs``."""
     return {"description": config.description, "is_reference": name == reference,
             "init": config.init, "model": config.model_record(),
-            "optimizer": describe_chain(config.optimizer),
+            "optimizer": describe_chain(config.optimizer, dict(config.regularizers)),
             "optimizer_config": dataclasses.asdict(config.optimizer),
             "identity": config.fingerprint(), "same_model_as": same_model_as,
             "trained_as": trained_as, "schedule": schedule, "seeds": seeds}
 
 
+def kept_seeds(results: dict[str, dict], entries: list[Want]) -> set[int]:
+    """The seeds --out already holds for every "study/name" of one model (a later round
+    trains only the others)."""
+    held = [{r["seed"] for r in results[w.study]["configs"].get(w.name, {}).get("seeds", [])}
+            for w in entries]
+    return set.intersection(*held) if held else set()
+
+
 class _Writer:
-    """Writes finished models into their studies, and clears checkpoints no longer needed."""
+    """Writes finished models into their studies, and clears checkpoints no longer needed.
+
+    A model is written once every seed of its target (``targets[canonical]``: seeds
+    0..n-1 of this round) is either finished now or already in --out for every study
+    that has it (``kept[canonical]``: a later round adds seeds to earlier ones)."""
 
     def __init__(self, results: dict[str, dict], paths: dict[str, Path], wants: dict,
-                 studies: dict[str, Study], prep: Prepared, runtime: Runtime, started: float):
+                 studies: dict[str, Study], prep: Prepared, runtime: Runtime, started: float,
+                 counts: dict[str, int]):
         self.results, self.paths, self.wants, self.studies = results, paths, wants, studies
         self.prep, self.runtime, self.started = prep, runtime, started
-        self.seeds = prep.ctx.experiment.seed_list()
+        self.targets = {c: list(range(max(counts[f"{w.study}/{w.name}"] for w in entries)))
+                        for c, entries in wants.items()}
+        self.kept = {c: kept_seeds(results, entries) for c, entries in wants.items()}
         self.finished: dict[str, dict[int, MemberResult]] = defaultdict(dict)
         self.pending_chunks: list[tuple[object, set[str]]] = []
         self.members_trained = 0
+
+    def missing_seeds(self, canonical: str) -> list[int]:
+        """The target seeds of a model neither kept from --out nor finished in this run."""
+        done = self.kept[canonical] | set(self.finished[canonical])
+        return [s for s in self.targets[canonical] if s not in done]
 
     def chunk_started(self, checkpointer, members: list[Member]) -> None:
         self.pending_chunks.append((checkpointer, {m.key for m in members}))
@@ -262,9 +292,13 @@ class _Writer:
     def on_done(self, results: list[MemberResult]) -> None:
         self.members_trained += len(results)
         for r in results:
-            self.finished[r.member.config][r.member.seed] = r
-            if len(self.finished[r.member.config]) == len(self.seeds):
-                self._write_model(r.member.config)
+            canonical = r.member.config
+            if r.member.seed not in self.targets[canonical]:
+                continue  # a copied model's seeds beyond this round's
+            fresh = r.member.seed not in self.finished[canonical]
+            self.finished[canonical][r.member.seed] = r
+            if fresh and not self.missing_seeds(canonical):
+                self._write_model(canonical)
 
     def _params_meta(self, config: Configuration) -> dict:
         norm = self.prep.prepared.normalization
@@ -275,28 +309,49 @@ class _Writer:
     def _write_model(self, canonical: str) -> None:
         from jaxcnn import checkpoint
 
-        members = [self.finished[canonical][s] for s in self.seeds]
+        members = [self.finished[canonical][s] for s in sorted(self.finished[canonical])]
         done = {m.member.key for m in members}
         if distributed.is_main():
-            seeds = [m.record for m in members]
-            params = jax.tree.map(lambda *xs: np.stack(xs), *[m.params for m in members])
             wall = round(time.perf_counter() - self.started, 2)
             for want in self.wants[canonical]:
                 results = self.results[want.study]
+                seeds, params = self._merged(canonical, want, members)
                 results["configs"][want.name] = config_record(
                     want.config, results["metadata"]["reference"], want.name, seeds,
-                    members[0].schedule, self.prep.siblings.get(f"{want.study}/{want.name}", []),
-                    canonical)
+                    members[0].schedule,
+                    self.prep.siblings.get(f"{want.study}/{want.name}", []), canonical)
                 results["metadata"]["wall_seconds"][want.name] = wall
                 resumed = max(m.resumed_from_epoch for m in members)
                 if resumed:
                     results["metadata"].setdefault("resumed_from_epoch", {})[want.name] = resumed
                 checkpoint.save_params(self.paths[want.study].parent / "params" / want.name,
-                                       params, self.seeds, self._params_meta(want.config))
+                                       params, [s["seed"] for s in seeds],
+                                       self._params_meta(want.config))
                 results["statistics"] = self.studies[want.study].statistics(
                     results, self.runtime.all_pairs)
                 write_json_atomic(self.paths[want.study], results)
         self.clear_checkpoints(done)
+
+    def _merged(self, canonical: str, want: Want, members: list[MemberResult]
+                ) -> tuple[list[dict], object]:
+        """The seed records (in seed order) and stacked parameters (S, ...) of a model:
+        the seeds --out kept for ``want`` and the ones finished now."""
+        from jaxcnn import checkpoint
+
+        records = {m.member.seed: m.record for m in members}
+        params = {m.member.seed: m.params for m in members}
+        old = self.results[want.study]["configs"].get(want.name)
+        keep = self.kept[canonical] - set(records)
+        if old is not None and keep:
+            stacked, meta = checkpoint.load_params_tree(
+                self.paths[want.study].parent / "params" / want.name)
+            for i, seed in enumerate(meta["seeds"]):
+                if seed in keep:
+                    params[seed] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), stacked)
+            records.update({r["seed"]: r for r in old["seeds"] if r["seed"] in keep})
+        order = sorted(records)
+        return ([records[s] for s in order],
+                jax.tree.map(lambda *xs: np.stack(xs), *[params[s] for s in order]))
 
     def clear_checkpoints(self, written: set[str]) -> None:
         """Drops the checkpoints of chunks whose every member is now written."""
@@ -310,9 +365,10 @@ class _Writer:
         self.pending_chunks = still
 
 
-def missing_models(studies: list[Study], results: dict, prep: Prepared
-                   ) -> tuple[dict[str, list[Want]], dict[str, Configuration]]:
-    """The models still missing, each once, under the first "study/name" it has."""
+def missing_models(studies: list[Study], results: dict, prep: Prepared, counts: dict[str, int],
+                   quiet: bool = False) -> tuple[dict[str, list[Want]], dict[str, Configuration]]:
+    """The models with seeds still missing (``counts``: "study/name" -> seeds wanted),
+    each once, under the first "study/name" it has."""
     wants: dict[str, list[Want]] = {}
     identity_of: dict[str, Configuration] = {}
     canonical_of: dict[Configuration, str] = {}
@@ -323,9 +379,10 @@ def missing_models(studies: list[Study], results: dict, prep: Prepared
                 if existing.get("identity") not in (None, config.fingerprint()):
                     raise ResumeError(f"{study.name}/{name} in --out is another model than the "
                                       "one asked for; use another --out or --fresh")
-                if distributed.is_main():
-                    log(f"[{study.name}/{name}] already finished; skipping")
-                continue
+                if len(existing["seeds"]) >= counts[f"{study.name}/{name}"]:
+                    if distributed.is_main() and not quiet:
+                        log(f"[{study.name}/{name}] already finished; skipping")
+                    continue
             canonical = canonical_of.setdefault(config.identity(), f"{study.name}/{name}")
             identity_of[canonical] = config
             wants.setdefault(canonical, []).append(Want(study.name, name, config))
@@ -403,15 +460,15 @@ def plan_group(run: RunSettings, network, members: int, data: DeviceData,
 
 
 def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSettings,
-                  data: DeviceData, prep: Prepared, runtime: Runtime) -> dict[str, float]:
-    """Trains every missing model's members (this process's share), group by group."""
+                  data: DeviceData, prep: Prepared, runtime: Runtime,
+                  programs: Programs) -> dict[str, float]:
+    """Trains every missing model's members (this process's share), group by group, with
+    ``programs`` (the run's compiled programs, kept across its rounds)."""
     from jaxcnn import checkpoint
 
-    seeds = prep.ctx.experiment.seed_list()
     members = [Member(canonical, seed, hyperparams(identity_of[canonical],
                                                    prep.ctx.steps_per_epoch))
-               for canonical in wants if len(writer.finished[canonical]) < len(seeds)
-               for seed in seeds]
+               for canonical in wants for seed in writer.missing_seeds(canonical)]
     groups: dict = defaultdict(list)
     for m in distributed.share(members):
         groups[identity_of[m.config].network].append(m)
@@ -431,7 +488,6 @@ def train_missing(wants: dict, identity_of: dict, writer: _Writer, run: RunSetti
         return ckpt
 
     compile_seconds = {}
-    programs = Programs.for_run()  # this run's compiled programs, dropped when it returns
     for network, group in groups.items():
         group_run = plan_group(run, network, len(group), data, runtime)
         board.start(len(group) * run.epochs * prep.ctx.steps_per_epoch, "training")
@@ -480,6 +536,8 @@ def finish(studies: list[Study], results: dict, paths: dict, prep: Prepared, run
                               order + [n for n in current["configs"] if n not in order]
                               if n in current["configs"]}
         current["statistics"] = study.statistics(current, runtime.all_pairs)
+        if "decisions" in current:
+            rounds.annotate({study.name: current}, current["decisions"])
         current["metadata"]["total_wall_seconds_this_invocation"] = total
         current["metadata"]["compile_seconds"] = compile_seconds
         current["metadata"]["members_trained_this_invocation"] = members_trained
@@ -501,8 +559,15 @@ def check_study_names(studies: list[Study]) -> None:
 
 
 def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
-                configs: list[str] | None = None) -> dict[str, dict]:
+                configs: list[str] | None = None,
+                decisions: DecisionOptions | None = None) -> dict[str, dict]:
     """Runs (or resumes) ``studies`` together; returns each study's results dict.
+
+    Every comparison ends better, worse, equivalent within the margin, or undecided
+    (``decisions``; default DecisionOptions()). With ``experiment.seeds == "auto"``
+    seeds are trained in rounds, each only for the configurations an undecided
+    comparison needs, until all are decided or ``decisions.max_seeds`` is spent
+    (:mod:`jaxcnn.rounds`); a rerun continues from what --out holds.
 
     A model that appears in several of them (or is already finished in another
     study under ``runtime.out`` with the same settings) is trained once.
@@ -520,46 +585,117 @@ def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
                                runtime.process_id, runtime.distributed, runtime.init_timeout)
         if not first and distributed.is_main():  # --distributed: the index is known now
             held.enter_context(outlock.hold(Path(runtime.out), runtime.wait, notify=log))
-        return _run_holding_out(studies, experiment, runtime, configs)
+        return _run_holding_out(studies, experiment, runtime, configs,
+                                decisions or DecisionOptions())
 
 
 def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runtime,
-                     configs: list[str] | None) -> dict[str, dict]:
-    """:func:`run_studies`' work, once --out is this run's."""
+                     configs: list[str] | None, options: DecisionOptions) -> dict[str, dict]:
+    """:func:`run_studies`' work, once --out is this run's: rounds of seeds (one round
+    for a fixed --seeds N) until every comparison is decided or the budget is spent."""
     started = time.perf_counter()
     prep = prepare(studies, experiment, runtime, configs)
     run = resolve_settings(runtime, experiment)
     results, paths = open_results(studies, experiment, runtime, run, prep)
-    wants, identity_of = missing_models(studies, results, prep)
-    writer = _Writer(results, paths, wants, {s.name: s for s in studies}, prep, runtime, started)
+    comps = rounds.comparisons(studies, {s.name: results[s.name]["metadata"]["reference"]
+                                         for s in studies},
+                               {s.name: list(prep.configs[s.name]) for s in studies},
+                               runtime.all_pairs)
+    try:
+        design, looks = rounds.resume(results, options.design(experiment))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    state = _RunState(prep, run, paths, DeviceData(prep.prepared, member_mesh(run.devices)),
+                      Programs.for_run(), started)
+    keys = [f"{s.name}/{n}" for s in studies for n in prep.configs[s.name]]
+    for number in itertools.count(1):
+        counts = _same_model_counts(
+            rounds.seed_counts(design, looks, comps, rounds.seeds_of(results), keys), prep)
+        wants, identity_of = missing_models(studies, results, prep, counts, quiet=number > 1)
+        if wants:
+            if design.kind == "sequential" and distributed.is_main():
+                log(f"round {number}: {_round_line(wants, counts)}")
+            _train_round(studies, results, wants, identity_of, counts, state, runtime)
+            results = {s.name: read_results(paths[s.name]) for s in studies}
+        looks = rounds.decide_round(results, comps, design, looks)
+        if distributed.is_main():
+            for study in studies:
+                write_json_atomic(paths[study.name], results[study.name])
+        distributed.barrier(f"jaxcnn: round {number} decided")
+        if not wants:
+            break
+    if distributed.is_main():
+        finish(studies, results, paths, prep, runtime, started, state.compile_seconds,
+               state.members_trained)
+    distributed.barrier("jaxcnn: finished")
+    return results
+
+
+@dataclasses.dataclass
+class _RunState:
+    """What a run keeps across its rounds: data on the devices, compiled programs, and
+    what it has trained."""
+
+    prep: Prepared
+    run: RunSettings
+    paths: dict[str, Path]
+    data: DeviceData
+    programs: Programs
+    started: float
+    compile_seconds: dict = dataclasses.field(default_factory=dict)
+    members_trained: int = 0
+
+
+def _same_model_counts(counts: dict[str, int], prep: Prepared) -> dict[str, int]:
+    """Every "study/config" of one model gets the most seeds any of them wants, so the
+    same model has the same seeds (and numbers) in every study that has it."""
+    return {key: max([n] + [counts[k] for k in prep.siblings.get(key, []) if k in counts])
+            for key, n in counts.items()}
+
+
+def _round_line(wants: dict[str, list[Want]], counts: dict[str, int]) -> str:
+    """One progress line: which configurations get seeds up to how many."""
+    parts = [", ".join(f"{w.study}/{w.name}" for w in entries)
+             + f" to {counts[f'{entries[0].study}/{entries[0].name}']} seeds"
+             for entries in wants.values()]
+    return "; ".join(parts)
+
+
+def _train_round(studies: list[Study], results: dict, wants: dict, identity_of: dict,
+                 counts: dict[str, int], state: _RunState, runtime: Runtime) -> None:
+    """Trains (or copies) the seeds one round still misses and writes them into --out."""
+    prep, run = state.prep, state.run
+    writer = _Writer(results, state.paths, wants, {s.name: s for s in studies}, prep, runtime,
+                     state.started, counts)
     for canonical, (study_name, name) in reuse_from_out(  # --fresh: train, do not copy
             Path(runtime.out), prep.settings, {} if runtime.fresh else identity_of,
             {s.name for s in studies}).items():
         copy_finished(canonical, study_name, name, Path(runtime.out), writer)
+    if distributed.is_main():
+        _describe_round(studies, wants, writer, prep, run)
+    state.compile_seconds.update(train_missing(wants, identity_of, writer, run, state.data,
+                                               prep, runtime, state.programs))
+    state.members_trained += writer.members_trained
+    distributed.barrier("jaxcnn: round trained")
 
-    data = DeviceData(prep.prepared, member_mesh(run.devices))
+
+def _describe_round(studies: list[Study], wants: dict, writer: _Writer, prep: Prepared,
+                    run: RunSettings) -> None:
+    """The log lines before a round trains: what, on what data and device."""
     split = prep.prepared
-    members = sum(len(prep.ctx.experiment.seed_list()) for c in wants
-                  if len(writer.finished[c]) < experiment.seeds)
-    if distributed.is_main():
-        log(f"{', '.join(s.name for s in studies)}: {plural(len(wants), 'model')} to train "
-            f"({plural(members, 'member')}: configuration x seed) x "
-            f"{plural(experiment.epochs, 'epoch')} on {len(split.train)} images "
-            f"({prep.dataset.source}); "
-            + (f"the {len(split.test)} test images as per-epoch validation" if split.val_is_test
-               else f"val split {len(split.val)}, test {len(split.test)}")
-            + f"; {jax.devices()[0].device_kind}, batching {run.batching}"
-            + (f" x {run.workers} workers" if run.workers > 1 else "") + f", conv {run.conv}")
-        for canonical, entries in wants.items():
-            if len(entries) > 1:
-                others = ", ".join(f"{w.study}/{w.name}" for w in entries[1:])
-                log(f"[{canonical}] is also {others}: the same model, trained once")
-    compile_seconds = train_missing(wants, identity_of, writer, run, data, prep, runtime)
-    if distributed.is_main():
-        finish(studies, results, paths, prep, runtime, started, compile_seconds,
-               writer.members_trained)
-    distributed.barrier("jaxcnn: finished")
-    return results
+    members = sum(len(writer.missing_seeds(c)) for c in wants)
+    log(f"{', '.join(s.name for s in studies)}: {plural(len(wants), 'model')} to train "
+        f"({plural(members, 'member')}: configuration x seed) x "
+        f"{plural(prep.ctx.experiment.epochs, 'epoch')} on {len(split.train)} images "
+        f"({prep.dataset.source}); "
+        + (f"the {len(split.test)} test images as per-epoch validation" if split.val_is_test
+           else f"val split {len(split.val)}, test {len(split.test)}")
+        + f"; {jax.devices()[0].device_kind}, batching {run.batching}"
+        + (f" x {run.workers} workers" if run.workers > 1 else "") + f", conv {run.conv}")
+    for canonical, entries in wants.items():
+        if len(entries) > 1:
+            others = ", ".join(f"{w.study}/{w.name}" for w in entries[1:])
+            log(f"[{canonical}] is also {others}: the same model, trained once")
 
 
 def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
@@ -577,6 +713,10 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
     if study.name == "schedules" and results["configs"]:
         paths.append(plots.plot_schedules(results["configs"], steps,
                                           meta["settings"]["epochs"], out_dir / "schedules.png"))
+    if results.get("decisions") and "statistics" in results:
+        paths.append(plots.estimation_figure(
+            estimation_comparisons(results), results["decisions"]["design"]["margin"],
+            out_dir / "estimation.png", f"{study.title}: paired differences by seed"))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON

@@ -1,0 +1,227 @@
+"""Seeds until decided: the comparisons of a run, their paired differences, how many
+seeds each configuration needs next, and the verdicts after each round.
+
+Pure functions over results dicts (numpy only, no JAX): ``study.py`` calls them
+between rounds of training. One round is:
+
+1. :func:`seed_counts` - every configuration's seed count for this round: at least
+   the design's first round, more where :func:`decisions.next_round` says an open
+   comparison needs them, never fewer than it already has;
+2. training the seeds still missing (``study.py``);
+3. :func:`decide_round` - the per-seed paired differences of every comparison
+   (:func:`differences`), one more look where there are new seeds
+   (:func:`decisions.decide`), recorded into every study's ``decisions`` block.
+
+A fixed ``--seeds N`` is the same loop with the one-look design: one round.
+
+Looks are taken only at the design's planned sizes (first round, + round size,
+..., max seeds): a configuration shared by several comparisons may get more seeds
+than one of them asked for, and those extra seeds wait for that comparison's next
+planned look, so when a comparison looks never depends on another one's data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from jaxcnn import decisions, stats
+from jaxcnn.decisions import Design, Looks
+
+Comparison = tuple[str, str, str]  # (study, configuration, reference)
+
+
+def comparison_name(study: str, config: str, reference: str) -> str:
+    """The name a comparison has in the decisions block: "study/config vs reference"."""
+    return f"{study}/{config} vs {reference}"
+
+
+def comparisons(studies: Sequence, references: Mapping[str, str],
+                names: Mapping[str, Sequence[str]], all_pairs: bool = False
+                ) -> dict[str, Comparison]:
+    """Every comparison of the run, in report order: name -> (study, config, reference).
+
+    studies: the Study objects; references: study -> its reference in this run;
+    names: study -> its configuration names in this run.
+    """
+    out = {}
+    for study in studies:
+        claims = [(c.better, c.worse) for c in study.claims]
+        for config, reference in stats.comparison_pairs(list(names[study.name]),
+                                                        references[study.name], claims,
+                                                        all_pairs):
+            out[comparison_name(study.name, config, reference)] = (study.name, config,
+                                                                   reference)
+    return out
+
+
+def seeds_of(results: Mapping[str, dict]) -> dict[str, int]:
+    """"study/config" -> how many seeds results hold for it."""
+    return {f"{study}/{name}": len(record["seeds"])
+            for study, current in results.items()
+            for name, record in current["configs"].items()}
+
+
+def seed_counts(design: Design, looks: Looks, comps: Mapping[str, Comparison],
+                have: Mapping[str, int], keys: Sequence[str]) -> dict[str, int]:
+    """"study/config" -> seeds it should have after this round, for every key in ``keys``.
+
+    The first round for everyone, the next planned look for the configurations of
+    open comparisons (``decisions.next_round``), and what each already has.
+    """
+    pairs = {name: (f"{s}/{c}", f"{s}/{r}") for name, (s, c, r) in comps.items()}
+    wanted = decisions.next_round(looks, pairs, design)
+    return {key: max(have.get(key, 0), wanted.get(key, 0), design.first_round)
+            for key in keys}
+
+
+def planned_size(design: Design, n: int) -> int:
+    """The largest planned look size at most ``n`` (0 below the first round); a fixed
+    design looks once at all its pairs (fewer than planned where seeds diverged)."""
+    if design.kind == "fixed":
+        return n if n >= 2 else 0
+    return max((s for s in design.look_sizes() if s <= n), default=0)
+
+
+def differences(results: Mapping[str, dict], comps: Mapping[str, Comparison],
+                design: Design) -> dict[str, np.ndarray]:
+    """comparison -> (n,) paired differences (config minus reference, accuracy points) on
+    the seeds both kept (diverged seeds left out), in seed order, cut to a planned look
+    size. A comparison with fewer seeds than the first round is left out."""
+    out = {}
+    for name, (study, config, reference) in comps.items():
+        configs = results[study]["configs"]
+        if config not in configs or reference not in configs:
+            continue
+        a = stats.kept_scores(configs[config]["seeds"])
+        b = stats.kept_scores(configs[reference]["seeds"])
+        common = sorted(set(a) & set(b))
+        n = planned_size(design, len(common))
+        if n:
+            out[name] = np.array([a[s] - b[s] for s in common[:n]], dtype=float)
+    return out
+
+
+def recorded(results: Mapping[str, dict]) -> tuple[Design | None, Looks]:
+    """The design and looks a run recorded (every study of it holds the same block)."""
+    for current in results.values():
+        block = current.get("decisions")
+        if block:
+            return Design.from_json(block["design"]), decisions.looks_from_json(block)
+    return None, {}
+
+
+def resume(results: Mapping[str, dict], design: Design) -> tuple[Design, Looks]:
+    """The design and looks a run starts from: a fixed design decides afresh (one look,
+    recomputed); a sequential one continues the looks --out recorded
+    (:func:`continued`)."""
+    if design.kind == "fixed":
+        return design, {}
+    old, looks = recorded(results)
+    if old is not None and old.kind == "fixed":
+        old, looks = None, {}
+    return continued(old, design), looks
+
+
+def continued(recorded_design: Design | None, design: Design) -> Design:
+    """The design of a rerun: the recorded one with the new budget. Only ``max_seeds``
+    may change (a larger budget continues); the spending horizon stays what was
+    recorded, so the error already spent keeps its meaning."""
+    if recorded_design is None:
+        return design
+    same = {"first_round", "round_size", "alpha", "margin", "spending", "family"}
+    changed = [k for k in sorted(same) if getattr(recorded_design, k) != getattr(design, k)]
+    if changed or recorded_design.kind != design.kind:
+        what = (", ".join(f"--{k.replace('_', '-')} {getattr(recorded_design, k)}"
+                          for k in changed) or f"a {recorded_design.kind} design")
+        raise ValueError(f"the decisions in --out were made with {what}: use the same "
+                         "decisions flags (only --max-seeds may grow), or --fresh")
+    if design.kind == "fixed":
+        return design
+    return dataclasses.replace(design, horizon=max(recorded_design.information_max,
+                                                   design.max_seeds))
+
+
+def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison], design: Design,
+                 looks: Looks) -> Looks:
+    """The looks after this round, recorded into every study's ``decisions`` block."""
+    looks = decisions.decide(differences(results, comps, design), looks, design)
+    block = decisions.record(design, looks)
+    for current in results.values():
+        current["decisions"] = block
+    return looks
+
+
+def verdict_rows(block: Mapping, study: str | None = None) -> list[dict]:
+    """The report's per-comparison verdicts from a decisions block (optionally one study):
+    dicts with study, config, reference, verdict, difference, interval, n, seeds_needed."""
+    rows = []
+    for name, entry in block["comparisons"].items():
+        head, _, reference = name.partition(" vs ")
+        owner, _, config = head.partition("/")
+        if not entry["looks"] or (study is not None and owner != study):
+            continue
+        last = entry["looks"][-1]
+        rows.append({"study": owner, "config": config, "reference": reference,
+                     "verdict": entry["final"] or last["verdict"], "final": entry["final"],
+                     "difference": last["mean"], "interval": last["interval"],
+                     "equivalence_interval": last["equivalence_interval"], "n": last["n"],
+                     "seeds_needed": last["seeds_needed"], "looks": len(entry["looks"])})
+    return rows
+
+
+def annotate(results: Mapping[str, dict], block: Mapping) -> None:
+    """Puts each comparison's verdict into its study's ``statistics.comparisons`` entry
+    (key ``decision``), where the tables and sentences read it."""
+    for study, current in results.items():
+        for c in current.get("statistics", {}).get("comparisons", []):
+            entry = block["comparisons"].get(comparison_name(study, c["config"], c["reference"]))
+            if entry and entry["looks"]:
+                last = entry["looks"][-1]
+                c["decision"] = {**{k: last[k] for k in ("verdict", "n", "mean", "interval",
+                                                          "equivalence_interval",
+                                                          "seeds_needed", "within_margin")},
+                                 "final": entry["final"], "looks": len(entry["looks"]),
+                                 "margin": block["design"]["margin"],
+                                 "family_size": _family_size(block, study)}
+
+
+def _family_size(block: Mapping, study: str) -> int:
+    sizes = block["family"]["size"]
+    return sizes.get("all", sizes.get(study, 0))
+
+
+def report_block(results: Mapping[str, dict], studies: Sequence, all_pairs: bool = False,
+                 margin: float | None = None, family: str | None = None) -> dict:
+    """The decisions the report states. Fixed designs (``--seeds N``) are decided again
+    over one family of every comparison in the report (the studies share their
+    reference runs; ``family`` "study" keeps one per study), at the recorded margin
+    unless ``margin`` is given; sequential runs keep the looks they recorded (their
+    error was spent as they ran), merged across studies."""
+    blocks = [r.get("decisions") for r in results.values()]
+    designs = [Design.from_json(b["design"]) for b in blocks if b]
+    if designs and any(d.kind == "sequential" for d in designs):
+        runs = [b for b in blocks if b and b["design"]["kind"] == "sequential"]
+        if all(b == runs[0] for b in runs):
+            return runs[0]  # the studies ran together: one record
+        merged = {"design": runs[0]["design"], "comparisons": {},
+                  "family": {"mode": "run", "size": {}, "members": {}}}
+        for b in runs:  # separate runs: each spent its error over its own family
+            merged["comparisons"].update(b["comparisons"])
+            for label, members in b["family"]["members"].items():
+                key = f"{members[0].split('/')[0]}'s run ({label})"
+                merged["family"]["size"][key] = len(members)
+                merged["family"]["members"][key] = members
+        return merged
+    margin = margin or (designs[0].margin if designs else Design.margin)
+    family = family or (designs[0].family if designs else Design.family)
+    n = max((len(cfg["seeds"]) for r in results.values() for cfg in r["configs"].values()),
+            default=2)
+    design = Design.fixed(max(n, 2), margin=margin, family=family)
+    comps = comparisons(studies, {s.name: results[s.name]["metadata"]["reference"]
+                                  for s in studies},
+                        {s.name: list(results[s.name]["configs"]) for s in studies}, all_pairs)
+    return decisions.record(design, decisions.decide(differences(results, comps, design), {},
+                                                     design))
