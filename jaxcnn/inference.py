@@ -31,7 +31,7 @@ from scipy.special import log_softmax, softmax
 from jaxcnn.checkpoint import load_params_tree
 from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.model import CNN, Network
+from jaxcnn.model import Network, make_model
 from jaxcnn.train import Normalizer, normalize
 
 
@@ -80,7 +80,7 @@ class TrainedModel:
     @functools.cached_property
     def _apply(self):
         """The jitted forward pass, built once per model (jit caches per input shape)."""
-        model = CNN(self.network, conv=self.conv)
+        model = make_model(self.network, self.conv)
 
         @jax.jit
         def apply(params, images, norm):
@@ -89,10 +89,13 @@ class TrainedModel:
         return apply
 
     def logits(self, images: np.ndarray, seed: int | None = None, batch: int = 1000) -> np.ndarray:
-        """(N, 32, 32, 3) uint8 -> (N, C) logits of one seed, or (S, N, C) of all."""
+        """(N, H, W, C) uint8 images of the network's shape -> (N, classes) logits of one
+        seed, or (S, N, classes) of all."""
         images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-            raise JaxcnnError(f"images must be uint8 (N, 32, 32, 3), got {images.dtype} "
+        shape = tuple(self.network.image_shape)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != shape:
+            raise JaxcnnError(f"images must be uint8 (N, {', '.join(map(str, shape))}), "
+                              f"got {images.dtype} "
                               f"{images.shape}")
         if seed is None:
             return np.stack([self.logits(images, s, batch) for s in self.seeds])
@@ -139,7 +142,9 @@ def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
                           f"{config}") from None
     model = meta["model"]
     network = Network(relu_after=tuple(model["relu_after"]),
-                      num_classes=int(model["num_classes"]))
+                      num_classes=int(model["num_classes"]),
+                      image_shape=tuple(model.get("image_shape", (32, 32, 3))),
+                      model=model.get("model", "cnn"))
     norm = Normalizer(jnp.asarray(meta["normalization"]["mean"], jnp.float32),
                       jnp.asarray(meta["normalization"]["std"], jnp.float32))
     return TrainedModel(network, params, tuple(meta["seeds"]), norm,
