@@ -26,7 +26,6 @@ from typing import Any
 
 import jax
 
-from jaxcnn import model
 from jaxcnn.model import Network, count_params, param_shapes
 from jaxcnn.train import EVAL_BATCH
 
@@ -45,10 +44,7 @@ def forward_floats(network: Network, conv: str) -> int:
     2x2-pooled output; each dense layer but the last its output and its activation.
     """
     shapes = param_shapes(network)
-    # The network's own image shape; a network that does not carry one (before
-    # model.Network gained image_shape) takes the model's fixed CIFAR-10 shape.
-    shape = getattr(network, "image_shape", None) or model.IMAGE_SHAPE
-    height, width, channels = shape
+    height, width, channels = network.image_shape
     floats = height * width * channels  # the normalised image
     convs = sorted(name for name in shapes if name.startswith("conv"))
     for name in convs:

@@ -46,7 +46,7 @@ from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
 from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
 from jaxcnn.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
-from jaxcnn.model import CNN, Network
+from jaxcnn.model import Network, make_model
 from jaxcnn.progress import EpochLines, StepBoard, Stopwatch, log
 
 REPORT_EVERY = 25  # steps between updates of the progress bar from inside an epoch
@@ -245,7 +245,7 @@ class ChunkProgram:
         self.network, self.width, self.mesh = network, width, mesh
         self.compile_seconds = 0.0
         local = "map" if batching == "threads" else batching
-        model = CNN(network, conv=conv)
+        model = make_model(network, conv=conv)  # network.model: the CNN or a user's module
         init = over_members(lambda keys, hparams: train.init_state(keys, network, hparams),
                             local, 2)
         epoch = over_members(train.make_train_epoch(

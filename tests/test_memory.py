@@ -54,8 +54,6 @@ def test_layer_sizes_come_from_the_network():
     sizes were read from the network), and a 28x28x1 network of 3 classes by hand."""
     assert [forward_floats(Network(), c) for c in ("winograd", "patches", "xla")] == [
         292362, 321034, 109066]
-    if not hasattr(Network(), "image_shape"):
-        pytest.skip("this Network has a fixed image shape")
     # 28x28x1 -> conv1 patches 784*9 + 784*64 + 196*64; conv2 Winograd 16*49*128 + 196*64
     # + 49*64; conv3 16*12*96 + 49*32 + 9*32 (7 // 2 = 3); fc1 2*512; fc2 3.
     by_hand = (784 + 784 * 9 + 784 * 64 + 196 * 64 + 16 * 49 * 128 + 196 * 64 + 49 * 64
