@@ -617,13 +617,14 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
                 log(f"round {number}: {_round_line(wants, counts)}")
             _train_round(studies, results, wants, identity_of, counts, state, runtime)
             results = {s.name: read_results(paths[s.name]) for s in studies}
+        before = {name: len(history) for name, history in looks.items()}
         looks = rounds.decide_round(results, comps, design, looks)
         if distributed.is_main():
             for study in studies:
                 write_json_atomic(paths[study.name], results[study.name])
         distributed.barrier(f"jaxcnn: round {number} decided")
-        if not wants:
-            break
+        if not wants and before == {name: len(history) for name, history in looks.items()}:
+            break  # nothing trained and no new look: every comparison is where it stays
     if distributed.is_main():
         finish(studies, results, paths, prep, runtime, started, state.compile_seconds,
                state.members_trained)

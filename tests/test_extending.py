@@ -135,9 +135,6 @@ def tiny_model_configs(ctx: StudyContext) -> dict[str, Configuration]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "runner wiring missing: runner.py (ChunkProgram) and inference.py build CNN directly; "
-    "they must build model.make_model(network, conv) so Network.model is honoured"))
 def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     register_all()
     study = Study("tiny_model", "A user's model", tiny_model_configs, reference="tiny",
@@ -145,6 +142,14 @@ def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     results = run(study, tmp_path, "digits28")
     for record in results["configs"].values():
         assert all(s["test_accuracy"] is not None for s in record["seeds"])
+    # The saved model loads as the user's module and predicts 28x28x1 images.
+    from jaxcnn.inference import load_model
+
+    model = load_model(tmp_path, "tiny_model", "tiny_he")
+    images = digits(sources.LoadOptions(None, False)).test_images[:5]
+    probs = model.predict_proba(images, seed=model.seeds[0])
+    assert probs.shape == (5, DIGITS_CLASSES)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
 def test_the_registered_model_trains_a_member_through_train_py(fresh_registries):
