@@ -115,11 +115,12 @@ def test_memory_plan_chunks_when_the_device_holds_less_and_chunked_equals_unchun
                             Runtime(batching="map", progress=False, out=tmp_path / "one",
                                     memory_budget=10**6))
     assert "memory plan" not in capsys.readouterr().err
-    # Room for exactly two members (and the data) per chunk: 6 members in 3 chunks.
+    # Room for exactly two members (and the data) per chunk: 8 members (4 configurations
+    # x 2 seeds) in 4 chunks.
     per_member = member_bytes(Network(), TINY_BATCH, "winograd").total
     budget = (2.5 * per_member + 7 * 2**20) / 0.8 / 2**20
     chunked = run_studies([REGULARIZATION], experiment,
                           Runtime(batching="map", progress=False, out=tmp_path / "chunked",
                                   memory_budget=budget))
-    assert "3 successive chunks of 2" in capsys.readouterr().err
+    assert "4 successive chunks of 2" in capsys.readouterr().err
     assert chunked["regularization"]["configs"] == one_chunk["regularization"]["configs"]
