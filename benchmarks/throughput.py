@@ -31,6 +31,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.common import (
     Timer,
     environment,
@@ -202,16 +204,12 @@ def images_per_run(impl: str, seeds: int, n: int, steps: int) -> int:
     return seeds * n
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.device == "cpu":
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    if not set(args.skip) >= {"torch_reference", "torch_tuned"}:
-        require_torch(PROG)
+def warm_runs(args: argparse.Namespace, images: np.ndarray, labels: np.ndarray
+              ) -> tuple[dict[tuple[str, int], object], dict[tuple[str, int], float]]:
+    """Builds every (implementation, S) run asked for and runs it twice (compile, then a
+    steady call); returns the runs and each one's compile seconds. A run that fails to
+    build (out of memory at large S, for example) is skipped with a line."""
     torch_device = "cuda" if args.device == "gpu" else "cpu"
-    n = args.steps * 64
-    images, labels = random_cifar(n)
-
     runs: dict[tuple[str, int], object] = {}
     compile_seconds: dict[tuple[str, int], float] = {}
 
@@ -223,7 +221,7 @@ def main(argv=None) -> int:
                 run.run()
             with Timer() as second:  # a steady run, to separate compile from the first call
                 run.run()
-        except Exception as err:  # out of memory at large S, for example
+        except Exception as err:
             print(f"skipping {key}: {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
             return
         runs[key] = run
@@ -254,27 +252,50 @@ def main(argv=None) -> int:
                     add((f"jaxcnn/{strategy}{suffix}", s),
                         lambda s=s, strategy=strategy, conv=conv: JaxRun(
                             s, strategy, conv, images, labels))
+    return runs, compile_seconds
 
+
+def time_runs(runs: dict[tuple[str, int], object], repeats: int
+              ) -> dict[tuple[str, int], list[float]]:
+    """Seconds of every run in each of ``repeats`` rounds, the order rotated per round
+    (no run always first or last)."""
     times: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
     keys = list(runs)
-    for r in range(args.repeats):
-        order = keys[r % len(keys):] + keys[: r % len(keys)]  # rotate: no fixed position
+    for r in range(repeats):
+        order = keys[r % len(keys):] + keys[: r % len(keys)]
         for key in order:
             with Timer() as t:
                 runs[key].run()
             times[key].append(t.seconds)
-        print(f"round {r + 1}/{args.repeats} done", file=sys.stderr)
+        print(f"round {r + 1}/{repeats} done", file=sys.stderr)
+    return times
 
+
+def result_rows(times: dict, compile_seconds: dict, n: int, steps: int) -> list[dict]:
+    """One row per (implementation, S): images per second from the median run."""
     rows = []
     for (impl, s), seconds in times.items():
         median = statistics.median(seconds)
-        images_done = images_per_run(impl, s, n, args.steps)
+        images_done = images_per_run(impl, s, n, steps)
         ips = images_done / median
         rows.append({"impl": impl, "seeds": s, "members": images_done // n,
                      "images_per_s": round(ips, 1),
                      "model_epochs_per_hour": round(model_epochs_per_hour(ips), 2),
                      "median_seconds": round(median, 4), "seconds": [round(x, 4) for x in seconds],
                      "compile_seconds": round(compile_seconds[(impl, s)], 2)})
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if not set(args.skip) >= {"torch_reference", "torch_tuned"}:
+        require_torch(PROG)
+    n = args.steps * 64
+    images, labels = random_cifar(n)
+    runs, compile_seconds = warm_runs(args, images, labels)
+    rows = result_rows(time_runs(runs, args.repeats), compile_seconds, n, args.steps)
     payload = {"benchmark": "throughput", "environment": environment(args.device),
                "config": {"steps": args.steps, "batch_size": 64, "repeats": args.repeats,
                           "images_per_run_per_member": n, "dtype": "float32",

@@ -67,6 +67,29 @@ def parse_folder_tree(files: FileTree, prefix: str, origin: str,
       fingerprint: identifies the content, stored on the Dataset.
       progress: optional callable(n) called as images are decoded.
     """
+    per_split = _files_by_class(files, prefix, origin)
+    class_names = _class_names(per_split, origin)
+    arrays = {}
+    for split in ("train", "test"):
+        names, labels = _images_and_labels(per_split[split], class_names, split, origin)
+
+        def decode(chunk: list[str]) -> list[np.ndarray]:
+            out = [_decode(files[name], f"{origin}: {name}") for name in chunk]
+            if progress is not None:
+                progress(len(chunk))
+            return out
+
+        # Pillow releases the GIL while decoding, so threads use every core.
+        chunks = [names[i:i + 500] for i in range(0, len(names), 500)]
+        with ThreadPoolExecutor() as pool:
+            decoded = [img for part in pool.map(decode, chunks) for img in part]
+        arrays[split] = (np.stack(decoded), np.asarray(labels, dtype=np.int32))
+    return Dataset(*arrays["train"], *arrays["test"], class_names, origin, fingerprint)
+
+
+def _files_by_class(files: FileTree, prefix: str, origin: str
+                    ) -> dict[str, dict[str, list[str]]]:
+    """split -> class folder -> the file paths in it (empty folders included)."""
     per_split: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     for name in files.dirs:
         parts = name[len(prefix):].split("/") if name.startswith(prefix) else []
@@ -83,7 +106,11 @@ def parse_folder_tree(files: FileTree, prefix: str, origin: str,
                 f"{origin}: unexpected file {name} (expected {parts[0]}/<class>/<image>)"
             )
         per_split[parts[0]].setdefault(parts[1], []).append(name)
+    return per_split
 
+
+def _class_names(per_split: dict[str, dict[str, list[str]]], origin: str) -> tuple[str, ...]:
+    """The sorted class names, which train and test must share."""
     classes = {split: sorted(c) for split, c in per_split.items()}
     if classes["train"] != classes["test"]:
         only_train = sorted(set(classes["train"]) - set(classes["test"]))
@@ -92,37 +119,26 @@ def parse_folder_tree(files: FileTree, prefix: str, origin: str,
             f"{origin}: train and test name different classes "
             f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'})"
         )
-    class_names = tuple(classes["train"])
-    if not class_names:
+    if not classes["train"]:
         raise DataError(f"{origin}: no class folders under train/ and test/")
+    return tuple(classes["train"])
 
-    arrays = {}
-    for split in ("train", "test"):
-        names, labels = [], []
-        for label, cls in enumerate(class_names):
-            members = sorted(per_split[split][cls])
-            images = [m for m in members if m.lower().endswith(IMAGE_SUFFIXES)]
-            others = [m for m in members if not m.lower().endswith(IMAGE_SUFFIXES)]
-            if others:
-                raise DataError(
-                    f"{origin}: {others[0]} is not an image "
-                    f"(class folders may hold only {', '.join(IMAGE_SUFFIXES)} files)"
-                )
-            if not images:
-                raise DataError(f"{origin}: class folder {split}/{cls} holds no images")
-            names += images
-            labels += [label] * len(images)
 
-        def decode(chunk: list[str]) -> list[np.ndarray]:
-            out = [_decode(files[name], f"{origin}: {name}") for name in chunk]
-            if progress is not None:
-                progress(len(chunk))
-            return out
-
-        # Pillow releases the GIL while decoding, so threads use every core.
-        chunks = [names[i:i + 500] for i in range(0, len(names), 500)]
-        with ThreadPoolExecutor() as pool:
-            decoded = [img for part in pool.map(decode, chunks) for img in part]
-        arrays[split] = (np.stack(decoded), np.asarray(labels, dtype=np.int32))
-
-    return Dataset(*arrays["train"], *arrays["test"], class_names, origin, fingerprint)
+def _images_and_labels(by_class: dict[str, list[str]], class_names: tuple[str, ...],
+                       split: str, origin: str) -> tuple[list[str], list[int]]:
+    """One split's image paths in class order, and their labels."""
+    names, labels = [], []
+    for label, cls in enumerate(class_names):
+        members = sorted(by_class[cls])
+        images = [m for m in members if m.lower().endswith(IMAGE_SUFFIXES)]
+        others = [m for m in members if not m.lower().endswith(IMAGE_SUFFIXES)]
+        if others:
+            raise DataError(
+                f"{origin}: {others[0]} is not an image "
+                f"(class folders may hold only {', '.join(IMAGE_SUFFIXES)} files)"
+            )
+        if not images:
+            raise DataError(f"{origin}: class folder {split}/{cls} holds no images")
+        names += images
+        labels += [label] * len(images)
+    return names, labels
