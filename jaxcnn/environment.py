@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -51,3 +53,16 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def command_line() -> str:
+    """This process's command line as typed (``python -m module ...`` for a module)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    first = sys.argv[0] if sys.argv else ""
+    if spec is not None and spec.name:
+        head = ["python", "-m", spec.name]
+    elif first == "-c":
+        head = ["python", "-c", "..."]
+    else:  # a script, or a console entry point
+        head = ["python", first] if first.endswith(".py") else [first]
+    return shlex.join([*head, *sys.argv[1:]])

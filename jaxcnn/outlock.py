@@ -25,13 +25,12 @@ import datetime
 import fcntl
 import json
 import os
-import shlex
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from jaxcnn import environment
 from jaxcnn.errors import ConfigError, OutBusyError
 
 LOCK_NAME = ".jaxcnn.lock"
@@ -131,23 +130,10 @@ def _remove_if_unused(out: Path) -> None:
             out.rmdir()
 
 
-def _command() -> str:
-    """This process's command line as typed (``python -m module ...`` for a module)."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    first = sys.argv[0] if sys.argv else ""
-    if spec is not None and spec.name:
-        head = ["python", "-m", spec.name]
-    elif first == "-c":
-        head = ["python", "-c", "..."]
-    else:  # a script, or a console entry point
-        head = ["python", first] if first.endswith(".py") else [first]
-    return shlex.join([*head, *sys.argv[1:]])
-
-
 def _write_holder(fd: int) -> None:
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started,
-                       "command": _command()})
+                       "command": environment.command_line()})
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, text.encode())

@@ -5,8 +5,10 @@ Layout (one file per study, ``OUT/<study>/results.json``)::
     {"experiment": "regularization",
      "metadata": {"versions": {...}, "device": {...}, "git_commit": ..., "data": {...},
                   "settings": {...}, "reference": "baseline", "runtime": {...},
-                  "command": "python -m experiments.regularization ...",
-                  "wall_seconds": {config: s}, "compile_seconds": {...}, ...},
+                  "command": "python -m experiments.regularization ..." (an equivalent
+                  rerun of this study), "invoked_as": the command line that ran,
+                  "finished_after_seconds": {config: s from the start to its writing},
+                  "compile_seconds": {...}, ...},
      "configs": {"baseline": {"description": ..., "optimizer": ..., "init": ...,
                               "seeds": [{"seed": 0, "test_accuracy": 66.1,
                                          "test_loss": 0.97, "diverged_epoch": null,

@@ -157,7 +157,7 @@ def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: 
         "runtime": {"batching": run.batching, "conv": run.conv, "workers": run.workers,
                     "members_per_chunk": run.members_per_chunk, "devices": run.devices,
                     "processes": jax.process_count()},
-        "command": command, **study.metadata,
+        "command": command, "invoked_as": environment.command_line(), **study.metadata,
     }
 
 
@@ -187,7 +187,7 @@ def open_results(studies: list[Study], experiment: Experiment, runtime: Runtime,
             current = read_results(path) or {"experiment": study.name, "metadata": {},
                                              "configs": {}}
             current["metadata"].update(study_metadata(study, experiment, runtime, run, prep))
-            current["metadata"].setdefault("wall_seconds", {})
+            current["metadata"].setdefault("finished_after_seconds", {})
             try:
                 write_json_atomic(path, current)
             except (NotADirectoryError, FileExistsError):
@@ -233,7 +233,7 @@ def start_over(path: Path, names: list[str]) -> None:
             shutil.rmtree(folder)
             return
         existing["configs"] = kept
-        for key in ("wall_seconds", "resumed_from_epoch"):
+        for key in ("finished_after_seconds", "resumed_from_epoch"):
             for name in names:
                 existing["metadata"].get(key, {}).pop(name, None)
         existing.pop("statistics", None)  # recomputed when the run finishes
@@ -320,7 +320,7 @@ class _Writer:
                     want.config, results["metadata"]["reference"], want.name, seeds,
                     members[0].schedule,
                     self.prep.siblings.get(f"{want.study}/{want.name}", []), canonical)
-                results["metadata"]["wall_seconds"][want.name] = wall
+                results["metadata"]["finished_after_seconds"][want.name] = wall
                 resumed = max(m.resumed_from_epoch for m in members)
                 if resumed:
                     results["metadata"].setdefault("resumed_from_epoch", {})[want.name] = resumed
