@@ -143,15 +143,15 @@ class DecisionOptions:
                          choices=("all", "study"))
 
     def design(self, experiment: Experiment):
-        """The decisions.Design for ``experiment``: sequential under --seeds auto, else one
-        look at --seeds N."""
+        """The decisions.Design for ``experiment``: sequential under --seeds auto, one look
+        at --seeds N, or None for a single seed (nothing to pair, nothing to decide)."""
         from jaxcnn.decisions import Design
 
         common = {"margin": self.margin, "family": self.family}
         if experiment.sequential:
             return Design(first_round=self.first_round, round_size=self.round_size,
                           max_seeds=self.max_seeds, horizon=self.horizon, **common)
-        return Design.fixed(experiment.seeds, **common)
+        return Design.fixed(experiment.seeds, **common) if experiment.seeds >= 2 else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,13 +64,17 @@ def seeds_of(results: Mapping[str, dict]) -> dict[str, int]:
             for name, record in current["configs"].items()}
 
 
-def seed_counts(design: Design, looks: Looks, comps: Mapping[str, Comparison],
-                have: Mapping[str, int], keys: Sequence[str]) -> dict[str, int]:
+def seed_counts(design: Design | None, looks: Looks, comps: Mapping[str, Comparison],
+                have: Mapping[str, int], keys: Sequence[str], single: int = 1
+                ) -> dict[str, int]:
     """"study/config" -> seeds it should have after this round, for every key in ``keys``.
 
     The first round for everyone, the next planned look for the configurations of
-    open comparisons (``decisions.next_round``), and what each already has.
+    open comparisons (``decisions.next_round``), and what each already has; without a
+    design (a single seed), ``single`` seeds each.
     """
+    if design is None:
+        return {key: max(have.get(key, 0), single) for key in keys}
     pairs = {name: (f"{s}/{c}", f"{s}/{r}") for name, (s, c, r) in comps.items()}
     wanted = decisions.next_round(looks, pairs, design)
     return {key: max(have.get(key, 0), wanted.get(key, 0), design.first_round)
@@ -113,11 +117,12 @@ def recorded(results: Mapping[str, dict]) -> tuple[Design | None, Looks]:
     return None, {}
 
 
-def resume(results: Mapping[str, dict], design: Design) -> tuple[Design, Looks]:
+def resume(results: Mapping[str, dict], design: Design | None
+           ) -> tuple[Design | None, Looks]:
     """The design and looks a run starts from: a fixed design decides afresh (one look,
     recomputed); a sequential one continues the looks --out recorded
-    (:func:`continued`)."""
-    if design.kind == "fixed":
+    (:func:`continued`); None (a single seed) decides nothing."""
+    if design is None or design.kind == "fixed":
         return design, {}
     old, looks = recorded(results)
     if old is not None and old.kind == "fixed":
@@ -144,9 +149,12 @@ def continued(recorded_design: Design | None, design: Design) -> Design:
                                                    design.max_seeds))
 
 
-def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison], design: Design,
-                 looks: Looks) -> Looks:
-    """The looks after this round, recorded into every study's ``decisions`` block."""
+def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],
+                 design: Design | None, looks: Looks) -> Looks:
+    """The looks after this round, recorded into every study's ``decisions`` block
+    (nothing without a design)."""
+    if design is None:
+        return looks
     looks = decisions.decide(differences(results, comps, design), looks, design)
     block = decisions.record(design, looks)
     for current in results.values():

@@ -610,10 +610,11 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
     keys = [f"{s.name}/{n}" for s in studies for n in prep.configs[s.name]]
     for number in itertools.count(1):
         counts = _same_model_counts(
-            rounds.seed_counts(design, looks, comps, rounds.seeds_of(results), keys), prep)
+            rounds.seed_counts(design, looks, comps, rounds.seeds_of(results), keys,
+                               single=1), prep)
         wants, identity_of = missing_models(studies, results, prep, counts, quiet=number > 1)
         if wants:
-            if design.kind == "sequential" and distributed.is_main():
+            if design is not None and design.kind == "sequential" and distributed.is_main():
                 log(f"round {number}: {_round_line(wants, counts)}")
             _train_round(studies, results, wants, identity_of, counts, state, runtime)
             results = {s.name: read_results(paths[s.name]) for s in studies}

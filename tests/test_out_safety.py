@@ -217,12 +217,15 @@ class StoppedError(JaxcnnError):
     pass
 
 
+REGULARIZATION_CONFIGS = ["baseline", "l2", "dropout", "augment"]  # the whole study
+
+
 @pytest.fixture
 def trainer(monkeypatch):
     """Records what report --run-missing would train, instead of training it."""
     calls = []
 
-    def run_studies(studies, experiment, runtime, configs=None):
+    def run_studies(studies, experiment, runtime, configs=None, decisions=None):
         calls.append(([s.name for s in studies], experiment, runtime))
         raise StoppedError("stopped before training")
 
@@ -233,7 +236,7 @@ def trainer(monkeypatch):
 def test_run_missing_trains_with_the_settings_recorded_in_out(tmp_path, trainer, capsys):
     """No --data given: the recorded synthetic data, not a CIFAR-10 download, and the
     recorded sizes, not the flags' defaults."""
-    write_study(tmp_path, "regularization", ["baseline", "l2", "dropout"], TINY_EXPERIMENT)
+    write_study(tmp_path, "regularization", REGULARIZATION_CONFIGS, TINY_EXPERIMENT)
     assert report.main(["--out", str(tmp_path), "--run-missing", "--no-progress"]) == 2
     (studies, experiment, _), = trainer
     assert studies == ["initialization", "schedules"]
@@ -241,7 +244,7 @@ def test_run_missing_trains_with_the_settings_recorded_in_out(tmp_path, trainer,
 
 
 def test_run_missing_refuses_when_the_studies_in_out_disagree(tmp_path, trainer, capsys):
-    write_study(tmp_path, "regularization", ["baseline", "l2", "dropout"], TINY_EXPERIMENT)
+    write_study(tmp_path, "regularization", REGULARIZATION_CONFIGS, TINY_EXPERIMENT)
     other = dataclasses.replace(TINY_EXPERIMENT, seeds=3)
     write_study(tmp_path, "initialization", ["lecun"], other)
     assert report.main(["--out", str(tmp_path), "--run-missing", "--no-progress"]) == 2
@@ -267,7 +270,7 @@ def test_run_missing_refuses_a_flag_that_differs_from_the_recorded_one(tmp_path,
 ])
 def test_a_hand_edited_results_file_is_one_line_for_the_study_and_the_report(
         tmp_path, damage, named, capsys):
-    path = write_study(tmp_path, "regularization", ["baseline", "l2", "dropout"],
+    path = write_study(tmp_path, "regularization", REGULARIZATION_CONFIGS,
                        TINY_EXPERIMENT)
     payload = json.loads(path.read_text())
     damage(payload)

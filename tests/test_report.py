@@ -109,7 +109,10 @@ def test_report_has_one_verdict_per_comparison(report_run):
                 assert row.endswith(f"| {which} |")
                 assert which in console_table(results[study])
     assert (out / "schedules" / "schedules.png").exists()
-    assert "hold at 5% after Holm" in text and f"omitted below {MIN_BOOTSTRAP_N} seeds" in text
+    assert "are decided better" in text and f"omitted below {MIN_BOOTSTRAP_N} seeds" in text
+    # four verdicts, the family stated, and no "not distinguishable" read as "the same"
+    assert "not distinguishable" not in text
+    assert "over one family of every comparison in this report (sizes all: 15)" in text
     with_reference = sum(c["reference"] == results[s]["metadata"]["reference"]
                          for s in STUDIES for c in results[s]["statistics"]["comparisons"])
     assert text.splitlines()[2].startswith(f"**Answer.** Of {with_reference} comparisons")

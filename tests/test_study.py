@@ -33,14 +33,14 @@ def test_results_file_layout(regularization_run):
     assert results["experiment"] == "regularization"
     meta = results["metadata"]
     assert {"versions", "device", "data", "settings", "runtime", "command",
-            "wall_seconds", "compile_seconds"} <= set(meta)
+            "finished_after_seconds", "compile_seconds", "invoked_as"} <= set(meta)
     assert meta["data"]["fingerprint"].startswith("synthetic")
     assert meta["runtime"] == {"batching": "threads", "conv": "winograd",
                                "workers": meta["runtime"]["workers"], "members_per_chunk": 1,
                                "devices": 1, "processes": 1}
     assert meta["settings"]["seeds"] == 2 and meta["settings"]["torch_parity"] is False
-    assert set(meta["wall_seconds"]) == {"baseline", "l2", "dropout"}
-    assert list(results["configs"]) == ["baseline", "l2", "dropout"]
+    assert set(meta["finished_after_seconds"]) == {"baseline", "l2", "dropout", "augment"}
+    assert list(results["configs"]) == ["baseline", "l2", "dropout", "augment"]
     for cfg in results["configs"].values():
         assert [s["seed"] for s in cfg["seeds"]] == [0, 1]
         assert cfg["schedule"]["step"] == list(range(1, 8))  # a short run: every step
@@ -52,8 +52,9 @@ def test_results_file_layout(regularization_run):
     assert baseline["same_model_as"] == ["initialization/lecun", "schedules/constant"]
     assert baseline["trained_as"] == "regularization/baseline"
     # The convolution is a run-time choice, not part of the model.
-    assert set(baseline["model"]) == {"relu_after", "num_classes", "init", "spatial_dropout",
-                                      "dropout"}
+    assert set(baseline["model"]) == {"relu_after", "num_classes", "image_shape", "model",
+                                      "init", "spatial_dropout", "dropout"}
+    assert baseline["model"]["image_shape"] == [32, 32, 3] and baseline["model"]["model"] == "cnn"
 
 
 def test_figures_params_and_no_checkpoints_left(regularization_run):
@@ -88,7 +89,8 @@ def test_fresh_with_configs_starts_only_those_over(regularization_run, capsys):
         assert after["configs"][name] == before["configs"][name], name
         assert (study / "params" / name / "meta.json").stat().st_mtime_ns == kept[name]
     assert after["configs"]["baseline"]["seeds"] == before["configs"]["baseline"]["seeds"]
-    assert set(after["metadata"]["wall_seconds"]) == {"baseline", "l2", "dropout"}
+    assert set(after["metadata"]["finished_after_seconds"]) == {"baseline", "l2", "dropout",
+                                                                "augment"}
     assert "keeping l2, dropout" in capsys.readouterr().err
 
 
@@ -116,7 +118,8 @@ def test_a_model_finished_in_another_study_is_copied_not_trained(regularization_
     (["--seeds", "0"], "--seeds: '0' is not a positive integer"),
     (["--lr", "-1"], "--lr: '-1' is not a positive number"),
     (["--epochs", "0"], "--epochs: '0' is not a positive integer"),
-    (["--configs", "nope"], "invalid choice: 'nope' (choose from 'baseline', 'l2', 'dropout')"),
+    (["--configs", "nope"],
+     "invalid choice: 'nope' (choose from 'baseline', 'l2', 'dropout', 'augment')"),
     (["--val-size", "20000"], "--val-size 20000 must be between 0 and 9999"),
 ])
 def test_invalid_flags_get_argparse_errors(flags, message, capsys, tmp_path):
