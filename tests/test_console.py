@@ -73,6 +73,7 @@ def test_each_command_has_its_own_flags(command, flag, capsys):
     assert flag in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_recorded_test_accuracy(trained, capsys):
     """Without --data it reads the study's data from results.json (synthetic here)."""
     assert console.main(["evaluate", str(trained), "baseline"]) == 0
@@ -89,6 +90,7 @@ def test_evaluate_reproduces_the_recorded_test_accuracy(trained, capsys):
     assert re.findall(r"^seed (\d+):", capsys.readouterr().out, re.MULTILINE) == ["1"]
 
 
+@pytest.mark.slow
 def test_predict_prints_every_class_probability_per_image(trained, images, capsys):
     from jaxcnn.inference import load_model
 
@@ -112,6 +114,7 @@ def test_predict_prints_every_class_probability_per_image(trained, images, capsy
     assert "converted from L, resized from 48x64" in lines[2]
 
 
+@pytest.mark.slow
 def test_predict_without_seed_averages_the_seeds_and_top_limits(trained, images, capsys):
     assert console.main(["predict", str(trained), "baseline", "--top", "3",
                          str(images[0])]) == 0

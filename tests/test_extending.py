@@ -152,6 +152,7 @@ def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_registered_model_trains_a_member_through_train_py(fresh_registries):
     """What the runner would do with a registered model, one member, by hand."""
     from jaxcnn import initializers, train

@@ -27,6 +27,7 @@ MB = 2**20
 
 @pytest.mark.parametrize("conv", ["winograd", pytest.param("patches", marks=pytest.mark.slow),
                                   pytest.param("xla", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_first_width_estimate_errs_on_the_safe_side_of_xla(conv, tiny_data):
     """4 vmapped members: what XLA's accounting of the compiled programs charges a member
     (arguments + temporaries, training or evaluation) is at most the estimate that picks

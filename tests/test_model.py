@@ -55,12 +55,14 @@ def test_output_shape_and_parameter_count():
     assert logits.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_class_count_sets_the_last_layer():
     params = params_of(network=Network(num_classes=12))
     chex.assert_shape(params["fc2"]["kernel"], (512, 12))
     assert apply(CNN(Network(num_classes=12)), params).shape == (4, 12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["patches", "winograd"])
 def test_convolution_impls_equal_lax_conv(impl):
     params = params_of("torch")
@@ -75,6 +77,7 @@ def test_convolution_impls_equal_lax_conv(impl):
     chex.assert_trees_all_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_winograd_conv_pool_is_exact_in_float64_and_close_in_float32():
     paths = [jax.jit(conv3x3_pool_winograd),
              jax.jit(lambda x, k: max_pool_2x2(conv3x3_xla(x, k))),
@@ -149,6 +152,7 @@ def test_truncated_versus_plain_normal(scheme, truncated):
         assert z.max() > 3.5  # 262,144 normal draws exceed 3.5 std about 120 times
 
 
+@pytest.mark.slow
 def test_initializer_as_data_equals_the_named_scheme_under_vmap():
     """One program draws every member's scheme: the same weights as drawing each by name."""
     keys = jax.random.split(jax.random.key(5), len(INIT_NAMES))
@@ -202,6 +206,7 @@ JAX_NAMED = {"lecun": jax.nn.initializers.lecun_normal(),
              "he": jax.nn.initializers.he_normal()}
 
 
+@pytest.mark.slow
 def test_kernel_initializers_are_jax_variance_scaling_bit_for_bit():
     """The vector draw equals jax's own variance_scaling (and lecun/glorot/he_normal) on
     a convolution kernel (fan_in != fan_out) and a dense one."""
@@ -257,6 +262,7 @@ def test_a_registered_model_is_initialized_by_the_member_scheme(monkeypatch):
     assert not bias[:2].any() and 0 < np.abs(bias[2]).max() <= 1 / 8  # torch: U(+-1/sqrt(64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [3, 12])
 def test_28x28x1_images_init_and_apply(classes):
     network = Network(num_classes=classes, image_shape=(28, 28, 1))
@@ -273,6 +279,7 @@ def test_28x28x1_images_init_and_apply(classes):
     assert np.isfinite(logits).all() and np.asarray(logits).std() > 0
 
 
+@pytest.mark.slow
 def test_odd_sizes_pool_as_torch_floor_mode():
     """A 7x7 map pools to 3x3 from its first 6 rows and columns, as MaxPool2d(2)."""
     x = jax.random.normal(jax.random.key(0), (2, 7, 7, 4))

@@ -104,6 +104,7 @@ DEFAULT_TIER = ("l2", "decoupled", "dropout_0", "dropout", "step_per_step", "exp
 
 @pytest.mark.parametrize("name", [n if n in DEFAULT_TIER else
                                   pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+@pytest.mark.slow
 def test_member_chain_equals_the_configurations_own_chain_float64(name, member_step):
     config = CASES[name]
     with jax.enable_x64(True):
@@ -134,6 +135,7 @@ def test_member_chain_equals_the_configurations_own_chain_float64(name, member_s
     np.testing.assert_allclose(applied, expected, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_zero_rates_and_decays_change_nothing_bit_for_bit_float32():
     """A member without dropout or decay still runs those ops: dropout with rate 0 keeps
     every activation (x / 1) and a decay of 0 adds 0 * params, so its gradients and
@@ -265,6 +267,7 @@ def test_schedule_registration_is_checked(fresh_registries):
                                     {f"p{i}": 1.0 for i in range(schedules.MAX_PARAMS + 1)})
 
 
+@pytest.mark.slow
 def test_a_penalty_term_adds_its_gradient_times_the_strength_before_adam(fresh_registries):
     """An L1 term registered from outside: at strength 0 the chain's updates are the
     built-in chain's bit for bit; at strength s the gradient entering Adam gains

@@ -165,14 +165,17 @@ SCHEDULES = {
 }
 
 
+@pytest.mark.slow
 def test_plain_adam_float64():
     compare_training(OptimizerConfig(lr=1e-3))
 
 
+@pytest.mark.slow
 def test_coupled_l2_float64():
     compare_training(OptimizerConfig(lr=1e-3, weight_decay=0.01, decay="coupled"))
 
 
+@pytest.mark.slow
 def test_adamw_float64():
     compare_training(OptimizerConfig(lr=1e-3, weight_decay=0.05, decay="decoupled"))
 
@@ -180,6 +183,7 @@ def test_adamw_float64():
 @pytest.mark.parametrize("name", [
     n if n in ("step_per_epoch", "cyclic_triangular_per_step") else
     pytest.param(n, marks=pytest.mark.slow) for n in SCHEDULES])
+@pytest.mark.slow
 def test_schedules_float64(name):
     compare_training(OptimizerConfig(lr=1e-3, schedule=SCHEDULES[name]))
 
@@ -270,6 +274,7 @@ VALUE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(VALUE_CASES))
 def test_schedule_values_equal_torch_for_5000_steps(name):
     steps_per_epoch, total = 782, 5000

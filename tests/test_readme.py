@@ -41,6 +41,7 @@ def test_python_blocks_are_found():
         assert any(old in block for block in blocks), f"{old} is no longer in the README"
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run_after_the_quick_start(tmp_path, monkeypatch):
     from jaxcnn import console
 

@@ -123,6 +123,7 @@ def tiny_run(tmp_path_factory):
     return out, flags
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_numbers(tiny_run, tmp_path):
     out, flags = tiny_run
     again = tmp_path / "again"
@@ -135,6 +136,7 @@ def test_same_command_twice_gives_identical_numbers(tiny_run, tmp_path):
     ({"--lr": "0.002", "--seeds": "3"}, ["--seeds 2, --lr 0.001", "--seeds 3, --lr 0.002"]),
     ({"--train-examples": "96"}, ["--train-examples 100", "--train-examples 96"]),
 ])
+@pytest.mark.slow
 def test_rerun_with_different_flags_is_refused_naming_every_flag(tiny_run, changes, named,
                                                                  capsys):
     out, flags = tiny_run
@@ -152,6 +154,7 @@ def test_rerun_with_different_flags_is_refused_naming_every_flag(tiny_run, chang
     assert "None" not in err
 
 
+@pytest.mark.slow
 def test_rerun_on_other_data_names_the_path_not_a_fingerprint(tiny_run, capsys, tmp_path):
     from tests import archives
 
@@ -165,6 +168,7 @@ def test_rerun_on_other_data_names_the_path_not_a_fingerprint(tiny_run, capsys, 
     assert "sha256" not in err and "listing" not in err
 
 
+@pytest.mark.slow
 def test_fresh_starts_over(tiny_run, tmp_path):
     out, flags = tiny_run
     copy = tmp_path / "copy"
@@ -174,6 +178,7 @@ def test_fresh_starts_over(tiny_run, tmp_path):
     assert results["metadata"]["settings"]["lr"] == 0.002
 
 
+@pytest.mark.slow
 def test_load_model_reproduces_the_reported_accuracy(tiny_run):
     out, _ = tiny_run
     model = load_model(out, "regularization", "baseline")
@@ -187,6 +192,7 @@ def test_load_model_reproduces_the_reported_accuracy(tiny_run):
     assert model.predict_proba(ds.test_images[:7], seed=1).shape == (7, 10)
 
 
+@pytest.mark.slow
 def test_load_model_compiles_once_per_model(tiny_run):
     out, _ = tiny_run
     model = load_model(out, "regularization", "baseline")

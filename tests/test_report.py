@@ -38,6 +38,7 @@ def test_missing_studies_name_the_exact_command(tmp_path, capsys):
     assert not (out / "REPORT.md").exists()
 
 
+@pytest.mark.slow
 def test_suggested_command_carries_the_flags_of_the_studies_already_there(report_run, tmp_path,
                                                                          capsys):
     """Only schedules missing: its command repeats the other studies' flags, not the
@@ -54,6 +55,7 @@ def test_suggested_command_carries_the_flags_of_the_studies_already_there(report
             f"{TINY_BATCH} --val-size 50 --train-examples {TINY_TRAIN} --out {partial}") in err
 
 
+@pytest.mark.slow
 def test_shared_models_are_trained_once_and_named(report_run):
     out, results = report_run
     trained = results["regularization"]["metadata"]["members_trained_this_invocation"]
@@ -70,6 +72,7 @@ def test_shared_models_are_trained_once_and_named(report_run):
             "model, trained once (as `regularization/baseline`)") in text
 
 
+@pytest.mark.slow
 def test_schedules_act_within_the_run(report_run):
     configs = report_run[1]["schedules"]["configs"]
     total = 2 * -(-TINY_TRAIN // TINY_BATCH)
@@ -89,6 +92,7 @@ def test_schedules_act_within_the_run(report_run):
     assert beta1.min() < 0.85 and np.corrcoef(beta1, cyclic)[0, 1] < -0.99  # against the rate
 
 
+@pytest.mark.slow
 def test_report_has_one_verdict_per_comparison(report_run):
     out, results = report_run
     text = (out / "REPORT.md").read_text()
@@ -118,6 +122,7 @@ def test_report_has_one_verdict_per_comparison(report_run):
     assert text.splitlines()[2].startswith(f"**Answer.** Of {with_reference} comparisons")
 
 
+@pytest.mark.slow
 def test_claims_table_reads_the_studies_own_comparisons(report_run):
     """A claim and the study's comparison of the same pair are one test with one p."""
     out, results = report_run
@@ -131,6 +136,7 @@ def test_claims_table_reads_the_studies_own_comparisons(report_run):
     assert cells[7] == ("<0.001" if p_holm < 0.001 else f"{p_holm:.3f}")
 
 
+@pytest.mark.slow
 def test_second_call_only_rewrites_the_report(report_run):
     out, _ = report_run
     before = json.loads((out / "regularization" / "results.json").read_text())["configs"]

@@ -74,6 +74,7 @@ def test_rerun_skips_finished_work_and_prints_the_table(regularization_run, caps
     assert read(regularization_run)["metadata"]["members_trained_this_invocation"] == 0
 
 
+@pytest.mark.slow
 def test_fresh_with_configs_starts_only_those_over(regularization_run, capsys):
     """Issue 19 item 3: `--fresh --configs baseline` on a finished study retrains baseline
     and keeps l2 and dropout: their results and parameters, untouched."""
@@ -104,6 +105,7 @@ def test_fresh_with_configs_refuses_to_mix_settings(regularization_run, capsys):
     assert read(regularization_run)["configs"] == before["configs"]
 
 
+@pytest.mark.slow
 def test_a_model_finished_in_another_study_is_copied_not_trained(regularization_run, capsys):
     """initialization/lecun is regularization/baseline: the second study reuses it."""
     assert study_main(INITIALIZATION, [*SMALL, "--out", str(regularization_run)]) == 0
@@ -229,6 +231,7 @@ def test_torch_parity_through_the_cli_records_the_notebooks_protocol(tmp_path, c
     assert (tmp_path / "REPORT.md").exists()
 
 
+@pytest.mark.slow
 def test_deterministic_flag_is_accepted_and_changes_nothing_on_the_cpu(tmp_path, monkeypatch):
     # setenv records the variable's state (absent or not) so teardown restores it; delenv
     # alone records nothing when it was absent, and the flag written below would leak.

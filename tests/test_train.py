@@ -51,6 +51,7 @@ def assert_same_member(a, b):
 @pytest.mark.parametrize("network, configs", [
     (DEFAULT_NET, CONFIGS),
     pytest.param(PARITY_NET, PARITY_CONFIGS, marks=pytest.mark.slow, id="parity_network")])
+@pytest.mark.slow
 def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, network, configs,
                                                                  programs):
     """map (lax.map inside one program) and threads (one member per worker, two at once)
@@ -68,6 +69,7 @@ def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, netw
     assert len(accuracies) > 1  # the members really differ
 
 
+@pytest.mark.slow
 def test_vmap_matches_a_member_alone_to_float_rounding(tiny_data):
     """vmap batches the members' matmuls, whose float32 sums may round differently: one
     step's losses and gradients agree to float32 noise, not bit for bit. (Over many steps
@@ -153,6 +155,7 @@ def test_training_compiles_once_whatever_the_configurations(tiny_data, programs)
     assert compiles == []
 
 
+@pytest.mark.slow
 def test_each_member_draws_its_own_dropout_masks(tiny_data):
     """Same weights and data order, different dropout keys: different results (flax#4973);
     with dropout off the dropout key is unused, so the two must agree exactly."""
@@ -171,6 +174,7 @@ def test_each_member_draws_its_own_dropout_masks(tiny_data):
         assert (not np.allclose(fc2[0], fc2[1])) if differ else np.array_equal(fc2[0], fc2[1])
 
 
+@pytest.mark.slow
 def test_masked_partial_batch_equals_mean_over_real_examples():
     model = CNN(DEFAULT_NET, conv="xla")
     hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(), 7))
