@@ -72,6 +72,17 @@ def write_json(path: Path, payload: dict) -> None:
     write_json_atomic(Path(path), payload)
 
 
+def print_and_write(text: str, payload: dict, json_path: Path | None,
+                    markdown_path: Path | None) -> None:
+    """Prints a benchmark's Markdown table and writes it and its JSON where asked."""
+    print(text)
+    if json_path:
+        write_json(json_path, payload)
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(text)
+
+
 def save_figure(fig, path: Path) -> None:
     """Lays out, writes (creating the folder) and closes a matplotlib figure."""
     import matplotlib.pyplot as plt

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import print_and_write
 from jaxcnn import decisions
 from jaxcnn import environment as env
-from jaxcnn.results import write_json_atomic
 
 PROG = "python -m benchmarks.sequential_design"
 MULTIPLES = (0.0, 0.5, 1.0, 3.0)  # true differences in margins
@@ -132,13 +132,7 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     result = run(args)
-    text = markdown(result)
-    print(text)
-    if args.json:
-        write_json_atomic(args.json, result)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
+    print_and_write(markdown(result), result, args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ from benchmarks.common import (
     Timer,
     environment,
     model_epochs_per_hour,
+    print_and_write,
     random_cifar,
     require_torch,
     save_figure,
-    write_json,
 )
 from jaxcnn.cli import HelpFormatter
 
@@ -302,13 +302,7 @@ def main(argv=None) -> int:
                           "command": " ".join([PROG, *(argv if argv is not None
                                                        else sys.argv[1:])])},
                "results": rows, "summary": summarize(rows)}
-    table = markdown_table(payload)
-    print(table)
-    if args.json:
-        write_json(args.json, payload)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table)
+    print_and_write(markdown_table(payload), payload, args.json, args.markdown)
     if args.png:
         plot(payload, args.png)
     return 0
