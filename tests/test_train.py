@@ -65,8 +65,9 @@ def test_member_alone_equals_member_in_any_cpu_batch_bit_for_bit(tiny_data, netw
                     programs=programs)[member.key]
         assert_same_member(in_map[member.key], alone)
         assert_same_member(in_threads[member.key], alone)
-    accuracies = {r.record["test_accuracy"] for r in in_map.values()}
-    assert len(accuracies) > 1  # the members really differ
+    # The members really differ (test losses: on tiny data every accuracy can sit at chance).
+    losses = {r.record["test_loss"] for r in in_map.values()}
+    assert len(losses) > 1
 
 
 @pytest.mark.slow
