@@ -208,12 +208,26 @@ class Runtime:
                         "instead of exiting", group="output")
 
 
+def seeds_continue(old: int | str | None, new: int | str) -> bool:
+    """Whether a rerun asking for ``new`` seeds continues a run made with ``old``: the
+    seed count is a budget, not a protocol (seed s trains the same alone or among
+    others), so it may grow (N -> M >= N, or N -> auto to settle what N left open);
+    it may not shrink, or go from auto back to a fixed count."""
+    if old == new:
+        return True
+    if isinstance(old, int) and new == AUTO:
+        return True
+    return isinstance(old, int) and isinstance(new, int) and new >= old
+
+
 def setting_differences(old_settings: dict, new_settings: dict) -> tuple[str, str] | None:
     """The flags whose values differ, as ("--epochs 1, ...", "--epochs 2, ...") for the
     old and the new settings; None when they agree."""
     differing = []
     for key, new in new_settings.items():
         if key == "data_fingerprint":
+            continue
+        if key == "seeds" and seeds_continue(old_settings.get(key), new):
             continue
         old = old_settings.get(key)
         if old != new:

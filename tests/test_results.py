@@ -85,3 +85,24 @@ def test_a_corrupt_file_is_one_line(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ResumeError, match="cannot read the existing results"):
         results.read_results(path)
+
+
+@pytest.mark.parametrize("old, new, continues", [
+    (5, 5, True), (5, 8, True), (5, "auto", True), ("auto", "auto", True),
+    (5, 3, False), ("auto", 5, False),
+])
+def test_the_seed_count_is_a_budget_that_may_grow(tmp_path, old, new, continues):
+    """A run of --seeds 5 continues under --seeds 8 or --seeds auto (the finished seeds
+    are the same members); fewer seeds, or auto back to a fixed count, is refused with
+    one line naming both flags."""
+    from jaxcnn.experiment import check_compatible
+
+    settings = {"data": "synthetic", "data_fingerprint": "f", "epochs": 2}
+    path = tmp_path / "results.json"
+    if continues:
+        check_compatible({**settings, "seeds": old}, {**settings, "seeds": new}, path)
+        return
+    with pytest.raises(ResumeError) as error:
+        check_compatible({**settings, "seeds": old}, {**settings, "seeds": new}, path)
+    assert f"--seeds {old}, not --seeds {new}" in str(error.value)
+    assert "\n" not in str(error.value)
