@@ -450,7 +450,8 @@ def draw_estimation(comparisons: list[dict], margin: float,
     ax.axvline(0.0, color="black", lw=0.8)
     for y, comparison in enumerate(comparisons):
         _estimation_row(ax, y, comparison, rng)
-    ax.plot([], [], color="0.2", lw=3, marker="o", label="mean and interval (colour: verdict)")
+    ax.plot([], [], color="0.2", lw=3, marker="o",
+            label="mean and interval (colour: verdict; the equivalence interval where equivalent)")
     ax.set_yticks(range(len(comparisons)), [c["name"] for c in comparisons])
     ax.set_ylim(len(comparisons) - 0.5, -0.5)  # first comparison on top
     ax.set_xlabel("paired difference, configuration minus reference (accuracy points)")

@@ -14,10 +14,11 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 from scipy import stats as sps
 
 from jaxcnn.progress import plural
-from jaxcnn.stats import ALPHA, MIN_BOOTSTRAP_N, POWER, find_comparison, kept_scores
+from jaxcnn.stats import ALPHA, MIN_BOOTSTRAP_N, POWER, compare, find_comparison, kept_scores
 from jaxcnn.studies import STUDIES
 
 STUDY_ORDER = tuple(STUDIES)  # the report's sections, in the studies' own order
@@ -360,14 +361,79 @@ def study_section(name: str, results: dict, figure_prefix: str,
     return lines + study_notes(results) + [""]
 
 
+def epoch_comparison(configs: Mapping[str, dict], better: str, worse: str, epoch: int
+                     ) -> dict | None:
+    """``better`` minus ``worse`` in validation accuracy after ``epoch``, paired by seed
+    (stats.compare's dict), or None when either configuration is missing."""
+    if better not in configs or worse not in configs:
+        return None
+
+    def at_epoch(name: str) -> dict[int, float]:
+        out = {}
+        for s in configs[name]["seeds"]:
+            curve = s.get("history", {}).get("val_accuracy") or []
+            if len(curve) >= epoch and curve[epoch - 1] is not None:
+                out[s["seed"]] = curve[epoch - 1]
+        return out
+
+    a, b = at_epoch(better), at_epoch(worse)
+    common = sorted(set(a) & set(b))
+    return compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
+                   np.random.default_rng(0))
+
+
+def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, str, bool]:
+    """One claims-table row: (the row, how it came out, whether it holds)."""
+    if claim.epoch is None:
+        c, sign = find_comparison(results["statistics"], claim.better, claim.worse)
+        if c is None:
+            return "", "", False
+        which = decided(c, sign) or verdict(c, alpha, sign)
+        p_adj, when = c["p_holm"], "end of training"
+    else:
+        c, sign = epoch_comparison(results["configs"], claim.better, claim.worse,
+                                   claim.epoch), 1
+        if c is None:
+            return "", "", False
+        # Bonferroni over the early-training claims (a family of their own).
+        p_adj = None if c["p_ttest"] is None else min(1.0, c["p_ttest"] * n_early)
+        which = ("not testable" if p_adj is None else "not distinguishable" if p_adj >= alpha
+                 else "better" if c["mean_difference"] > 0 else "worse")
+        when = f"validation accuracy after epoch {claim.epoch} (\"early training\")"
+    margin = c.get("decision", {}).get("margin")
+    text = {"better": "holds", "worse": "reversed: significant the other way",
+            "equivalent": f"not supported: equivalent within ±{margin:g} points"
+                          if margin else "",
+            "undecided": f"undecided at {c.get('decision', {}).get('n')} seeds",
+            "suggestive only": "suggestive only (p < 5% before Holm, not after)",
+            "not distinguishable": f"not supported at {c['n_pairs']} seeds "
+                                   "(not distinguishable)",
+            "not testable": "not testable (fewer than 2 paired seeds)"}[which]
+    gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
+           if claim.acc_worse is not None else "n/a (run cut off)")
+    diff = None if c["mean_difference"] is None else sign * c["mean_difference"]
+    row = (f"| \"{claim.quote}\" ({claim.cell}) | `{claim.better}` > `{claim.worse}`, {when} | "
+           f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(c['ci95'], sign)} | "
+           f"{fmt_p(c['p_ttest'])} | {fmt_p(p_adj)} | {text} |")
+    return row, which, which == "better"
+
+
 def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
-    """The notebook's single-run conclusions, each read from its study's statistics."""
+    """The notebook's single-run conclusions, quoted, each tested as it was made: at the
+    end of training from its study's statistics, or after epoch 1 where the notebook
+    spoke of early training."""
     parity = any(r["metadata"]["settings"].get("torch_parity") for r in all_results.values())
+    claims = [(name, claim) for name in STUDY_ORDER if name in all_results
+              for claim in STUDIES[name].claims]
+    n_early = sum(claim.epoch is not None for _, claim in claims)
     lines = ["## The seed's single-run conclusions, revisited", "",
-             "The notebook ranked techniques from one run each. Each of its claims is a paired "
-             "comparison (first minus second, by seed) in its study's statistics, adjusted "
-             "with Holm in the same family as that study's comparisons with its reference, so "
-             "it carries the same verdict as in the study's table. "
+             "The notebook ranked techniques from one run each. Each claim below is quoted "
+             "from the notebook with its place, and tested as a paired comparison (first "
+             "minus second, by seed). A claim about the end of training carries the verdict "
+             "of that comparison in its study (p adj.: Holm within the study, beside the "
+             "decisions' verdict); a claim about early training is tested on the validation "
+             "accuracy after epoch 1 (paired t, Bonferroni over the "
+             f"{plural(n_early, 'early-training claim')}). "
              + ("These runs follow the notebook's protocol (`--torch-parity`)."
                 if parity else
                 "These runs use jaxcnn's corrected defaults, not the notebook's protocol "
@@ -376,40 +442,17 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
                 "initializers; see the README's parity table): a claim can fail here because "
                 "the setting differs, not only because one run is noisy. `--torch-parity` "
                 "tests the claims as the notebook ran them."), "",
-             "| study | claim (the notebook's words) | its gap (one run) | our mean diff | "
-             "95% CI | p (t) | p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|"]
-    counts = {"holds": 0, "total": 0}
-    for study_name in STUDY_ORDER:
-        results = all_results.get(study_name)
-        if results is None:
-            continue
-        alpha = results["statistics"]["alpha"]
-        for claim in STUDIES[study_name].claims:
-            c, sign = find_comparison(results["statistics"], claim.better, claim.worse)
-            if c is None:
-                continue
-            gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
-                   if claim.acc_worse is not None else "n/a (run cut off)")
-            which = decided(c, sign) or verdict(c, alpha, sign)
-            margin = c.get("decision", {}).get("margin")
-            text = {"better": "holds", "worse": "reversed: significant the other way",
-                    "equivalent": f"not supported: equivalent within ±{margin:g} points"
-                                  if margin else "",
-                    "undecided": f"undecided at {c.get('decision', {}).get('n')} seeds",
-                    "suggestive only": "suggestive only (p < 5% before Holm, not after)",
-                    "not distinguishable": f"not supported at {c['n_pairs']} seeds "
-                                           "(not distinguishable)",
-                    "not testable": "not testable (fewer than 2 paired seeds)"}[which]
-            counts["total"] += 1
-            counts["holds"] += which == "better"
-            diff = None if c["mean_difference"] is None else sign * c["mean_difference"]
-            lines.append(f"| {study_name} | {claim.words} (`{claim.better}` > `{claim.worse}`) | "
-                         f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(c['ci95'], sign)} | "
-                         f"{fmt_p(c['p_ttest'])} | {fmt_p(c['p_holm'])} | {text} |")
-    how = ("are decided better (the family-wise decisions above)" if any(
-        c.get("decision") for r in all_results.values()
-        for c in r["statistics"]["comparisons"]) else "hold at 5% after Holm")
-    lines += ["", f"Of {counts['total']} claims, {counts['holds']} {how} with our seeds.", ""]
+             "| the notebook's words (where) | tested as | its gap (one run) | our mean diff | "
+             "95% CI | p (t) | p (adj.) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    holds = total = 0
+    for name, claim in claims:
+        row, _, ok = _claim_row(claim, all_results[name],
+                                all_results[name]["statistics"]["alpha"], n_early)
+        if row:
+            lines.append(row)
+            total += 1
+            holds += ok
+    lines += ["", f"Of {total} claims, {holds} hold with our seeds.", ""]
     return lines
 
 
@@ -453,8 +496,8 @@ def seeds_to_detect(difference: float | None, sd: float | None, alpha: float = A
 def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
     """One entry per comparison with its study's reference, for :func:`answer_paragraph`:
     ``{"study", "config", "reference", "verdict" (one of VERDICTS), "difference",
-    "interval", "n", "seeds_needed"}``. The sequential statistics will supply these
-    verdicts directly; today's are mapped by :func:`four_way`."""
+    "interval", "n", "equivalence_interval", "seeds_needed"}``: the decisions' look
+    where the run made decisions, else mapped by :func:`four_way`."""
     out = []
     for study in STUDY_ORDER:
         results = all_results.get(study)
@@ -471,6 +514,7 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                 out.append({"study": study, "config": c["config"], "reference": c["reference"],
                             "verdict": d["verdict"], "difference": d["mean"],
                             "interval": d["interval"], "n": d["n"],
+                            "equivalence_interval": d.get("equivalence_interval"),
                             "seeds_needed": d["seeds_needed"]})
                 continue
             verdict_now = four_way(c, statistics["alpha"])
@@ -486,27 +530,37 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
 
 def run_cost(all_results: dict[str, dict]) -> dict:
     """What the studies cost: ``{"seeds": sorted seeds per configuration, "epochs",
-    "models": distinct models, "members": model x seed trained, "wall_seconds"}``.
+    "models": distinct models, "members": model x seed trained, "wall_seconds", and
+    "members_timed": how many of the members those seconds trained (None if unrecorded)}``.
 
     A model shared by studies counts once; studies run together record one invocation's
     time, so equal recorded times count once.
     """
     models: dict[str, int] = {}
-    seeds, times = set(), set()
+    seeds, times = set(), {}
     for study, results in all_results.items():
         meta = results["metadata"]
-        times.add(round(float(meta.get("total_wall_seconds_this_invocation") or 0.0), 1))
+        time = round(float(meta.get("total_wall_seconds_this_invocation") or 0.0), 1)
+        times[time] = meta.get("members_trained_this_invocation")
         for name, cfg in results["configs"].items():
             models[cfg.get("trained_as") or f"{study}/{name}"] = len(cfg["seeds"])
             seeds.add(len(cfg["seeds"]))
     epochs = sorted({r["metadata"]["settings"]["epochs"] for r in all_results.values()})
     return {"seeds": sorted(seeds), "epochs": epochs, "models": len(models),
-            "members": sum(models.values()), "wall_seconds": sum(times)}
+            "members": sum(models.values()), "wall_seconds": sum(times),
+            "members_timed": (None if None in times.values() else sum(times.values()))}
 
 
 def _verdict_item(v: dict) -> str:
-    text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points, "
-            f"CI {fmt_interval(v['interval'])}")
+    """'`study/config` (-2.22 points at 15 seeds, adjusted CI [...])': the numbers of the
+    look that decided it, as the study's findings give them."""
+    at = f" at {v['n']} seeds" if v.get("n") else ""
+    if v["verdict"] == "equivalent" and v.get("equivalence_interval"):
+        interval = f"equivalence interval {fmt_interval(v['equivalence_interval'])}"
+    else:
+        interval = f"CI {fmt_interval(v['interval'])}"
+    text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points{at}, "
+            f"{interval}")
     if v["verdict"] == "undecided" and v.get("seeds_needed"):
         text += f"; about {v['seeds_needed']} seeds would decide it at this spread"
     return text + ")"
@@ -536,7 +590,28 @@ def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = No
             + f". Cost: {counted(cost['seeds'], 'seed')} per configuration x "
             f"{counted(cost['epochs'], 'epoch')}, "
             f"{plural(cost['models'], 'distinct model')}, {plural(cost['members'], 'member')} "
-            f"(model x seed), {cost['wall_seconds']:,.0f} s of recorded wall time.")
+            f"(model x seed), {cost['wall_seconds']:,.0f} s of recorded wall time"
+            + _earlier(cost) + ".")
+
+
+def _earlier(cost: dict) -> str:
+    """Where the recorded time covers only the last run into --out, say so."""
+    timed = cost.get("members_timed")
+    if timed is None or timed >= cost["members"]:
+        return ""
+    return (f" (the last run's, which trained {timed} of them; the other "
+            f"{cost['members'] - timed} were trained by an earlier run into the same --out)")
+
+
+def _drawn_interval(c: dict) -> list[float] | None:
+    """The interval the estimation figure draws: the one the verdict rests on (the
+    equivalence interval where equivalence was shown, else the adjusted one)."""
+    d = c.get("decision")
+    if d is None:
+        return c.get("ci95")
+    if d["verdict"] == "equivalent" and d.get("equivalence_interval"):
+        return d["equivalence_interval"]
+    return d["interval"]
 
 
 def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) -> list[dict]:
@@ -555,8 +630,7 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
         scores = kept_scores(results["configs"][c["config"]]["seeds"])
         rows.append({"name": f"{c['config']} - {reference}",
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
-                     "interval": (c["decision"]["interval"] if c.get("decision")
-                                  else c.get("ci95")),
+                     "interval": _drawn_interval(c),
                      "verdict": given.get((c["config"], reference),
                                           four_way(c, statistics["alpha"]))})
     return rows

@@ -159,6 +159,17 @@ def minimum_detectable_difference(sd_diff: float, n: int, alpha: float = ALPHA,
     return float(effect * sd_diff)
 
 
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """Seeds as runs of consecutive numbers: [0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    runs: list[list[int]] = []
+    for s in sorted(seeds):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator) -> dict:
     """Config minus reference, paired by seed: differences, tests, effect size.
 
@@ -285,9 +296,10 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
         trained_ref = {s["seed"] for s in configs[ref]["seeds"]}
         diverged = sorted(((trained - set(a)) | (trained_ref - set(b))) & trained & trained_ref)
         unpaired = sorted(trained ^ trained_ref)
-        extras = ([f"seeds {diverged} left out (diverged in one of the two)"] if diverged
-                  else []) + ([f"seeds {unpaired} trained for one of the two only"]
-                              if unpaired else [])
+        extras = ([f"seeds {seed_ranges(diverged)} left out (diverged in one of the two)"]
+                  if diverged else []) + (
+            [f"seeds {seed_ranges(unpaired)} trained for one of the two only (compared on "
+             f"the {len(common)} seeds both have)"] if unpaired else [])
         if extras:
             entry["note"] = "; ".join(([entry["note"]] if entry["note"] else []) + extras)
         comparisons.append(entry)

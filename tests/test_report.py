@@ -129,7 +129,7 @@ def test_claims_table_reads_the_studies_own_comparisons(report_run):
     text = (out / "REPORT.md").read_text()
     comparison = next(c for c in results["regularization"]["statistics"]["comparisons"]
                       if c["config"] == "dropout" and c["reference"] == "baseline")
-    row = next(ln for ln in text.splitlines() if "outperforms dropout" in ln)
+    row = next(ln for ln in text.splitlines() if "`baseline` > `dropout`" in ln)
     cells = [cell.strip() for cell in row.split("|")]
     assert cells[4] == f"{-comparison['mean_difference']:+.2f}"  # claim: baseline - dropout
     p_holm = comparison["p_holm"]
@@ -368,3 +368,37 @@ def test_estimation_rows_pair_each_seed_with_the_reference():
     assert row["interval"] == [-4.0, -0.5] and row["verdict"] == "worse"
     override = [{"config": "l2", "reference": "baseline", "verdict": "undecided"}]
     assert jreport.estimation_comparisons(results, override)[0]["verdict"] == "undecided"
+
+
+def test_every_claim_quotes_the_notebook_verbatim():
+    """Issue 18: the claims table quotes the notebook (checked against the seed notebook
+    where this machine has it) and names where the words stand."""
+    from pathlib import Path
+
+    from jaxcnn.studies import STUDIES
+
+    notebook = Path(__file__).resolve().parents[2] / "shared" / "seed" / "HW1.md"
+    if not notebook.exists():
+        pytest.skip(f"the seed notebook is not at {notebook}")
+    text = " ".join(notebook.read_text().split())
+    for study in STUDIES.values():
+        for claim in study.claims:
+            for part in claim.quote.split(" [...] "):
+                assert part in text, (study.name, part)
+            assert claim.cell
+
+
+def test_an_early_training_claim_is_tested_after_its_epoch():
+    """'outperform Kaiming in terms of early training performance': the paired
+    difference of validation accuracy after epoch 1, not at the end."""
+    def seeds(curves):
+        return [{"seed": i, "test_accuracy": c[-1], "history": {"val_accuracy": c}}
+                for i, c in enumerate(curves)]
+
+    configs = {"torch": {"seeds": seeds([[60, 66], [62, 65], [61, 67]])},
+               "he": {"seeds": seeds([[55, 67], [58, 66], [56, 68]])}}
+    c = jreport.epoch_comparison(configs, "torch", "he", 1)
+    assert c["n_pairs"] == 3 and c["mean_difference"] == pytest.approx(14 / 3)
+    assert jreport.epoch_comparison(configs, "torch", "he", 2)["mean_difference"] == \
+        pytest.approx(-1.0)
+    assert jreport.epoch_comparison(configs, "torch", "glorot", 1) is None

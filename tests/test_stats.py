@@ -174,4 +174,12 @@ def test_diverged_seeds_are_excluded_and_named():
     assert block["summary"]["a"]["n"] == 4
     assert block["summary"]["a"]["diverged_seeds"] == [2]
     comp = block["comparisons"][0]
-    assert comp["n_pairs"] == 4 and "seeds [2] left out" in comp["note"]
+    assert comp["n_pairs"] == 4 and "seeds 2 left out" in comp["note"]
+
+
+def test_seed_ranges_are_runs_of_consecutive_seeds():
+    from jaxcnn.stats import seed_ranges
+
+    assert seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+    assert seed_ranges([3]) == "3"
+    assert seed_ranges([]) == ""
