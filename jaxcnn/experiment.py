@@ -220,14 +220,16 @@ def seeds_continue(old: int | str | None, new: int | str) -> bool:
     return isinstance(old, int) and isinstance(new, int) and new >= old
 
 
-def setting_differences(old_settings: dict, new_settings: dict) -> tuple[str, str] | None:
+def setting_differences(old_settings: dict, new_settings: dict, seeds_may_grow: bool = False
+                        ) -> tuple[str, str] | None:
     """The flags whose values differ, as ("--epochs 1, ...", "--epochs 2, ...") for the
-    old and the new settings; None when they agree."""
+    old and the new settings; None when they agree. ``seeds_may_grow``: a rerun's larger
+    budget (:func:`seeds_continue`) is no difference."""
     differing = []
     for key, new in new_settings.items():
         if key == "data_fingerprint":
             continue
-        if key == "seeds" and seeds_continue(old_settings.get(key), new):
+        if key == "seeds" and seeds_may_grow and seeds_continue(old_settings.get(key), new):
             continue
         old = old_settings.get(key)
         if old != new:
@@ -250,8 +252,9 @@ def setting_differences(old_settings: dict, new_settings: dict) -> tuple[str, st
 
 
 def check_compatible(old_settings: dict, new_settings: dict, path: Path) -> None:
-    """Raises ResumeError naming every flag whose value differs from the earlier run's."""
-    differences = setting_differences(old_settings, new_settings)
+    """Raises ResumeError naming every flag whose value differs from the earlier run's
+    (a larger seed budget continues the run)."""
+    differences = setting_differences(old_settings, new_settings, seeds_may_grow=True)
     if differences is not None:
         was, now = differences
         raise ResumeError(f"{path} was made with {was}, not {now}; use the same flags to "

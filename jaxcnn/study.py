@@ -133,9 +133,28 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
             raise ConfigError(f"argument --configs: unknown configuration {unknown[0]!r} "
                               f"(choose from {', '.join(all_configs[only.name])})")
         all_configs[only.name] = {n: c for n, c in all_configs[only.name].items() if n in configs}
-    known = {name: study.build_configs(ctx) for name, study in STUDIES.items()}
-    return Prepared(dataset, prepared, ctx, experiment.settings(dataset.fingerprint),
-                    all_configs, same_models({**known, **all_configs}))
+    settings = experiment.settings(dataset.fingerprint)
+    # Models are linked ("same_model_as") only under one protocol: the studies of this run,
+    # and those already in --out under the same settings (issue 18: a 1-epoch sweep on
+    # 10,000 images is not the same model as a 2-epoch study on all of them).
+    known = {name: study.build_configs(ctx) for name, study in STUDIES.items()
+             if name not in all_configs and same_protocol_in_out(runtime.out, name, settings)}
+    return Prepared(dataset, prepared, ctx, settings, all_configs,
+                    same_models({**known, **all_configs}))
+
+
+def same_protocol_in_out(out: str, study: str, settings: dict) -> bool:
+    """Whether OUT/<study>/results.json exists and was made with ``settings`` (the seed
+    count aside: it is a budget). A damaged file counts as absent here; the run that
+    opens it says what is wrong."""
+    try:
+        existing = read_results(Path(out) / study / "results.json")
+    except ResumeError:
+        return False
+    if existing is None:
+        return False
+    old = existing["metadata"]["settings"]
+    return setting_differences({**old, "seeds": settings.get("seeds")}, settings) is None
 
 
 def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: RunSettings,
