@@ -21,6 +21,7 @@ the process natively when a peer never comes). Whatever goes wrong ends within
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import io
@@ -28,10 +29,8 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -118,29 +117,79 @@ def initialize(coordinator: str | None, num_processes: int | None,
         raise StartupError(f"jax.distributed could not start ({err}); check --coordinator, "
                            "--num-processes and --process-id, or the cluster's "
                            "environment with --distributed") from None
-    # The first collective connects gloo's peers, which print a banner on stdout.
-    with _without_gloo_banner():
-        barrier("jaxcnn: started")
+    # gloo prints a banner from C++ each time a communicator connects: at the first
+    # collective below and at each program's first cross-process collective later.
+    drop_gloo_banners()
+    barrier("jaxcnn: started")
 
 
-@contextlib.contextmanager
-def _without_gloo_banner() -> Iterator[None]:
-    """Drops gloo's "[Gloo] Rank i is connected to n peer ranks" lines (written by C++
-    on file descriptor 1) from what is printed meanwhile; every other line is kept."""
+BANNER = b"[Gloo] Rank "
+
+
+class _BannerFilter:
+    """Line filter over a byte stream: drops lines that start with :data:`BANNER` and
+    passes everything else on at once (a partial line as soon as it cannot be one)."""
+
+    def __init__(self, write):
+        self.write, self.pending, self.passing = write, b"", False
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            if self.passing:  # the rest of a line already known not to be a banner
+                head, newline, data = data.partition(b"\n")
+                self.write(head + newline)
+                self.passing = not newline
+                continue
+            self.pending += data
+            data = b""
+            line, newline, rest = self.pending.partition(b"\n")
+            if newline:
+                if not line.startswith(BANNER):
+                    self.write(line + newline)
+                self.pending, data = b"", rest
+            elif not (BANNER.startswith(line) or line.startswith(BANNER)):
+                self.write(line)
+                self.pending, self.passing = b"", True
+
+    def close(self) -> None:
+        if self.pending and not self.pending.startswith(BANNER):
+            self.write(self.pending)
+        self.pending = b""
+
+
+def drop_gloo_banners() -> None:
+    """For the rest of the process, lines starting "[Gloo] Rank " are dropped from file
+    descriptor 1 (gloo writes them from C++, below Python's sys.stdout): fd 1 becomes a
+    pipe that a thread copies to the real stdout, line by line, leaving the banners out.
+    At exit the real stdout comes back and the thread drains the pipe."""
     sys.stdout.flush()
-    saved = os.dup(1)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 1)
-        try:
-            yield
-        finally:
-            ctypes.CDLL(None).fflush(None)  # C stdio buffers, before fd 1 goes back
-            os.dup2(saved, 1)
-            os.close(saved)
-            capture.seek(0)
-            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stdout.write("".join(x for x in lines if not x.startswith("[Gloo] Rank ")))
-            sys.stdout.flush()
+    real = os.dup(1)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+
+    def write_all(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(real, view):]
+
+    def pump() -> None:
+        lines = _BannerFilter(write_all)
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            while chunk := source.read(65536):
+                lines.feed(chunk)
+        lines.close()
+
+    thread = threading.Thread(target=pump, name="jaxcnn-gloo-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stdout.flush()
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers, before fd 1 goes back
+        os.dup2(real, 1)  # closes the pipe's only write end: the thread sees its end
+        thread.join(timeout=10)
+
+    atexit.register(restore)
 
 
 def rendezvous(coordinator: str, address: str, port: int, num_processes: int,

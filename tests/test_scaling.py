@@ -103,6 +103,9 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path):
     meta = json.loads((multi / "regularization" / "results.json").read_text())["metadata"]
     assert meta["runtime"]["processes"] == 2
     assert "process 1 of 2" in outputs[0] and "process 0 of 2" in outputs[1]
+    for output in outputs:  # issue 19 item 10: no gloo banners, no orbax merge warning
+        assert "[Gloo]" not in output and "Skipping merge of OCDBT" not in output, output
+    assert "paired by seed against" in outputs[1]  # stdout (the table) drained at exit
     assert not list((multi / "checkpoints").glob("*"))  # each process cleared its own
 
 
