@@ -397,7 +397,7 @@ def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, s
             return "", "", False
         # Bonferroni over the early-training claims (a family of their own).
         p_adj = None if c["p_ttest"] is None else min(1.0, c["p_ttest"] * n_early)
-        which = ("not testable" if p_adj is None else "not distinguishable" if p_adj >= alpha
+        which = ("not testable" if p_adj is None else "not shown" if p_adj >= alpha
                  else "better" if c["mean_difference"] > 0 else "worse")
         when = f"validation accuracy after epoch {claim.epoch} (\"early training\")"
     margin = c.get("decision", {}).get("margin")
@@ -408,6 +408,7 @@ def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, s
             "suggestive only": "suggestive only (p < 5% before Holm, not after)",
             "not distinguishable": f"not supported at {c['n_pairs']} seeds "
                                    "(not distinguishable)",
+            "not shown": f"not shown at {c['n_pairs']} seeds (adjusted p {fmt_p(p_adj)})",
             "not testable": "not testable (fewer than 2 paired seeds)"}[which]
     gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
            if claim.acc_worse is not None else "n/a (run cut off)")
