@@ -138,7 +138,10 @@ def console_table(results: dict) -> str:
     rows = table_rows(results)
     width = max([len("config"), *(len(r["config"]) for r in rows)])
     lines = [f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
-             f"'{reference}'; Holm-adjusted p over the study's comparisons",
+             f"'{reference}'; "
+             + ("verdicts from the decisions (see the report); Holm p within the study for "
+                "reference" if results.get("decisions") else
+                "Holm-adjusted p over the study's comparisons"),
              f"{'config':<{width}} {'n':>2} {'mean ± std':>14} {'95% CI':>20} {'diff':>7} "
              f"{'diff 95% CI':>17} {'Holm p':>8}  verdict"]
     for r in rows:
