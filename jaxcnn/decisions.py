@@ -102,6 +102,9 @@ class Design:
       margin: m, in accuracy points: "equivalent" means |difference| < m shown.
       spending: "obrien_fleming" or "pocock" (Lan-DeMets spending functions).
       family: "all" (one multiplicity family) or "study" (one per study).
+      caps: the budgets (max_seeds) of the earlier runs this one continues, smallest
+        first: their last looks stay planned looks (a run capped at 12 looked at 12,
+        and a rerun with max_seeds 16 goes on from there: 5, 10, 12, 16).
     """
 
     first_round: int = 5
@@ -112,8 +115,10 @@ class Design:
     spending: str = "obrien_fleming"
     family: str = "all"
     horizon: int | None = None
+    caps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "caps", tuple(self.caps))  # a JSON list reads back
         problems = [
             (self.first_round < 2, f"first round {self.first_round}: need at least 2 seeds"),
             (self.max_seeds < self.first_round,
@@ -147,9 +152,15 @@ class Design:
         return self.horizon or self.max_seeds
 
     def look_sizes(self) -> list[int]:
-        """The planned n of every look: first_round, + round_size, ..., max_seeds."""
-        sizes = list(range(self.first_round, self.max_seeds, self.round_size))
-        return sizes + [self.max_seeds]
+        """The planned n of every look: first_round, + round_size, ..., up to each earlier
+        run's cap (see ``caps``) and on from it, ..., max_seeds."""
+        sizes, start = [], self.first_round
+        for cap in (*self.caps, self.max_seeds):
+            if sizes and cap <= sizes[-1]:
+                continue
+            sizes += [*range(start, cap, self.round_size), cap]
+            start = cap + self.round_size
+        return sizes
 
     def next_size(self, n: int) -> int:
         """The planned look after one at ``n`` seeds (max_seeds at most)."""

@@ -145,8 +145,27 @@ def continued(recorded_design: Design | None, design: Design) -> Design:
                          "decisions flags (only --max-seeds may grow), or --fresh")
     if design.kind == "fixed":
         return design
-    return dataclasses.replace(design, horizon=max(recorded_design.information_max,
-                                                   design.max_seeds))
+    if design.max_seeds < recorded_design.max_seeds:
+        raise ValueError(f"the decisions in --out were made with --max-seeds "
+                         f"{recorded_design.max_seeds}: a rerun may raise it, not lower it")
+    caps = recorded_design.caps + ((recorded_design.max_seeds,)
+                                   if design.max_seeds > recorded_design.max_seeds else ())
+    return dataclasses.replace(design, caps=caps, horizon=max(recorded_design.information_max,
+                                                              design.max_seeds))
+
+
+def spent_out(looks: Looks) -> list[tuple[str, int]]:
+    """(comparison, n) for every comparison still undecided whose error is all spent (at
+    the horizon of the run that looked last): more seeds cannot decide it."""
+    out = []
+    for name, history in looks.items():
+        if history:
+            last = history[-1]
+            exhausted = (last.share is not None
+                         and last.spent_total >= last.share * (1 - 1e-12))
+            if exhausted and last.verdict == decisions.VERDICTS[decisions.UNDECIDED]:
+                out.append((name, last.n))
+    return out
 
 
 def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],

@@ -624,6 +624,11 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
         design, looks = rounds.resume(results, options.design(experiment))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if design is not None and design.caps and distributed.is_main():
+        for name, n in rounds.spent_out(looks):
+            log(f"{name} stays undecided: its error was all spent by {n} seeds (the run that "
+                "looked had no --horizon above its --max-seeds); to decide it, start over "
+                "with --fresh and a --horizon above --max-seeds")
     state = _RunState(prep, run, paths, DeviceData(prep.prepared, member_mesh(run.devices)),
                       Programs.for_run(), started)
     keys = [f"{s.name}/{n}" for s in studies for n in prep.configs[s.name]]

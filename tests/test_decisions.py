@@ -343,3 +343,15 @@ def test_fourteen_comparisons_keep_the_family_wise_error(draw):
 
 def test_without_the_family_adjustment_the_family_wise_error_is_exceeded():
     assert family_error(normal, 1, seed=21) > bound()
+
+
+def test_a_continued_design_keeps_the_earlier_runs_last_looks():
+    """A run capped at 12 seeds looked at 12; a rerun with --max-seeds 16 plans its
+    looks on from there (issue 18: the rerun continues, it does not re-plan the past)."""
+    from jaxcnn.decisions import Design
+
+    assert Design(max_seeds=12).look_sizes() == [5, 10, 12]
+    assert Design(max_seeds=16, caps=(12,)).look_sizes() == [5, 10, 12, 16]
+    assert Design(max_seeds=30, caps=(12, 16)).look_sizes() == [5, 10, 12, 16, 21, 26, 30]
+    again = Design.from_json(Design(max_seeds=16, caps=(12,)).to_json())
+    assert again.caps == (12,) and again.look_sizes() == [5, 10, 12, 16]

@@ -127,3 +127,14 @@ def test_auto_stopped_between_rounds_and_continued_equals_one_run(tmp_path: Path
     again = _run(tmp_path / "whole", "--max-seeds", "6")
     assert again["metadata"]["members_trained_this_invocation"] == 0
     assert _numbers(again)["configs"] == _numbers(whole)["configs"]
+
+
+def test_a_larger_budget_continues_from_the_recorded_cap_and_a_smaller_is_refused():
+    from jaxcnn import rounds
+    from jaxcnn.decisions import Design
+
+    grown = rounds.continued(Design(max_seeds=12), Design(max_seeds=16))
+    assert grown.caps == (12,) and rounds.planned_size(grown, 12) == 12
+    assert rounds.continued(grown, Design(max_seeds=16)).caps == (12,)
+    with pytest.raises(ValueError, match="may raise it, not lower it"):
+        rounds.continued(Design(max_seeds=16), Design(max_seeds=12))
