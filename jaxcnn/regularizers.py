@@ -156,7 +156,12 @@ def transform_batch(data_key: jax.Array, step: jax.Array, images: jax.Array,
     """
     key = jax.random.fold_in(jax.random.fold_in(data_key, AUGMENT_STREAM), step)
     for index, name in enumerate(names("batch")):
-        images = _REGISTRY[name].fn(jax.random.fold_in(key, index), images, strengths[name])
+        # A member at strength 0 skips the transform's work (a real branch where members
+        # are not vmapped, e.g. CPU threads; under vmap both sides run, and the select
+        # keeps ``images``). Either way its batch is ``images`` bit for bit.
+        images = jax.lax.cond(strengths[name] > 0, _REGISTRY[name].fn,
+                              lambda _key, batch, _strength: batch,
+                              jax.random.fold_in(key, index), images, strengths[name])
     return images
 
 
