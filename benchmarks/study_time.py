@@ -60,8 +60,8 @@ STUDY_NAMES = ("regularization", "initialization", "schedules")
 def run_jaxcnn(args) -> tuple[float, dict]:
     """The three studies in one process, run together (each distinct model trained once)."""
     from jaxcnn.experiment import Experiment, Runtime
+    from jaxcnn.pipeline import run_studies
     from jaxcnn.studies import STUDIES
-    from jaxcnn.study import run_studies
 
     if any((args.out / s / "results.json").exists() for s in STUDY_NAMES):
         raise SystemExit(f"{PROG}: error: {args.out} already holds results; give a fresh --out "

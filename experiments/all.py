@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "command resumes."))
 
     def body(args: argparse.Namespace) -> int:
-        from jaxcnn.study import run_studies
+        from jaxcnn.pipeline import run_studies
 
         run_studies(list(STUDIES.values()), cli.experiment_from(args), cli.runtime_from(args),
                     decisions=cli.decisions_from(args))

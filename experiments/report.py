@@ -80,6 +80,26 @@ def read_studies(out: Path, fresh: bool) -> dict[str, dict | None]:
     return found
 
 
+def with_reachable_data(recorded: Experiment, results: dict, out: Path,
+                        given: str | None) -> Experiment:
+    """``recorded`` with its --data reachable from here: a file given on this command
+    line, else the recorded path, else (recorded relative to the folder the first run
+    started in) the absolute path that run recorded. The run then checks that the file
+    has the recorded content (its fingerprint), whatever path names it."""
+    if recorded.data in ("cifar10", "synthetic"):
+        return recorded
+    if given is not None and Path(given).expanduser().exists():
+        return dataclasses.replace(recorded, data=given)
+    if Path(recorded.data).expanduser().exists():
+        return recorded
+    absolute = results["metadata"].get("data", {}).get("path")
+    if absolute and Path(absolute).exists():
+        return dataclasses.replace(recorded, data=absolute)
+    raise ConfigError(f"--data {recorded.data}, recorded in {out}, is not found from "
+                      f"{Path.cwd()}; run from the folder the studies were started in, or "
+                      "give --data with the path of that file from here")
+
+
 def recorded_experiment(present: dict[str, dict], args: argparse.Namespace,
                         parser: argparse.ArgumentParser) -> Experiment:
     """The Experiment the studies already in --out were run with, so the missing ones are
@@ -97,7 +117,9 @@ def recorded_experiment(present: dict[str, dict], args: argparse.Namespace,
                 f"{args.out}: {first} was run with {differences[0]}, {name} with "
                 f"{differences[1]}; the missing studies cannot match both: rerun one with "
                 "the other's flags and --fresh, or use separate --out folders")
-    recorded = cli.experiment_from_settings(settings)
+    given_data = args.data if args.data != parser.get_default("data") else None
+    recorded = with_reachable_data(cli.experiment_from_settings(settings), results, args.out,
+                                   given_data)
     for field in dataclasses.fields(Experiment):
         value = getattr(args, field.name)
         if value != parser.get_default(field.name) and value != getattr(recorded, field.name):
@@ -124,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise JaxcnnError(f"{', '.join(missing)} missing or incomplete in {runtime.out}; "
                               f"run {commands} first, or add --run-missing")
         if missing:
-            from jaxcnn.study import run_studies
+            from jaxcnn.pipeline import run_studies
 
             experiment = recorded_experiment(present, args, parser)
             run_studies([STUDIES[n] for n in missing], experiment, runtime,
@@ -137,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = None) -> None:
     """Recomputes every study's statistics and figures, and writes ``out/REPORT.md``."""
-    from jaxcnn.study import write_figures
+    from jaxcnn.pipeline import write_figures
 
     all_results = {name: read_results(out / name / "results.json") for name in STUDY_ORDER}
     # One family over every comparison in the report (fixed designs are decided again

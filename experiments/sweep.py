@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body(args: argparse.Namespace) -> None:
-        from jaxcnn.study import run_studies
+        from jaxcnn.pipeline import run_studies
 
         study = sweep_study([parse_param(p) for p in args.param], args.base, args.name)
         run_studies([study], cli.experiment_from(args), cli.runtime_from(args),

@@ -91,7 +91,7 @@ def _orbax_turn() -> Iterator[None]:
 
 
 def chunk_key(members: Sequence[Any], settings: dict) -> str:
-    """A stable name for a chunk's checkpoint folder: its members (``runner.Member``: a
+    """A stable name for a chunk's checkpoint folder: its members (``members.Member``: a
     ``key`` and ``hparams`` each) and the result settings."""
     text = json.dumps({"members": [m.key for m in members],
                        "hparams": [jax.tree.map(float, m.hparams) for m in members],
@@ -136,6 +136,26 @@ class ChunkCheckpointer:
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointFolder:
+    """Where a run's chunks keep their progress: ``root/<chunk_key>`` per chunk.
+
+    ``fresh`` (--fresh) drops what a chunk's folder holds before the chunk starts, so
+    it trains from the start instead of resuming.
+    """
+
+    root: Path
+    settings: dict
+    fresh: bool = False
+
+    def for_chunk(self, members: Sequence[Any]) -> ChunkCheckpointer:
+        """The checkpointer of the chunk of ``members`` (``members.Member``)."""
+        checkpointer = ChunkCheckpointer(Path(self.root) / chunk_key(members, self.settings))
+        if self.fresh:
+            checkpointer.clear()
+        return checkpointer
 
 
 def save_params(directory: Path, params: Any, seeds: list[int], meta: dict) -> None:

@@ -226,7 +226,7 @@ def study_main(study, argv: Sequence[str] | None = None) -> int:
         config_names(study))
 
     def body(args: argparse.Namespace) -> None:
-        from jaxcnn.study import run_studies
+        from jaxcnn.pipeline import run_studies
 
         run_studies([study], experiment_from(args), runtime_from(args), configs=args.configs,
                     decisions=decisions_from(args))

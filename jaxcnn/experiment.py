@@ -220,6 +220,12 @@ def seeds_continue(old: int | str | None, new: int | str) -> bool:
     return isinstance(old, int) and isinstance(new, int) and new >= old
 
 
+def same_content(old_settings: dict, new_settings: dict) -> bool:
+    """Whether both settings name data of the same recorded content (a fingerprint)."""
+    fingerprint = old_settings.get("data_fingerprint")
+    return fingerprint is not None and fingerprint == new_settings.get("data_fingerprint")
+
+
 def setting_differences(old_settings: dict, new_settings: dict, seeds_may_grow: bool = False
                         ) -> tuple[str, str] | None:
     """The flags whose values differ, as ("--epochs 1, ...", "--epochs 2, ...") for the
@@ -231,6 +237,8 @@ def setting_differences(old_settings: dict, new_settings: dict, seeds_may_grow: 
             continue
         if key == "seeds" and seeds_may_grow and seeds_continue(old_settings.get(key), new):
             continue
+        if key == "data" and same_content(old_settings, new_settings):
+            continue  # one file, spelled from another folder (e.g. relative to another cwd)
         old = old_settings.get(key)
         if old != new:
             differing.append((key, old, new))

@@ -453,7 +453,7 @@ def draw_estimation(comparisons: list[dict], margin: float,
     ax.plot([], [], color="0.2", lw=3, marker="o",
             label="mean and interval (colour: verdict; the equivalence interval where equivalent)")
     ax.set_yticks(range(len(comparisons)), [c["name"] for c in comparisons])
-    ax.set_ylim(len(comparisons) - 0.5, -0.5)  # first comparison on top
+    ax.set_ylim(max(len(comparisons), 1) - 0.5, -0.5)  # first comparison on top
     ax.set_xlabel("paired difference, configuration minus reference (accuracy points)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

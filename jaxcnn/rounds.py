@@ -1,13 +1,13 @@
 """Seeds until decided: the comparisons of a run, their paired differences, how many
 seeds each configuration needs next, and the verdicts after each round.
 
-Pure functions over results dicts (numpy only, no JAX): ``study.py`` calls them
+Pure functions over results dicts (numpy only, no JAX): ``pipeline.py`` calls them
 between rounds of training. One round is:
 
 1. :func:`seed_counts` - every configuration's seed count for this round: at least
    the design's first round, more where :func:`decisions.next_round` says an open
    comparison needs them, never fewer than it already has;
-2. training the seeds still missing (``study.py``);
+2. training the seeds still missing (``pipeline.py``, ``engine.py``);
 3. :func:`decide_round` - the per-seed paired differences of every comparison
    (:func:`differences`), one more look where there are new seeds
    (:func:`decisions.decide`), recorded into every study's ``decisions`` block.

@@ -6,9 +6,9 @@ evaluation, compiled once) trains all of them, a chunk of members at a time.
 With several local devices the chunk's member axis is split over them
 (``shard_map`` over a one-axis ``Mesh``, the data replicated), each device
 batching its share as the chunk does. :func:`train_members` runs the chunks,
-``settings.workers`` of them at once (worker threads), and hands each chunk's
-finished members to a callback as soon as they are done, so the caller can
-write results while the rest train. After every epoch a chunk's state goes to
+``settings.workers`` of them at once (worker threads), and yields each chunk's
+finished members as soon as they are done, so the caller can write results
+while the rest train. After every epoch a chunk's state goes to
 its checkpointer; given a saved state the chunk resumes from there. A member
 whose loss turns NaN, infinite or huge is marked diverged with its epoch; the
 others carry on.
@@ -17,8 +17,8 @@ State lives in objects a run creates and drops: its :class:`Programs` (the
 compiled programs, keyed by what fixes them, and the :class:`StepHook` they
 call at every step) and its :class:`DeviceData` (the splits on the devices, and
 their copies on the first device). Nothing is cached at module level. The hook
-makes Ctrl-C take effect at the next step boundary (see ``interrupt.py``); a
-program split over several devices has no hook and stops at the epoch's end.
+makes Ctrl-C take effect at the next step boundary (see ``interrupt.py``), on
+one device or split over several.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Protocol
 
@@ -45,29 +45,13 @@ from jaxcnn.configs import Hyperparams, stack
 from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
 from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
+from jaxcnn.members import Member, MemberResult
 from jaxcnn.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
 from jaxcnn.model import Network, make_model
 from jaxcnn.progress import EpochLines, StepBoard, Stopwatch, log
 
 REPORT_EVERY = 25  # steps between updates of the progress bar from inside an epoch
 MEMBERS = "members"  # the mesh axis the member axis is split over
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """One (configuration, seed) to train.
-
-    config: the name results are reported under (unique per distinct model);
-    hparams: host scalars (see ``configs.hyperparams``).
-    """
-
-    config: str
-    seed: int
-    hparams: Hyperparams
-
-    @property
-    def key(self) -> str:
-        return f"{self.config}#{self.seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,23 +142,28 @@ class DeviceData:
             return self._local[name]
 
 
-@dataclasses.dataclass
-class MemberResult:
-    """A finished member: its results.json seed entry, applied schedule and parameters."""
-
-    member: Member
-    record: dict
-    schedule: dict
-    params: Any  # numpy leaves, no member axis
-    resumed_from_epoch: int = 0
-
-
 class Checkpointer(Protocol):
     """Where a chunk saves its progress each epoch and resumes from."""
 
     def save(self, progress: ChunkProgress) -> None: ...
 
     def restore(self, template_states: Any) -> ChunkProgress | None: ...
+
+
+class ChunkCheckpoints(Protocol):
+    """Gives each chunk its checkpointer (``checkpoint.CheckpointFolder``)."""
+
+    def for_chunk(self, members: list[Member]) -> Checkpointer | None: ...
+
+
+@dataclasses.dataclass
+class FinishedChunk:
+    """What :func:`train_members` yields: a chunk's finished members, and the checkpointer
+    that holds its progress (None without checkpoints); the caller clears it once every
+    member is written."""
+
+    results: list[MemberResult]
+    checkpointer: Checkpointer | None
 
 
 def params_checksums(params: Any) -> list[str]:
@@ -227,6 +216,11 @@ class StepHook:
         if board is not None and int(steps_done) % REPORT_EVERY == 0:
             board(slot, steps_done)
 
+    def check_stop(self, slot: Any, steps_done: Any) -> None:
+        """The hook of a program split over devices: each device calls it for its share,
+        so it only checks the stop flag (the bar advances at the epoch's end)."""
+        self.stop.check()
+
 
 class ChunkProgram:
     """The compiled init, epoch and evaluation for chunks of ``width`` members.
@@ -250,7 +244,8 @@ class ChunkProgram:
                             local, 2)
         epoch = over_members(train.make_train_epoch(
             model, num_train=num_train, batch_size=batch_size, report_every=1,
-            on_step=on_step if mesh is None else None), local, 2)
+            on_step=on_step if mesh is None or on_step is None else on_step.check_stop),
+            local, 2)
         # Evaluation: vmapped over the chunk; otherwise one member at a time by a
         # one-member program on the first device, whatever the chunk's width or device
         # count (see train.make_evaluate: the same executable, so the same bits).
@@ -516,20 +511,21 @@ def fitted_program(programs: Programs, network: Network, members: list[Member],
 
 
 def train_members(network: Network, members: list[Member], data: DeviceData,
-                  settings: RunSettings, *, on_done: Callable[[list[MemberResult]], None],
-                  checkpointer_for: Callable[[list[Member]], Checkpointer | None] | None = None,
+                  settings: RunSettings, *, checkpoints: ChunkCheckpoints | None = None,
                   lines: EpochLines | None = None, board: StepBoard | None = None,
-                  programs: Programs | None = None) -> ChunkProgram:
-    """Trains every member of one network, chunk by chunk, ``settings.workers`` at a time.
+                  programs: Programs | None = None) -> Iterator[FinishedChunk]:
+    """Trains every member of one network, chunk by chunk, ``settings.workers`` at a time,
+    and yields each chunk (:class:`FinishedChunk`) as it finishes, so the caller writes
+    results while the rest train.
 
-    ``on_done`` receives each chunk's results in the calling thread, as chunks
-    finish (results can be written while others train). The program comes from
-    ``programs`` (the run's; a new one, dropped on return, when None). Compilation and
-    training run in worker threads while the calling thread waits, so Ctrl-C reaches it
-    at once: the workers then abandon their epochs at the next step and are joined
-    before :class:`~jaxcnn.interrupt.Interrupted` propagates (their last checkpoints
-    are finished epochs). Returns the program (its ``compile_seconds`` say what
-    compilation cost).
+    Each chunk saves its progress after every epoch to ``checkpoints.for_chunk(chunk)``
+    and resumes from what that holds. The program comes from ``programs`` (the run's; a
+    new one, dropped on return, when None); ``programs.compile_seconds`` says what
+    compilation cost. Compilation and training run in worker threads while the calling
+    thread waits, so Ctrl-C reaches it at once: the workers then abandon their epochs at
+    the next step and are joined before :class:`~jaxcnn.interrupt.Interrupted`
+    propagates (their last checkpoints are finished epochs). Closing the generator early
+    (the caller failed) stops and joins the workers the same way.
     """
     settings = settings.resolved()
     programs = programs if programs is not None else Programs()
@@ -538,13 +534,14 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
     free_slots = list(range(settings.workers))
     slot_lock = threading.Lock()
 
-    def run_in_worker(program: ChunkProgram, chunk: list[Member]) -> list[MemberResult]:
+    def run_in_worker(program: ChunkProgram, chunk: list[Member]) -> FinishedChunk:
         with slot_lock:
             slot = free_slots.pop()
         try:
-            ckpt = checkpointer_for(chunk) if checkpointer_for else None
-            return train_chunk(program, chunk, data, settings, slot=slot, board=board,
-                               lines=lines, checkpointer=ckpt, stop=stop)
+            ckpt = checkpoints.for_chunk(chunk) if checkpoints is not None else None
+            return FinishedChunk(train_chunk(program, chunk, data, settings, slot=slot,
+                                             board=board, lines=lines, checkpointer=ckpt,
+                                             stop=stop), ckpt)
         finally:
             with slot_lock:
                 free_slots.append(slot)
@@ -560,8 +557,8 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
             futures = [pool.submit(run_in_worker, program, chunk)
                        for chunk in chunks_of(members, program.width)]
             for future in as_completed(futures):
-                on_done(future.result())
-        except BaseException as err:
+                yield future.result()
+        except BaseException as err:  # Ctrl-C, a failed chunk, or the caller closing us
             stop.set()  # the other workers stop at their next step, not at their epoch's end
             pool.shutdown(wait=True, cancel_futures=True)
             if is_stop_error(err):
@@ -570,4 +567,3 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
         finally:
             pool.shutdown(wait=True)
             programs.hook.attach(None, StopFlag())
-    return program

@@ -260,9 +260,21 @@ def schedule_configs(ctx: StudyContext) -> dict[str, Configuration]:
     }
 
 
+def schedule_figures(results: dict, out_dir: Path) -> list[Path]:
+    """schedules.png: each configuration's learning rate as applied, by step."""
+    from jaxcnn import history, plots  # plotting only when figures are drawn
+
+    if not results["configs"]:
+        return []
+    steps = history.steps_per_epoch_of(results["metadata"])
+    return [plots.plot_schedules(results["configs"], steps,
+                                 results["metadata"]["settings"]["epochs"],
+                                 out_dir / "schedules.png")]
+
+
 SCHEDULES = Study(
     "schedules", "Learning-rate schedules", schedule_configs, reference="constant",
-    parity_reference="step", claims=(
+    parity_reference="step", figures=schedule_figures, claims=(
         Claim("cyclic", "step", 69.22, 67.84, _CYCLIC_QUOTE, _AFTER_SCHEDULES),
         Claim("cyclic", "exponential", 69.22, 66.30, _CYCLIC_QUOTE, _AFTER_SCHEDULES),
         Claim("step", "exponential", 67.84, 66.30, "Exponential Decay (blue) [...] achieves "

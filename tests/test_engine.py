@@ -19,11 +19,13 @@ import pytest
 from jaxcnn import checkpoint
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.experiment import Experiment, Runtime
+from jaxcnn.members import Member
 from jaxcnn.model import Network
+from jaxcnn.pipeline import run_studies
 from jaxcnn.progress import EpochLines, StepBoard
-from jaxcnn.runner import Member, Programs, RunSettings, train_members
+from jaxcnn.runner import Programs, RunSettings, train_members
 from jaxcnn.studies import REGULARIZATION, StudyContext
-from jaxcnn.study import run_studies
+from tests.chunks import PerChunk, finished_members
 from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +59,11 @@ def test_resumed_chunks_report_every_seed_and_fill_the_bar(tiny_data, programs, 
     settings = RunSettings(2, TINY_BATCH, "threads", "winograd", 1, 1)
 
     def train(board=None) -> dict:
-        results = []
         lines = EpochLines({"c": 2}, 2, "val")
-        train_members(Network(), members, tiny_data, settings, on_done=results.extend,
-                      checkpointer_for=lambda chunk: ckpts[chunk[0].seed], lines=lines,
-                      board=board, programs=programs)
+        results = finished_members(train_members(
+            Network(), members, tiny_data, settings,
+            checkpoints=PerChunk(lambda chunk: ckpts[chunk[0].seed]), lines=lines,
+            board=board, programs=programs))
         return {r.member.seed: r.record for r in results}
 
     whole = train()
@@ -129,7 +131,7 @@ TWO_RUNS = """
 import json, sys
 from jaxcnn.experiment import Experiment, Runtime
 from jaxcnn.studies import REGULARIZATION
-from jaxcnn.study import run_studies
+from jaxcnn.pipeline import run_studies
 for data, out in json.loads(sys.argv[1]):
     experiment = Experiment(data=data, seeds=2, epochs=1, train_examples=100, val_size=50,
                             batch_size=16)
@@ -204,9 +206,9 @@ class Lines:
         return "\n".join(line for _, line in self.lines)
 
 
-def start_study(out: Path) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, "-m", "experiments.regularization", *SIGINT_FLAGS,
+def start_study(out: Path, flags: list[str] = SIGINT_FLAGS, **env: str) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    return subprocess.Popen([sys.executable, "-m", "experiments.regularization", *flags,
                              "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -257,3 +259,24 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     second = time.monotonic()
     assert proc.wait(timeout=30) == 130
     assert time.monotonic() - second < 5
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_run_split_over_devices_at_the_next_step(tmp_path):
+    """Two members split over two host devices (shard_map): Ctrl-C during epoch 2 takes
+    effect at the next step too (each device's share checks the stop flag), with the one
+    line, exit 130, no epoch line after it and no traceback."""
+    flags = [f if f != "1" else "2" for f in SIGINT_FLAGS]  # --seeds 2: one per device
+    assert flags[flags.index("--seeds") + 1] == "2"
+    proc = start_study(tmp_path / "out", flags,
+                       XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    lines = Lines(proc)
+    lines.wait_for("on 2 devices", timeout=600)
+    lines.wait_for("epoch 1/3", timeout=900)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert lines.wait_for(INTERRUPTED, timeout=30) - sent < 5
+    assert proc.wait(timeout=60) == 130
+    assert time.monotonic() - sent < 30  # an epoch of 500 steps takes longer than that
+    text = lines.text()
+    assert "epoch 2/3" not in text and "Traceback" not in text and "Exception" not in text

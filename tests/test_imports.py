@@ -70,5 +70,38 @@ def test_loading_a_model_imports_neither_the_runner_nor_the_plots():
     pulls in no training machinery and no plotting."""
     modules = run_python(LOADING)
     assert "jaxcnn.checkpoint" in modules
-    for higher in ("jaxcnn.runner", "jaxcnn.plots", "jaxcnn.study", "jaxcnn.report"):
+    for higher in ("jaxcnn.runner", "jaxcnn.engine", "jaxcnn.plots", "jaxcnn.pipeline",
+                   "jaxcnn.report"):
         assert higher not in modules, higher
+
+
+STORE = """
+import json, sys
+import jaxcnn.store
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("jaxcnn."))))
+"""
+
+
+def test_the_results_store_does_not_import_the_training_machinery():
+    """The store takes finished members (``jaxcnn.members``) and writes them; the engine
+    and runner that produce them sit above it, and so does the pipeline that joins them."""
+    modules = run_python(STORE)
+    assert "jaxcnn.members" in modules and "jaxcnn.checkpoint" in modules
+    for higher in ("jaxcnn.runner", "jaxcnn.engine", "jaxcnn.pipeline", "jaxcnn.plots"):
+        assert higher not in modules, higher
+
+
+PLANNER = """
+import json, sys
+import jaxcnn.plan, jaxcnn.members
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "jaxcnn"))))
+"""
+
+
+def test_the_planner_needs_no_jax():
+    """Planning a round is a pure function of configurations and results dicts: importing
+    the planner (and the members it plans) loads neither JAX nor any other jaxcnn layer
+    but the error types."""
+    modules = run_python(PLANNER)
+    assert set(modules) <= {"jaxcnn", "jaxcnn.plan", "jaxcnn.members", "jaxcnn.errors"}, modules

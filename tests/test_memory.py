@@ -11,6 +11,7 @@ import pytest
 from jaxcnn import train
 from jaxcnn.batching import over_members
 from jaxcnn.configs import Configuration, hyperparams, stack
+from jaxcnn.members import Member
 from jaxcnn.memory import (
     SAFETY,
     MemoryEstimate,
@@ -20,7 +21,8 @@ from jaxcnn.memory import (
     plan_chunk,
 )
 from jaxcnn.model import CNN, Network
-from jaxcnn.runner import Member, RunSettings, train_members
+from jaxcnn.runner import RunSettings, train_members
+from tests.chunks import finished_members
 
 MB = 2**20
 
@@ -75,11 +77,11 @@ def test_chunks_narrow_to_what_the_compiled_program_says_fits(tiny_data, program
     free = int((tiny_data.nbytes + 2.5 * measured.total) / SAFETY)
     results = {}
     for name, settings in (("whole", whole), ("fitted", replace(whole, memory_free=free))):
-        done = []
-        used = train_members(Network(), members, tiny_data, settings, on_done=done.extend,
-                             programs=programs)
-        results[name] = ({r.member.key: r.record for r in done}, used.width)
-    assert results["whole"][1] == 4 and results["fitted"][1] == 2
+        chunks = list(train_members(Network(), members, tiny_data, settings,
+                                    programs=programs))
+        results[name] = ({r.member.key: r.record for r in finished_members(chunks)},
+                         len(chunks))
+    assert results["whole"][1] == 1 and results["fitted"][1] == 2  # chunks of 4, of 2
     assert "2 successive chunks of 2" in capsys.readouterr().err
     assert results["fitted"][0] == results["whole"][0]
 

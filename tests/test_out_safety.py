@@ -22,7 +22,7 @@ from experiments import report, sweep
 from jaxcnn import outlock
 from jaxcnn.cli import study_main
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiment import Experiment
+from jaxcnn.experiment import Experiment, setting_differences
 from jaxcnn.studies import REGULARIZATION
 from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN
 
@@ -53,7 +53,7 @@ SLACK = 15
 TIMED_RUN = ("import sys, time\n"
              "from jaxcnn.cli import study_main\n"
              "from jaxcnn.studies import REGULARIZATION\n"
-             "import jaxcnn.study\n"
+             "import jaxcnn.pipeline\n"
              "start = time.monotonic()\n"
              "try:\n"
              "    code = study_main(REGULARIZATION, sys.argv[1:])\n"
@@ -229,7 +229,7 @@ def trainer(monkeypatch):
         calls.append(([s.name for s in studies], experiment, runtime))
         raise StoppedError("stopped before training")
 
-    monkeypatch.setattr("jaxcnn.study.run_studies", run_studies)
+    monkeypatch.setattr("jaxcnn.pipeline.run_studies", run_studies)
     return calls
 
 
@@ -302,7 +302,7 @@ def test_a_corrupt_file_report_advice_works(tmp_path, trainer, capsys):
 
 
 def test_a_corrupt_file_then_study_fresh_sets_it_aside_and_starts_over(tmp_path):
-    from jaxcnn.study import check_fresh, start_over
+    from jaxcnn.store import check_fresh, start_over
 
     corrupt = tmp_path / "regularization" / "results.json"
     (corrupt.parent / "params" / "baseline").mkdir(parents=True)
@@ -348,7 +348,7 @@ def test_a_sweep_name_must_stay_inside_out(tmp_path, name, capsys):
 def test_a_study_named_as_a_path_is_refused_by_the_library(tmp_path):
     from jaxcnn.errors import ConfigError
     from jaxcnn.experiment import Runtime
-    from jaxcnn.study import run_studies
+    from jaxcnn.pipeline import run_studies
 
     evil = dataclasses.replace(REGULARIZATION, name="../evil")
     with pytest.raises(ConfigError, match="must be one folder name inside --out"):
@@ -366,3 +366,40 @@ def test_fewer_training_examples_than_classes_is_refused(tmp_path, capsys):
     assert len(lines) == 1
     assert "--train-examples 5 is fewer than the 10 classes" in lines[0]
     assert not out.exists()
+
+
+def test_run_missing_finds_a_relative_data_path_from_another_folder(tmp_path, trainer,
+                                                                      monkeypatch, capsys):
+    """The first study ran in ``start/`` with ``--data images.npz`` (relative); report
+    --run-missing from elsewhere uses the absolute path that run recorded, or the path
+    given on its own command line; with neither it says which file it cannot find."""
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "images.npz").write_bytes(b"stand-in: the stubbed run never opens it")
+    experiment = dataclasses.replace(TINY_EXPERIMENT, data="images.npz")
+    path = write_study(tmp_path / "out", "regularization", REGULARIZATION_CONFIGS, experiment)
+    results = json.loads(path.read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = ["--out", str(tmp_path / "out"), "--run-missing", "--no-progress"]
+
+    with pytest.raises(SystemExit) as exit_info:  # nothing recorded but the relative path
+        report.main(out)
+    assert exit_info.value.code == 2 and trainer == []
+    assert "--data images.npz, recorded in" in capsys.readouterr().err
+    assert report.main([*out, "--data", "../start/images.npz"]) == 2
+    assert trainer.pop()[1].data == "../start/images.npz"
+    results["metadata"]["data"]["path"] = str(start / "images.npz")  # what a run records
+    path.write_text(json.dumps(results))
+    assert report.main(out) == 2
+    assert trainer.pop()[1].data == str(start / "images.npz")
+
+
+def test_the_same_data_under_another_path_is_no_difference():
+    """Settings compare data by content (the fingerprint), not by how its path is spelled."""
+    old = dataclasses.replace(TINY_EXPERIMENT, data="images.npz").settings("fp-1")
+    moved = dataclasses.replace(TINY_EXPERIMENT, data="../start/images.npz")
+    assert setting_differences(old, moved.settings("fp-1")) is None
+    assert setting_differences(old, moved.settings("fp-2")) == (
+        "--data images.npz", "--data ../start/images.npz")

@@ -20,10 +20,12 @@ from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data.synthetic import make_synthetic
 from jaxcnn.experiment import Experiment, Runtime
 from jaxcnn.inference import load_model
+from jaxcnn.members import Member
 from jaxcnn.model import Network
-from jaxcnn.runner import ChunkProgress, Member, RunSettings, train_members
+from jaxcnn.pipeline import run_studies
+from jaxcnn.runner import ChunkProgress, RunSettings, train_members
 from jaxcnn.studies import REGULARIZATION
-from jaxcnn.study import run_studies
+from tests.chunks import PerChunk, finished_members
 from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,11 +235,10 @@ class NaNInSeed:
 def test_diverged_member_is_marked_and_others_carry_on(tiny_data, programs, capsys):
     ckpt = NaNInSeed(0)  # seed 1's chunk of one member "resumes" with NaN weights
     members = [Member("nan", s, hyperparams(Configuration(), 7)) for s in (0, 1)]
-    results = []
-    train_members(Network(), members, tiny_data,
-                  RunSettings(2, TINY_BATCH, "threads", "winograd", 1, 1),
-                  on_done=results.extend, programs=programs,
-                  checkpointer_for=lambda chunk: ckpt if chunk[0].seed == 1 else None)
+    results = finished_members(train_members(
+        Network(), members, tiny_data, RunSettings(2, TINY_BATCH, "threads", "winograd", 1, 1),
+        programs=programs, checkpoints=PerChunk(lambda chunk: ckpt if chunk[0].seed == 1
+                                                else None)))
     ok, bad = (r.record for r in sorted(results, key=lambda r: r.member.seed))
     assert bad["diverged_epoch"] == 1 and bad["test_accuracy"] is None
     assert ok["diverged_epoch"] is None and ok["test_accuracy"] > 0

@@ -11,9 +11,11 @@ import pytest
 from jaxcnn import train
 from jaxcnn.batching import over_members
 from jaxcnn.configs import Configuration, hyperparams, stack
+from jaxcnn.members import Member
 from jaxcnn.model import CNN, Network
 from jaxcnn.optim import OptimizerConfig, ScheduleConfig, member_optimizer
-from jaxcnn.runner import Member, RunSettings, train_members
+from jaxcnn.runner import RunSettings, train_members
+from tests.chunks import finished_members
 from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
 STEPS = -(-TINY_TRAIN // TINY_BATCH)
@@ -37,9 +39,9 @@ def members_of(configs: dict, seeds=(0, 1)) -> list[Member]:
 
 
 def run(network, members, data, batching, width, workers=1, epochs=2, programs=None) -> dict:
-    results = []
     settings = RunSettings(epochs, TINY_BATCH, batching, "winograd", workers, width)
-    train_members(network, members, data, settings, on_done=results.extend, programs=programs)
+    results = finished_members(train_members(network, members, data, settings,
+                                             programs=programs))
     return {r.member.key: r for r in results}
 
 
