@@ -104,20 +104,37 @@ def version_event(wall_time: float) -> bytes:
 EVENT_FILE = "events.out.tfevents.0.jaxcnn"  # one fixed name: a rewrite replaces it
 
 
+def _first_wall_time(path: Path) -> float | None:
+    """The wall time of the first event in an event file we wrote (None if there is no
+    such file, or it does not start as ours do)."""
+    try:
+        head = path.read_bytes()[:12 + 9]  # length (8), its crc (4), then the event
+    except OSError:
+        return None
+    if len(head) < 21 or head[12] != _key(1, 1)[0]:
+        return None
+    return struct.unpack("<d", head[13:21])[0]
+
+
 def write_scalars(run_dir: Path, scalars: Iterable[tuple[str, int, float]],
                   wall_time: float | None = None) -> Path:
     """Writes one event file in ``run_dir`` holding ``(tag, step, value)`` scalars.
 
     The file replaces the previous one atomically (written beside it, then renamed),
     so a regenerated export never shows a curve twice. ``wall_time``: seconds since
-    the epoch stamped on every event (now, if None).
+    the epoch stamped on every event (if None: the stamp of the file being replaced, so
+    regenerating unchanged curves leaves the file as it was; now for a new file).
     """
+    path = run_dir / EVENT_FILE
+    if wall_time is None:
+        wall_time = _first_wall_time(path)
     wall_time = time.time() if wall_time is None else float(wall_time)
     payload = tfrecord(version_event(wall_time)) + b"".join(
         tfrecord(scalar_event(wall_time, int(step), tag, float(value)))
         for tag, step, value in scalars)
+    if path.is_file() and path.read_bytes() == payload:
+        return path  # unchanged: not rewritten (no churn in a committed results folder)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / EVENT_FILE
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".events.")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import struct
+import time
 
 import pytest
 
@@ -114,6 +115,23 @@ def test_rewriting_replaces_runs_and_drops_removed_members(tmp_path):
     acc = event_accumulator.EventAccumulator(str(tmp_path / "tb" / "baseline" / "seed_0"))
     acc.Reload()
     assert len(acc.Scalars("epoch/train_loss")) == 2  # not 4: the file was replaced
+
+
+def test_regenerating_unchanged_curves_leaves_the_event_files_as_they_were(tmp_path):
+    """A report rerun over a committed results folder changes no event file (their wall
+    times are kept); changed curves are rewritten under the first file's wall time."""
+    results = _results()
+    files = exports.write_exports(results, tmp_path)
+    events = sorted((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in events}
+    time.sleep(0.05)
+    assert exports.write_exports(results, tmp_path) == files
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in events} == before
+    results["configs"]["baseline"]["seeds"][0]["test_accuracy"] = 99.0
+    exports.write_exports(results, tmp_path)
+    changed = [p for p in events if p.read_bytes() != before[p][0]]
+    assert changed == [tmp_path / "tb" / "baseline" / "seed_0" / "events.out.tfevents.0.jaxcnn"]
+    assert changed[0].read_bytes()[12:21] == before[changed[0]][0][12:21]  # same wall time
 
 
 def test_logdir_out_shows_one_run_per_member_of_every_study(tmp_path):

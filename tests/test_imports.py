@@ -105,3 +105,17 @@ def test_the_planner_needs_no_jax():
     but the error types."""
     modules = run_python(PLANNER)
     assert set(modules) <= {"jaxcnn", "jaxcnn.plan", "jaxcnn.members", "jaxcnn.errors"}, modules
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    """Issue 17's bar for reading the code: every function of jaxcnn/ fits on a screen."""
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "jaxcnn").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
