@@ -28,7 +28,7 @@ import functools
 import hashlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 import jax
@@ -510,6 +510,23 @@ def fitted_program(programs: Programs, network: Network, members: list[Member],
     return program
 
 
+WAKE_SECONDS = 0.25  # how often the waiting main thread wakes to run signal handlers
+
+
+def _as_completed_awake(futures: list[Future]) -> Iterator[Future]:
+    """``futures`` as they complete, the waiting thread waking every ``WAKE_SECONDS``.
+
+    A process-directed SIGINT may be delivered to any thread, e.g. one of XLA's; Python
+    then runs its handler in the main thread only when that thread next runs bytecode,
+    which a plain wait on a lock would put off until a chunk finishes (minutes). Waking
+    regularly makes Ctrl-C take effect within a fraction of a second wherever it lands.
+    """
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
+        yield from done
+
+
 def train_members(network: Network, members: list[Member], data: DeviceData,
                   settings: RunSettings, *, checkpoints: ChunkCheckpoints | None = None,
                   lines: EpochLines | None = None, board: StepBoard | None = None,
@@ -550,13 +567,13 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
     with quiet_stop_traces():  # abandoned epochs log no traceback, until every worker is joined
         try:
             compiled = programs.compile_seconds
-            program = pool.submit(fitted_program, programs, network, members, data,
-                                  settings).result()
+            program = next(_as_completed_awake([pool.submit(
+                fitted_program, programs, network, members, data, settings)])).result()
             if programs.compile_seconds > compiled:
                 log(f"compiled in {programs.compile_seconds - compiled:.1f} s")
             futures = [pool.submit(run_in_worker, program, chunk)
                        for chunk in chunks_of(members, program.width)]
-            for future in as_completed(futures):
+            for future in _as_completed_awake(futures):
                 yield future.result()
         except BaseException as err:  # Ctrl-C, a failed chunk, or the caller closing us
             stop.set()  # the other workers stop at their next step, not at their epoch's end

@@ -16,12 +16,10 @@ import pytest
 from PIL import Image
 
 from jaxcnn import console
-from tests.conftest import TINY_BATCH, TINY_TRAIN
+from tests.conftest import TINY_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
-         str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH), "--configs",
-         "baseline", "--no-progress"]
+SMALL = [*TINY_FLAGS, "--configs", "baseline"]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 

@@ -280,3 +280,40 @@ def test_ctrl_c_stops_a_run_split_over_devices_at_the_next_step(tmp_path):
     assert time.monotonic() - sent < 30  # an epoch of 500 steps takes longer than that
     text = lines.text()
     assert "epoch 2/3" not in text and "Traceback" not in text and "Exception" not in text
+
+
+def test_a_signal_landing_on_a_worker_thread_is_handled_within_a_wake(monkeypatch):
+    """Linux may deliver Ctrl-C's SIGINT to any thread (XLA's included); Python runs the
+    handler only when the main thread next runs bytecode. The runner's wait for its
+    chunks wakes every WAKE_SECONDS, so the handler runs at once, not when the chunk ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jaxcnn import runner
+
+    class StoppedError(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise StoppedError
+
+    worker = {}
+
+    def chunk() -> None:
+        worker["ident"] = threading.get_ident()
+        time.sleep(6)  # a chunk that would finish long after the signal
+
+    previous = signal.signal(signal.SIGINT, handler)
+    pool = ThreadPoolExecutor(1)
+    try:
+        future = pool.submit(chunk)
+        while "ident" not in worker:
+            time.sleep(0.01)
+        sent = time.monotonic()
+        signal.pthread_kill(worker["ident"], signal.SIGINT)  # not the main thread
+        with pytest.raises(StoppedError):
+            list(runner._as_completed_awake([future]))
+        assert time.monotonic() - sent < 2 * runner.WAKE_SECONDS + 0.5
+        assert not future.done()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        pool.shutdown(wait=True)

@@ -26,12 +26,10 @@ from jaxcnn.pipeline import run_studies
 from jaxcnn.runner import ChunkProgress, RunSettings, train_members
 from jaxcnn.studies import REGULARIZATION
 from tests.chunks import PerChunk, finished_members
-from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
+from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN, count_compiles
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--data", "synthetic", "--seeds", "2", "--epochs", "1", "--train-examples",
-         str(TINY_TRAIN), "--val-size", "50", "--batch-size", str(TINY_BATCH), "--configs",
-         "baseline", "--no-progress"]
+SMALL = [*TINY_FLAGS, "--configs", "baseline"]
 
 
 def numbers(out: Path, study: str = "regularization") -> dict:
