@@ -99,7 +99,8 @@ def quiet_stop_traces() -> Iterator[None]:
 def announce_sigint(message: str) -> Iterator[None]:
     """While active, the first SIGINT prints ``message`` at once and raises
     :class:`Interrupted` (announced) in the main thread; a second one exits with status
-    130 immediately. Does nothing outside the main thread (signals go there only)."""
+    130 immediately, also after the block has been left (while the process shuts down).
+    Does nothing outside the main thread (signals go there only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -116,4 +117,9 @@ def announce_sigint(message: str) -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # After a first Ctrl-C the handler stays: the process is on its way out (cleanup,
+        # JAX's exit handlers, interpreter shutdown), and a second Ctrl-C in that time
+        # must still exit with 130 at once, not kill the process by the signal (-2) or
+        # interrupt the shutdown half-way.
+        if state["count"] == 0:
+            signal.signal(signal.SIGINT, previous)

@@ -257,7 +257,11 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     assert lines.wait_for(INTERRUPTED, timeout=30) - sent < 5
     proc.send_signal(signal.SIGINT)
     second = time.monotonic()
-    assert proc.wait(timeout=30) == 130
+    # 130 from our handler, which stays installed while the process shuts down; in the
+    # last moments of interpreter shutdown Python itself restores the default action, and
+    # the signal then ends the process (-2, which a shell also reports as 130). Never an
+    # abort (-6) or a wait for the compilation.
+    assert proc.wait(timeout=30) in (130, -signal.SIGINT)
     assert time.monotonic() - second < 5
 
 
