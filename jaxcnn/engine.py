@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import jax
 
@@ -131,7 +130,3 @@ def gather(local: list[MemberResult]) -> list[MemberResult]:
                      for r, p in zip(records, params)]
     return everyone
 
-
-def checkpoint_folder(out: str | Path, settings: dict, fresh: bool) -> CheckpointFolder:
-    """OUT/checkpoints: where a run's chunks keep their progress."""
-    return CheckpointFolder(Path(out) / "checkpoints", settings, fresh)

@@ -31,9 +31,10 @@ from pathlib import Path
 import jax
 
 from jaxcnn import distributed, history, outlock, rounds
+from jaxcnn.checkpoint import CheckpointFolder
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data import load_dataset, prepare_data
-from jaxcnn.engine import Engine, checkpoint_folder, gather, resolve_settings
+from jaxcnn.engine import Engine, gather, resolve_settings
 from jaxcnn.errors import ConfigError, DataError
 from jaxcnn.experiment import DecisionOptions, Experiment, Runtime
 from jaxcnn.members import Member
@@ -168,9 +169,9 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
             log(f"{name} stays undecided: its error was all spent by {n} seeds (the run that "
                 "looked had no --horizon above its --max-seeds); to decide it, start over "
                 "with --fresh and a --horizon above --max-seeds")
-    engine = Engine(run, prep.prepared, checkpoint_folder(runtime.out, prep.settings,
-                                                          runtime.fresh),
-                    runtime.memory_budget, runtime.progress)
+    checkpoints = CheckpointFolder(Path(runtime.out) / "checkpoints", prep.settings,
+                                   runtime.fresh)
+    engine = Engine(run, prep.prepared, checkpoints, runtime.memory_budget, runtime.progress)
     keys = [f"{s.name}/{n}" for s in studies for n in prep.configs[s.name]]
     for number in itertools.count(1):
         counts = same_model_counts(

@@ -60,9 +60,11 @@ class RoundPlan:
         have = self.kept[canonical] | set(done)
         return [s for s in self.targets[canonical] if s not in have]
 
-    def members(self) -> list[tuple[str, int]]:
-        """Every (canonical entry, seed) still to train or copy, model by model."""
-        return [(c, s) for c in self.wants for s in self.missing_seeds(c)]
+    def members(self, done: Mapping[str, Iterable[int]] | None = None) -> list[tuple[str, int]]:
+        """Every (canonical entry, seed) still to train or copy, model by model, less the
+        seeds ``done`` (canonical -> seeds) says are finished in this round."""
+        return [(c, s) for c in self.wants
+                for s in self.missing_seeds(c, (done or {}).get(c, ()))]
 
 
 def same_models(all_configs: Mapping[str, Mapping[str, Config]]) -> dict[str, list[str]]:

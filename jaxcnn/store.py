@@ -229,8 +229,7 @@ class ResultsStore:
 
     def members_to_train(self) -> list[tuple[str, int]]:
         """(canonical entry, seed) of the round's members neither held nor finished."""
-        return [(c, s) for c in self.plan.wants
-                for s in self.plan.missing_seeds(c, self.finished[c])]
+        return self.plan.members(self.finished)
 
     def track(self, checkpointer: Checkpointer | None, members: list[Member]) -> None:
         """Remembers a chunk's checkpointer, to clear once its every member is written."""
