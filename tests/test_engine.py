@@ -306,18 +306,30 @@ def test_a_signal_landing_on_a_worker_thread_is_handled_within_a_wake(monkeypatc
         worker["ident"] = threading.get_ident()
         time.sleep(6)  # a chunk that would finish long after the signal
 
+    sent = {}
+
+    def send_to_worker() -> None:
+        # From a third thread, once the main thread is blocked in the wait: sending
+        # from the main thread itself would let it run the handler on its next bytecode,
+        # before it ever reached the wait this test is about.
+        sent["at"] = time.monotonic()
+        signal.pthread_kill(worker["ident"], signal.SIGINT)  # not the main thread
+
     previous = signal.signal(signal.SIGINT, handler)
     pool = ThreadPoolExecutor(1)
+    sender = threading.Timer(0.5, send_to_worker)
     try:
         future = pool.submit(chunk)
         while "ident" not in worker:
             time.sleep(0.01)
-        sent = time.monotonic()
-        signal.pthread_kill(worker["ident"], signal.SIGINT)  # not the main thread
+        sender.start()
         with pytest.raises(StoppedError):
             list(runner._as_completed_awake([future]))
-        assert time.monotonic() - sent < 2 * runner.WAKE_SECONDS + 0.5
+        assert "at" in sent, "the wait ended before the signal was sent"
+        assert time.monotonic() - sent["at"] < 2 * runner.WAKE_SECONDS + 0.5
         assert not future.done()
     finally:
+        sender.cancel()
+        sender.join()
         signal.signal(signal.SIGINT, previous)
         pool.shutdown(wait=True)
