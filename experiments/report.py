@@ -138,36 +138,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = cli.runtime_from(args)
         found = read_studies(runtime.out, runtime.fresh and args.run_missing)
         present = {n: r for n, r in found.items() if r is not None}
+        incomplete: dict[str, str] = {}
         missing = [n for n in STUDY_ORDER if not _complete(found[n], n)]
         if missing and not args.run_missing:
             experiment = cli.experiment_from(args)
             commands = "; ".join(f"`{suggested_command(n, present, experiment, str(runtime.out))}`"
                                  for n in missing)
-            raise JaxcnnError(f"{', '.join(missing)} missing or incomplete in {runtime.out}; "
-                              f"run {commands} first, or add --run-missing")
-        if missing:
+            if not present:
+                raise JaxcnnError(f"{', '.join(missing)} missing in {runtime.out}; run "
+                                  f"{commands} first, or add --run-missing")
+            # What is there is reported; what is not is named with the command that adds it.
+            log(f"{', '.join(missing)} missing or incomplete in {runtime.out}: the report "
+                f"covers what is there; run {commands} to add the rest, or add --run-missing")
+            incomplete = {n: suggested_command(n, present, experiment, str(runtime.out))
+                          for n in missing}
+        elif missing:
             from jaxcnn.pipeline import run_studies
 
             experiment = recorded_experiment(present, args, parser)
             run_studies([STUDIES[n] for n in missing], experiment, runtime,
                         decisions=cli.decisions_from(args))
         with outlock.hold(runtime.out, runtime.wait, notify=log):
-            write_report(runtime.out, runtime.all_pairs, cli.decisions_from(args))
+            write_report(runtime.out, runtime.all_pairs, cli.decisions_from(args), incomplete)
 
     return cli.run_main(parser, argv, body)
 
 
-def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = None) -> None:
-    """Recomputes every study's statistics and figures, and writes ``out/REPORT.md``."""
+def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = None,
+                 incomplete: dict[str, str] | None = None) -> None:
+    """Recomputes the statistics and figures of every study in ``out`` and writes
+    ``out/REPORT.md``; ``incomplete`` (study -> the command that completes it) is named
+    at its top."""
     from jaxcnn.pipeline import write_figures
 
-    all_results = {name: read_results(out / name / "results.json") for name in STUDY_ORDER}
+    all_results = {name: read_results(out / name / "results.json") for name in STUDY_ORDER
+                   if (out / name / "results.json").exists()}
     # One family over every comparison in the report (fixed designs are decided again
     # over it; sequential runs keep the looks they recorded): see rounds.report_block.
     default = DecisionOptions()
     chosen = {k: getattr(options, k) for k in ("margin", "family")
               if options is not None and getattr(options, k) != getattr(default, k)}
-    block = rounds.report_block(all_results, [STUDIES[n] for n in STUDY_ORDER], all_pairs,
+    block = rounds.report_block(all_results, [STUDIES[n] for n in all_results], all_pairs,
                                 **chosen)
     for name, results in all_results.items():
         path = out / name / "results.json"
@@ -178,7 +189,8 @@ def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = N
         write_json_atomic(path, results)
         write_figures(STUDIES[name], results, path.parent)
     report = out / "REPORT.md"
-    report.write_text(build_report(all_results, margin=block["design"]["margin"]))
+    report.write_text(build_report(all_results, margin=block["design"]["margin"],
+                                   missing=incomplete))
     print(f"wrote {report}")
 
 

@@ -141,7 +141,10 @@ def study_parser(prog: str, description: str, config_names: Sequence[str] | None
         parser.add_argument("--configs", nargs="+", metavar="NAME", choices=list(config_names),
                             default=None,
                             help=f"run only these configurations: any of {', '.join(config_names)}"
-                                 " (default: all)")
+                                 " (default: all). Each is compared with the study's reference "
+                                 "when this run or --out holds it (else the table says 'no "
+                                 "reference in this run'); --seeds auto trains the reference "
+                                 "too, since every verdict needs it")
     return parser
 
 

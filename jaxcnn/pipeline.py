@@ -96,6 +96,13 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
         if unknown:
             raise ConfigError(f"argument --configs: unknown configuration {unknown[0]!r} "
                               f"(choose from {', '.join(all_configs[only.name])})")
+        reference = only.reference_in(ctx)
+        if experiment.seeds == "auto" and reference not in configs:
+            # Every verdict compares with the reference: rounds of seeds need it in the run.
+            configs = [*configs, reference]
+            if distributed.is_main():
+                log(f"--seeds auto: the reference '{reference}' is trained too (every "
+                    "verdict compares with it)")
         all_configs[only.name] = {n: c for n, c in all_configs[only.name].items() if n in configs}
     settings = experiment.settings(dataset.fingerprint)
     # Models are linked ("same_model_as") only under one protocol: the studies of this run,
@@ -158,7 +165,8 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
     store = ResultsStore.open(studies, experiment, runtime, run, prep, started)
     comps = rounds.comparisons(studies, {s.name: store.results[s.name]["metadata"]["reference"]
                                          for s in studies},
-                               {s.name: list(prep.configs[s.name]) for s in studies},
+                               {s.name: compared_names(prep.configs[s.name], store.results[s.name])
+                                for s in studies},
                                runtime.all_pairs)
     try:
         design, looks = rounds.resume(store.results, options.design(experiment))
@@ -200,6 +208,18 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
         log(f"total wall time {total:.1f} s ({plural(store.members_trained, 'member')} trained)")
     distributed.barrier("jaxcnn: finished")
     return store.results
+
+
+def compared_names(run_configs: dict, results: dict) -> list[str]:
+    """The configurations a study's decisions compare in this run: those it trains, and
+    its reference where only --out holds it (a ``--configs`` subset after a run of the
+    whole study); a reference found nowhere leaves those comparisons out, and the study's
+    statistics say "no reference in this run"."""
+    reference = results["metadata"]["reference"]
+    names = list(run_configs)
+    if reference not in names and reference in results["configs"]:
+        names.append(reference)
+    return names
 
 
 def _train_round(plan: RoundPlan, store: ResultsStore, engine: Engine, prep: Prepared,
@@ -273,7 +293,8 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
     if results.get("decisions") and "statistics" in results:
         paths.append(plots.estimation_figure(
             estimation_comparisons(results), results["decisions"]["design"]["margin"],
-            out_dir / "estimation.png", f"{study.title}: paired differences by seed"))
+            out_dir / "estimation.png", f"{study.title}: paired differences by seed",
+            empty=results["statistics"].get("no_reference", "no comparison to show")))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON

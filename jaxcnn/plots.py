@@ -307,7 +307,8 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
                   fontsize=8 if long else None)
     ax.set_xlim(-0.6, len(names) - 0.3)
     ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"{title}: test accuracy per seed")
+    ax.set_title(f"{title}: test accuracy per seed" + (
+        "" if reference in configs else f"\n({stats.NO_REFERENCE}: '{reference}')"))
     ax.grid(axis="y", alpha=0.3)
     if not any_points:
         _no_data(ax, "every seed diverged: no test accuracy to show")
@@ -427,19 +428,22 @@ def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> N
 
 
 def estimation_figure(comparisons: list[dict], margin: float, path: Path,
-                      title: str = "Paired differences by seed") -> Path:
+                      title: str = "Paired differences by seed",
+                      empty: str = "no comparison to show") -> Path:
     """Writes :func:`draw_estimation` to ``path`` (PNG)."""
-    return _save(draw_estimation(comparisons, margin, title), path)
+    return _save(draw_estimation(comparisons, margin, title, empty), path)
 
 
 def draw_estimation(comparisons: list[dict], margin: float,
-                    title: str = "Paired differences by seed") -> Figure:
+                    title: str = "Paired differences by seed",
+                    empty: str = "no comparison to show") -> Figure:
     """An estimation plot: one row per comparison, the difference (accuracy points) across.
 
     comparisons: each ``{"name": str, "differences": per-seed paired differences
     (n,), "interval": (lo, hi) or None, "verdict": str}``; the verdict's first word
     (better / worse / equivalent / undecided) sets the colour. margin: the
-    equivalence margin m, drawn as the band [-m, m] around 0.
+    equivalence margin m, drawn as the band [-m, m] around 0. empty: the text shown
+    where there is no comparison.
     """
     # constrained layout places the legend below the x label ("outside"), whatever the rows
     fig = Figure(figsize=(10, 1.5 + 0.55 * max(len(comparisons), 1)), layout="constrained")
@@ -458,7 +462,7 @@ def draw_estimation(comparisons: list[dict], margin: float,
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if not comparisons:
-        _no_data(ax, "no comparison to show")
+        _no_data(ax, empty)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center",
                ncol=3, frameon=False)
     return fig

@@ -255,6 +255,29 @@ def comparison_pairs(names: Sequence[str], reference: str,
     return pairs
 
 
+def paired_comparison(config: dict, reference: dict, name: str, ref: str,
+                      rng: np.random.Generator) -> dict:
+    """One entry of ``statistics.comparisons``: ``name`` minus ``ref`` (their results.json
+    records) on the seeds both kept, with a note on the seeds left out."""
+    a, b = kept_scores(config["seeds"]), kept_scores(reference["seeds"])
+    common = sorted(set(a) & set(b))
+    entry = {"config": name, "reference": ref,
+             **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
+                       rng),
+             "pairing": pairing_note(config, reference)}
+    trained = {s["seed"] for s in config["seeds"]}
+    trained_ref = {s["seed"] for s in reference["seeds"]}
+    diverged = sorted(((trained - set(a)) | (trained_ref - set(b))) & trained & trained_ref)
+    unpaired = sorted(trained ^ trained_ref)
+    extras = ([f"seeds {seed_ranges(diverged)} left out (diverged in one of the two)"]
+              if diverged else []) + (
+        [f"seeds {seed_ranges(unpaired)} trained for one of the two only (compared on "
+         f"the {len(common)} seeds both have)"] if unpaired else [])
+    if extras:
+        entry["note"] = "; ".join(([entry["note"]] if entry["note"] else []) + extras)
+    return entry
+
+
 def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bool = False,
                      extra_pairs: Sequence[tuple[str, str]] = ()) -> dict:
     """The ``statistics`` block of a results file (see README).
@@ -284,37 +307,34 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
                                         "ci95_high": _list(high)}
         summary[name] = entry
 
-    comparisons = []
-    for name, ref in comparison_pairs(list(configs), reference, extra_pairs, all_pairs):
-        a, b = kept_scores(configs[name]["seeds"]), kept_scores(configs[ref]["seeds"])
-        common = sorted(set(a) & set(b))
-        entry = {"config": name, "reference": ref,
-                 **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
-                           rng),
-                 "pairing": pairing_note(configs[name], configs[ref])}
-        trained = {s["seed"] for s in configs[name]["seeds"]}
-        trained_ref = {s["seed"] for s in configs[ref]["seeds"]}
-        diverged = sorted(((trained - set(a)) | (trained_ref - set(b))) & trained & trained_ref)
-        unpaired = sorted(trained ^ trained_ref)
-        extras = ([f"seeds {seed_ranges(diverged)} left out (diverged in one of the two)"]
-                  if diverged else []) + (
-            [f"seeds {seed_ranges(unpaired)} trained for one of the two only (compared on "
-             f"the {len(common)} seeds both have)"] if unpaired else [])
-        if extras:
-            entry["note"] = "; ".join(([entry["note"]] if entry["note"] else []) + extras)
-        comparisons.append(entry)
+    comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng)
+                   for name, ref in comparison_pairs(list(configs), reference, extra_pairs,
+                                                     all_pairs)]
     testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]
     adjusted = holm([comparisons[i]["p_ttest"] for i in testable]) if testable else []
     for c in comparisons:
         c["p_holm"] = None
     for i, p in zip(testable, adjusted):
         comparisons[i]["p_holm"] = p
-    return {"metric": "test_accuracy", "confidence": CONFIDENCE, "alpha": ALPHA,
+    out = {"metric": "test_accuracy", "confidence": CONFIDENCE, "alpha": ALPHA,
             "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "generator_seed": seed,
                           "min_n": MIN_BOOTSTRAP_N},
             "holm_family": f"the {len(testable)} comparisons listed here (each configuration "
                            "against the reference, and the notebook's claims in this study)",
             "summary": summary, "comparisons": comparisons}
+    if reference not in configs:  # a --configs subset, its reference in neither run nor --out
+        out["no_reference"] = no_reference_note(reference)
+    return out
+
+
+NO_REFERENCE = "no reference in this run"
+
+
+def no_reference_note(reference: str) -> str:
+    """What a study says of its comparisons with a reference it does not hold."""
+    return (f"{NO_REFERENCE}: '{reference}' was neither trained nor found in --out, so no "
+            f"configuration is compared with it; train it into the same --out (--configs "
+            f"{reference}) to compare")
 
 
 def find_comparison(statistics: dict, a: str, b: str) -> tuple[dict | None, int]:

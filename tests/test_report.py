@@ -41,16 +41,17 @@ def test_missing_studies_name_the_exact_command(tmp_path, capsys):
 @pytest.mark.slow
 def test_suggested_command_carries_the_flags_of_the_studies_already_there(report_run, tmp_path,
                                                                          capsys):
-    """Only schedules missing: its command repeats the other studies' flags, not the
-    (default) ones given to the report."""
+    """Only schedules missing: the report covers the other two, and the command it names
+    for schedules repeats their flags, not the (default) ones given to the report."""
     out, _ = report_run
     partial = tmp_path / "partial"
     for study in ("regularization", "initialization"):
         (partial / study).mkdir(parents=True)
         (partial / study / "results.json").write_text((out / study / "results.json").read_text())
-    assert report.main(["--out", str(partial)]) == 2
+    assert report.main(["--out", str(partial)]) == 0
     err = capsys.readouterr().err
     assert "schedules missing" in err
+    assert "## Initialization" in (partial / "REPORT.md").read_text()
     assert (f"python -m experiments.schedules --data synthetic --seeds 2 --batch-size "
             f"{TINY_BATCH} --val-size 50 --train-examples {TINY_TRAIN} --out {partial}") in err
 
