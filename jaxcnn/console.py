@@ -9,11 +9,12 @@
     jaxcnn predict results/regularization baseline --seed 0 cat.png ship.png
 
 The training and report commands hand their arguments unchanged to the mains of
-``experiments/`` and ``jaxcnn/cli.py`` (one parser each, so the flags cannot
-drift apart); ``evaluate`` and ``predict`` load a finished configuration's saved
-parameters (:func:`jaxcnn.inference.load_model`). A user's mistake (a missing
-folder, an unknown configuration, a seed that was not trained, an unreadable
-image) ends with one line and exit status 2.
+``jaxcnn/commands/`` and ``jaxcnn/cli.py`` (one parser each, so the flags cannot
+drift apart; ``python -m experiments.<name>`` runs the same mains); ``evaluate`` and
+``predict`` load a finished configuration's saved parameters
+(:func:`jaxcnn.inference.load_model`). A user's mistake (a missing folder, an unknown
+configuration, a seed that was not trained, an unreadable image) ends with one line and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ DELEGATED: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "schedules": ("train and compare constant, step, exponential and cyclic rates "
                   "(python -m experiments.schedules)", _study("schedules")),
     "all": ("the three studies together, then the report (python -m experiments.all)",
-            _module_main("experiments.all")),
+            _module_main("jaxcnn.commands.all_studies")),
     "sweep": ("one hyperparameter (or a grid of two) over values "
-              "(python -m experiments.sweep)", _module_main("experiments.sweep")),
+              "(python -m experiments.sweep)", _module_main("jaxcnn.commands.sweep")),
     "report": ("OUT/REPORT.md from the three studies (python -m experiments.report)",
-               _module_main("experiments.report")),
+               _module_main("jaxcnn.commands.report")),
 }
 
 

@@ -55,6 +55,17 @@ def git_commit() -> str | None:
         return None
 
 
+def git_dirty(where: Path = Path(__file__).parent) -> bool | None:
+    """Whether the checkout holding ``where`` (default: this package's) has changes not
+    committed to its HEAD, untracked files included, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain"], cwd=where,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def command_line() -> str:
     """This process's command line as typed (``python -m module ...`` for a module)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)

@@ -221,6 +221,14 @@ def make_model(network: Network, conv: str = "xla",
                                 bias_init=initializers.bias_init(init))
 
 
+def _seed_cnn(network: Network, *, conv: str, kernel_init: Initializer,
+              bias_init: FanInInit) -> nn.Module:
+    return CNN(network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
+
+
+registry.register_model(registry.DEFAULT_MODEL, _seed_cnn)
+
+
 def _sample(network: Network) -> jax.ShapeDtypeStruct:
     """One image of ``network``'s shape, as a shape only: init needs no real input."""
     return jax.ShapeDtypeStruct((1, *network.image_shape), jnp.float32)

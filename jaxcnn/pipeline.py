@@ -23,7 +23,6 @@ none of them calls back up.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import jax
 
 from jaxcnn import distributed, history, outlock, rounds
 from jaxcnn.checkpoint import CheckpointFolder
-from jaxcnn.configs import Configuration, hyperparams
+from jaxcnn.configs import hyperparams
 from jaxcnn.data import load_dataset, prepare_data
 from jaxcnn.engine import Engine, gather, resolve_settings
 from jaxcnn.errors import ConfigError, DataError
@@ -46,22 +45,11 @@ from jaxcnn.plan import (
     same_model_counts,
     same_models,
 )
+from jaxcnn.prepared import Prepared
 from jaxcnn.progress import log, plural
 from jaxcnn.report import console_table, estimation_comparisons
 from jaxcnn.store import ResultsStore, same_protocol_in_out
 from jaxcnn.studies import STUDIES, Study, StudyContext
-
-
-@dataclasses.dataclass
-class Prepared:
-    """Everything a run needs before training: data, configurations, settings."""
-
-    dataset: object
-    prepared: object
-    ctx: StudyContext
-    settings: dict
-    configs: dict[str, dict[str, Configuration]]  # study -> name -> configuration
-    siblings: dict[str, list[str]]  # "study/config" -> the same model elsewhere
 
 
 def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,

@@ -31,7 +31,8 @@ normalised floats to (N, num_classes) logits; with ``rates`` (``model.Rates``) a
     register_model("mlp", lambda network, *, conv, kernel_init, bias_init: MLP(
         network.num_classes, kernel_init, bias_init))
 
-Register before building configurations and programs.
+Register before building configurations and programs. The seed CNN registers itself
+as ``cnn`` in ``model.py`` (which imports this module; this module imports no model).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any 
     ``kernel_init`` / ``bias_init`` default to the built-in default scheme's (LeCun
     normal kernels, zero biases), as a module built without a member's scheme.
     """
-    if name not in _MODELS:
+    if name not in _MODELS:  # "cnn" is registered once jaxcnn.model is imported
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(_MODELS)}")
     if kernel_init is None:
         kernel_init = initializers.kernel_init(initializers.DEFAULT)
@@ -80,12 +81,3 @@ def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any 
         bias_init = initializers.bias_init(initializers.DEFAULT)
     return _MODELS[name](network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
 
-
-def _seed_cnn(network: Any, *, conv: str, kernel_init: Any, bias_init: Any) -> nn.Module:
-    # Imported when built: model.py looks models up here, so it may import this module.
-    from jaxcnn.model import CNN
-
-    return CNN(network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
-
-
-register_model(DEFAULT_MODEL, _seed_cnn)

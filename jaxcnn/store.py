@@ -38,7 +38,7 @@ from jaxcnn.results import read_results, write_json_atomic
 
 if TYPE_CHECKING:
     from jaxcnn.configs import Configuration
-    from jaxcnn.pipeline import Prepared
+    from jaxcnn.prepared import Prepared
     from jaxcnn.runner import Checkpointer, RunSettings
     from jaxcnn.studies import Study
 
@@ -73,7 +73,7 @@ def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: 
                           *study.extra_flags, "--out", str(runtime.out)])
     return {
         "versions": environment.versions(), "device": environment.device(),
-        "git_commit": environment.git_commit(),
+        "git_commit": environment.git_commit(), "git_dirty": environment.git_dirty(),
         "data": {"source": data.source, "fingerprint": data.fingerprint,
                  "path": data_path(experiment.data),
                  "class_names": list(data.class_names),

@@ -15,9 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parsers() -> dict[str, argparse.ArgumentParser]:
     from benchmarks import scaling, study_time, throughput
-    from experiments import all as all_studies
-    from experiments import report, sweep
     from jaxcnn.cli import config_names, study_parser
+    from jaxcnn.commands import all_studies, report, sweep
     from jaxcnn.studies import STUDIES
 
     out = {f"experiments.{name}": study_parser(f"python -m experiments.{name}", "",

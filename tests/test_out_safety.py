@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import report, sweep
 from jaxcnn import outlock
 from jaxcnn.cli import study_main
+from jaxcnn.commands import report, sweep
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.experiment import Experiment, setting_differences
 from jaxcnn.studies import REGULARIZATION

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import report
 from jaxcnn import plots
 from jaxcnn import report as jreport
+from jaxcnn.commands import report
 from jaxcnn.report import comparison_sentence, console_table, verdict
 from jaxcnn.stats import MIN_BOOTSTRAP_N
 from tests.conftest import TINY_BATCH, TINY_TRAIN

@@ -106,3 +106,21 @@ def test_the_seed_count_is_a_budget_that_may_grow(tmp_path, old, new, continues)
         check_compatible({**settings, "seeds": old}, {**settings, "seeds": new}, path)
     assert f"--seeds {old}, not --seeds {new}" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_results_record_whether_the_checkout_was_dirty(tmp_path):
+    """metadata.git_dirty: False on a clean checkout, True once a file changes or is added,
+    None outside git."""
+    import subprocess
+
+    from jaxcnn.environment import git_dirty
+
+    assert git_dirty(tmp_path) is None
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], cwd=tmp_path, check=True)
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_dirty(tmp_path) is True

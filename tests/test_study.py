@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from experiments import all as all_studies
 from jaxcnn.cli import study_main
+from jaxcnn.commands import all_studies
 from jaxcnn.studies import INITIALIZATION, REGULARIZATION, SCHEDULES
 from tests import archives
 from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import report
 from jaxcnn.cli import config_names_for, study_main
+from jaxcnn.commands import report
 from jaxcnn.studies import STUDIES
 from tests.conftest import TINY_FLAGS
 
@@ -31,6 +31,7 @@ def run_subset(study: str, subset: tuple[str, ...], out: Path, capsys,
     assert rc == 0, captured.err
     assert "Traceback" not in captured.err
     results = json.loads((out / study / "results.json").read_text())
+    assert "git_dirty" in results["metadata"] and "git_commit" in results["metadata"]
     for figure in FIGURES:
         assert (out / study / figure).stat().st_size > 0, figure
     return results, captured.out

@@ -1,0 +1,135 @@
+"""The package's shape (issue 26, item 9): no import circles, the library standing alone,
+and a ceiling on its size that only moves down.
+
+Imports are read from the source with ``ast``, every one of them: module-level, inside
+functions and under ``TYPE_CHECKING``, since each is a dependency a reader must follow.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "jaxcnn"
+
+# Lines of jaxcnn/**/*.py, docstrings included (`find jaxcnn -name '*.py' | xargs wc -l`).
+# 10,188 once the report, sweep and all commands moved in from experiments/ (they are
+# library code an installed jaxcnn runs). Issue 26 asks for at most 7,500 while the library
+# gains its features: lower this number whenever code is deleted, never raise it to make room.
+LINE_CEILING = 10_200
+
+
+def module_names() -> dict[str, Path]:
+    """"jaxcnn.x.y" -> its file, for every module and package of jaxcnn/."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The modules of ``known`` that one import statement in ``module`` names.
+
+    ``from a import b`` names ``a.b`` where that is a module, else ``a`` (b is a name
+    defined in a); relative imports are resolved against ``module``'s package.
+    """
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names if alias.name in known}
+    if not isinstance(node, ast.ImportFrom):
+        return set()
+    base = node.module or ""
+    if node.level:
+        package = module if is_package else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}" if base else package
+    out = set()
+    for alias in node.names:
+        full = f"{base}.{alias.name}"
+        out.add(full if full in known else base)
+    return out & known
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the jaxcnn modules it imports, anywhere in its source."""
+    modules = module_names()
+    known = set(modules)
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        edges = set()
+        for node in ast.walk(tree):
+            edges |= imported(node, name, path.name == "__init__.py", known)
+        graph[name] = edges - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_module_of_the_package_imports_itself_back():
+    graph = import_graph()
+    assert "jaxcnn.model" in graph and "jaxcnn.registry" in graph["jaxcnn.model"]
+    assert cycles(graph) == []
+
+
+def test_the_library_never_imports_the_entry_points_benchmarks_or_tests():
+    """``experiments/`` and ``benchmarks/`` run from a checkout and are not installed: an
+    installed jaxcnn must not need them."""
+    outside = {"experiments", "benchmarks", "tests"}
+    offenders = []
+    for name, path in module_names().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            offenders += [f"{name}: {n}" for n in names if n.split(".")[0] in outside]
+    assert offenders == []
+
+
+def test_only_the_library_is_installed():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["jaxcnn*"]
+
+
+def test_the_package_stays_under_its_line_ceiling():
+    lines = sum(len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py"))
+    assert lines <= LINE_CEILING, (
+        f"jaxcnn/ has {lines} lines, over its ceiling of {LINE_CEILING}: delete before adding")
