@@ -122,9 +122,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()
     """The flags of every study run: Experiment's and Runtime's fields."""
     groups: dict = {}
     titles = {"speed": "speed (results do not depend on these beyond float rounding)",
-              "hosts": "several hosts (see README: Scaling out)"}
+              "hosts": "several hosts (see docs/scaling.md)"}
     titles["decisions"] = ("decisions (better / worse / equivalent within the margin / "
-                           "undecided; see README: Statistics)")
+                           "undecided; see docs/statistics.md)")
     for name in ("data", "training", "decisions", "speed", "hosts", "output"):
         groups[name] = parser.add_argument_group(titles.get(name, name))
     _add_fields(parser, Experiment, groups, skip)

@@ -64,7 +64,7 @@ class Experiment:
     torch_parity: bool = option(False, "reproduce the seed notebook's protocol as written "
                                 "(PyTorch init, schedulers stepped per epoch, 0.5/0.5 "
                                 "normalisation, the test set as validation set, its dropout "
-                                "model without ReLUs); see README", group="training")
+                                "model without ReLUs); see docs/studies.md", group="training")
 
     def __post_init__(self) -> None:
         # None = the protocol's own default (see parity_default): the library and the

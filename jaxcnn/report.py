@@ -457,8 +457,9 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
                 "These runs use jaxcnn's corrected defaults, not the notebook's protocol "
                 "(schedules scaled to the run: `step` decays 10x at the midpoint, `cyclic` "
                 "completes whole cycles, `exponential` decays 10x per epoch; Flax "
-                "initializers; see the README's parity table): a claim can fail here because "
-                "the setting differs, not only because one run is noisy. `--torch-parity` "
+                "initializers; see the parity table in docs/studies.md): a claim can fail "
+                "here because the setting differs, not only because one run is noisy. "
+                "`--torch-parity` "
                 "tests the claims as the notebook ran them."), "",
              "| the notebook's words (where) | tested as | its gap (one run) | our mean diff | "
              "95% CI | p (t) | p (adj.) | verdict |", "|---|---|---|---|---|---|---|---|"]

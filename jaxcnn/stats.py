@@ -280,7 +280,7 @@ def paired_comparison(config: dict, reference: dict, name: str, ref: str,
 
 def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bool = False,
                      extra_pairs: Sequence[tuple[str, str]] = ()) -> dict:
-    """The ``statistics`` block of a results file (see README).
+    """The ``statistics`` block of a results file (see docs/data.md, "Results layout").
 
     Compares every configuration with ``reference`` (config minus reference),
     then each of ``extra_pairs`` (first minus second; the notebook's claims that

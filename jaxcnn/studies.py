@@ -9,7 +9,7 @@ network with LeCun init, constant rate and no regularization is regularization's
 trained once.
 
 Default mode uses corrected, documented settings; ``--torch-parity`` reproduces
-the notebook's protocol as written (README: "Mapping from the seed notebook").
+the notebook's protocol as written (docs/studies.md: "Mapping from the seed notebook").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Extending jaxcnn from outside the package: a schedule, a regularizer, a data source, a model.
 
-Each is added here the way the README's "Extending jaxcnn" recipes say (one function
+Each is added here the way docs/extending.md's recipes say (one function
 and one registration call), with no file under ``jaxcnn/`` touched, and trained by a
 study through the same command-line entry point the built-in studies use. The
 registries are restored after each test, so nothing registered here leaks into other

@@ -24,6 +24,12 @@ from tests.conftest import TINY_BATCH, TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def documentation() -> str:
+    """README and every page of docs/, one text: where the runnable examples live."""
+    return "\n".join(p.read_text() for p in [README, *DOCS])
 # README text -> what runs here instead (each must occur in the README's Python blocks).
 SUBSTITUTIONS = {'load_dataset("cifar10")': 'load_dataset("synthetic")'}
 
@@ -35,7 +41,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_python_blocks_are_found():
-    blocks = python_blocks(README.read_text())
+    blocks = python_blocks(documentation())
     assert blocks, "the README has no ```python block"
     for old in SUBSTITUTIONS:
         assert any(old in block for block in blocks), f"{old} is no longer in the README"
@@ -50,7 +56,7 @@ def test_readme_python_blocks_run_after_the_quick_start(tmp_path, monkeypatch):
                          "1", "--train-examples", str(TINY_TRAIN), "--val-size", "50",
                          "--batch-size", str(TINY_BATCH), "--configs", "baseline",
                          "--no-progress", "--out", "results"]) == 0
-    for block in python_blocks(README.read_text()):
+    for block in python_blocks(documentation()):
         for old, new in SUBSTITUTIONS.items():
             block = block.replace(old, new)
         namespace: dict = {"__name__": "__readme__"}
@@ -94,7 +100,8 @@ def test_quick_start_time_matches_the_committed_measurement():
 
 
 @pytest.mark.parametrize("path", ["README.md", "experiments/results/PARITY.md",
-                                  "benchmarks/NOTES.md", "experiments/results/README.md"])
+                                  "benchmarks/NOTES.md", "experiments/results/README.md",
+                                  *(f"docs/{p.name}" for p in DOCS)])
 def test_docs_cite_commits_not_work_periods(path):
     """Runs are labelled by commit and date, not by internal names like "session 1"."""
     text = (ROOT / path).read_text()
