@@ -84,18 +84,14 @@ def verdict_label(c: dict, sign: int = 1) -> str:
     return word
 
 
-def verdict(c: dict, alpha: float, sign: int = 1) -> str:
+def verdict(c: dict, sign: int = 1) -> str:
     """The one verdict of a comparison (``sign`` -1 reads it the other way round): the
-    decisions' where the run made them, else read from the Holm-adjusted p."""
+    sequential decisions'. A comparison they did not decide (fewer than 2 paired seeds,
+    or outside the run's family) is "not testable" or "undecided", whatever its p-values
+    say: Holm's p is shown beside it as a number, never read as a verdict."""
     if c.get("decision") is not None:
         return verdict_label(c, sign)
-    if c.get("p_holm") is None:
-        return "not testable"
-    if c["p_holm"] < alpha:
-        return "better" if sign * c["mean_difference"] > 0 else "worse"
-    if c["p_ttest"] < alpha:
-        return "suggestive only"
-    return "not distinguishable"
+    return "not testable" if c.get("p_holm") is None else "undecided"
 
 
 def accuracy_interval(entry: dict, seeds: list[dict]) -> str:
@@ -115,7 +111,6 @@ def table_rows(results: dict) -> list[dict]:
     tables are two views of these rows."""
     statistics = results["statistics"]
     reference = results["metadata"]["reference"]
-    alpha = statistics["alpha"]
     rows = []
     for name, entry in statistics["summary"].items():
         c, _ = find_comparison(statistics, name, reference)
@@ -134,7 +129,7 @@ def table_rows(results: dict) -> list[dict]:
             "p_t": fmt_p(c.get("p_ttest")), "p_wilcoxon": fmt_p(c.get("p_wilcoxon")),
             "p_holm": fmt_p(c.get("p_holm")) if c else "",
             "d_z": fmt(c.get("effect_size")), "p_improvement": fmt(c.get("prob_improvement")),
-            "verdict": ("reference" if name == reference else verdict(c, alpha) if c
+            "verdict": ("reference" if name == reference else verdict(c) if c
                         else NO_REFERENCE if "no_reference" in statistics else ""),
             "notes": "; ".join(notes),
         })
@@ -176,22 +171,9 @@ def comparison_sentence(c: dict, alpha: float) -> str:
     if c.get("decision") is not None:
         return f"{head}: {detail}. {decision_sentence(c)}" + (
             f" Note: {c['note']}." if c.get("note") else "")
-    which = verdict(c, alpha)
-    if which in ("better", "worse"):
-        text = (f"{head}: {detail}. **Significant** after Holm at {alpha:.0%}: "
-                f"{c['config']} is {which} than {c['reference']}.")
-    elif which == "suggestive only":
-        # The interval excludes zero but the family-wise correction does not let it
-        # through: say both, so the reader does not take it for a null result.
-        text = (f"{head}: {detail}. Suggestive only: the unadjusted paired t-test is below "
-                f"{alpha:.0%} ({p_equals(c['p_ttest'])}) but not after Holm across the "
-                "study's comparisons; more seeds would settle it.")
-    else:
-        mdd = c["min_detectable_difference"]
-        text = (f"{head}: {detail}. Not distinguishable at {c['n_pairs']} seeds"
-                + (f"; with the observed paired spread (sd {fmt(c['sd_difference'])}) this run "
-                   f"could detect a true difference of about {fmt(mdd)} points (80% power, "
-                   f"two-sided {alpha:.0%})." if mdd is not None else "."))
+    # Not among the run's decisions: its p-values are shown, and no verdict is drawn.
+    text = (f"{head}: {detail}. **Undecided**: no decision was made for this comparison "
+            f"at {c['n_pairs']} seeds (it was not in the run's decided family).")
     if c.get("note"):
         text += f" Note: {c['note']}."
     return text
@@ -405,7 +387,7 @@ def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, s
         c, sign = find_comparison(results["statistics"], claim.better, claim.worse)
         if c is None:
             return "", "", False
-        which = decided(c, sign) or verdict(c, alpha, sign)
+        which = decided(c, sign) or verdict(c, sign)
         p_adj, when = c["p_holm"], "end of training"
     else:
         c, sign = epoch_comparison(results["configs"], claim.better, claim.worse,
@@ -421,10 +403,7 @@ def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, s
     text = {"better": "holds", "worse": "reversed: significant the other way",
             "equivalent": f"not supported: equivalent within ±{margin:g} points"
                           if margin else "",
-            "undecided": f"undecided at {c.get('decision', {}).get('n')} seeds",
-            "suggestive only": "suggestive only (p < 5% before Holm, not after)",
-            "not distinguishable": f"not supported at {c['n_pairs']} seeds "
-                                   "(not distinguishable)",
+            "undecided": f"undecided at {c.get('decision', {}).get('n', c['n_pairs'])} seeds",
             "not shown": f"not shown at {c['n_pairs']} seeds (adjusted p {fmt_p(p_adj)})",
             "not testable": "not testable (fewer than 2 paired seeds)"}[which]
     gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
@@ -483,13 +462,10 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
 VERDICTS = ("better", "worse", "equivalent", "undecided")
 
 
-def four_way(c: dict, alpha: float) -> str:
-    """Today's verdict read as one of VERDICTS: significant after Holm -> better / worse;
-    anything else -> undecided; the decisions' verdict where the run made one."""
-    if c.get("decision") is not None:
-        return decided(c)
-    which = verdict(c, alpha)
-    return which if which in ("better", "worse") else "undecided"
+def four_way(c: dict) -> str:
+    """The verdict as one of VERDICTS: the decisions' where the run made one, else
+    undecided."""
+    return decided(c) if c.get("decision") is not None else "undecided"
 
 
 def seeds_to_detect(difference: float | None, sd: float | None, alpha: float = ALPHA,
@@ -539,7 +515,7 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                             "equivalence_interval": d.get("equivalence_interval"),
                             "seeds_needed": d["seeds_needed"]})
                 continue
-            verdict_now = four_way(c, statistics["alpha"])
+            verdict_now = four_way(c)
             needed = seeds_to_detect(c.get("mean_difference"), c.get("sd_difference"), alpha)
             if needed is not None and verdict_now == "undecided":
                 needed = max(needed, (c.get("n_pairs") or 0) + 1)  # this budget did not do
@@ -588,19 +564,16 @@ def _verdict_item(v: dict) -> str:
     return text + ")"
 
 
-def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = None,
-                     undecided_means: str | None = None) -> str:
+def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = None) -> str:
     """The report's opening answer, built only from ``verdicts`` (see
     :func:`comparison_verdicts`) and ``cost`` (see :func:`run_cost`): what helps, what
-    hurts, what is equivalent (within ±margin), what stays undecided, and at what cost.
-    undecided_means: how the tables below word an undecided comparison, if they differ."""
+    hurts, what is equivalent (within ±margin), what stays undecided, and at what cost."""
     groups = {word: [v for v in verdicts if v["verdict"] == word] for word in VERDICTS}
     heads = {"better": "**Helps** (better than its reference)",
              "worse": "**Hurts** (worse than its reference)",
              "equivalent": "**Equivalent** to its reference"
                            + (f" within ±{margin:g} points" if margin else ""),
-             "undecided": "**Undecided** at this budget"
-                          + (f" ({undecided_means})" if undecided_means else "")}
+             "undecided": "**Undecided** at this budget"}
     parts = [f"{heads[w]}: " + ("; ".join(_verdict_item(v) for v in groups[w]) or "none")
              for w in VERDICTS if groups[w] or w != "equivalent" or margin]
     def counted(values: list[int], noun: str) -> str:  # [5] -> '5 seeds', [1, 3] -> '1/3 ...'
@@ -656,7 +629,7 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
                      "interval": _drawn_interval(c),
                      "verdict": given.get((c["config"], reference),
-                                          four_way(c, statistics["alpha"]))})
+                                          four_way(c))})
     return rows
 
 
@@ -736,13 +709,8 @@ def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] 
     first_settings = next(iter(all_results.values()))["metadata"]["settings"]
     differing = sorted({key for r in all_results.values() for key, value in
                         r["metadata"]["settings"].items() if value != first_settings.get(key)})
-    todays = verdicts is None and not any(  # the tables' Holm verdicts, read four ways
-        c.get("decision") for r in all_results.values()
-        for c in r.get("statistics", {}).get("comparisons", []))
     verdicts = comparison_verdicts(all_results) if verdicts is None else verdicts
-    answer = answer_paragraph(verdicts, run_cost(all_results), margin,
-                              "in the tables: suggestive only or not distinguishable"
-                              if todays else None)
+    answer = answer_paragraph(verdicts, run_cost(all_results), margin)
     lines = ["# jaxcnn report: regularization, initialization and learning-rate schedules", "",
              answer, "",
              "Generated by `python -m experiments.report` from the studies' results.json files; "

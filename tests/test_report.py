@@ -105,7 +105,7 @@ def test_report_has_one_verdict_per_comparison(report_run):
         assert f"({study}/curves.png)" in text and (out / study / "curves.png").exists()
         assert (out / study / "test_accuracy.png").exists()
         for c in statistics["comparisons"]:
-            which = verdict(c, statistics["alpha"])
+            which = verdict(c)
             line = next(ln for ln in text.splitlines()
                         if ln.startswith(f"- **{c['config']}** vs {c['reference']}"))
             assert line == f"- {comparison_sentence(c, statistics['alpha'])}"
@@ -153,14 +153,29 @@ def _comparison(p_ttest: float, p_holm: float) -> dict:
             "min_detectable_difference": 1.9, "sd_difference": 1.1, "note": None}
 
 
-def test_comparison_sentences_separate_holm_from_unadjusted_significance():
-    assert "**Significant**" in comparison_sentence(_comparison(0.01, 0.02), 0.05)
-    suggestive = comparison_sentence(_comparison(0.02, 0.10), 0.05)
-    assert "Suggestive only" in suggestive and "p = 0.020" in suggestive
-    null = comparison_sentence(_comparison(0.30, 0.60), 0.05)
-    assert "Not distinguishable at 5 seeds" in null and "1.90 points" in null
-    assert verdict(_comparison(0.01, 0.02), 0.05) == "worse"
-    assert verdict(_comparison(0.01, 0.02), 0.05, sign=-1) == "better"
+def _decided(word: str) -> dict:
+    decision = {"verdict": word, "n": 5, "looks": 1, "family_size": 3, "margin": 1.0,
+                "interval": [-3.5, -0.5], "equivalence_interval": None,
+                "within_margin": False, "seeds_needed": None}
+    return {**_comparison(0.01, 0.02), "decision": decision}
+
+
+def test_one_verdict_system_holm_p_is_never_read_as_a_verdict():
+    """Issue 26 item 6: the verdict is the sequential decisions'; a comparison they did not
+    decide is undecided even at a Holm p below 5%, and its sentence says no decision was
+    made (the p-values stay, as numbers)."""
+    for p_ttest, p_holm in ((0.01, 0.02), (0.02, 0.10), (0.30, 0.60)):
+        c = _comparison(p_ttest, p_holm)
+        assert verdict(c) == "undecided" and jreport.four_way(c) == "undecided"
+        sentence = comparison_sentence(c, 0.05)
+        assert "**Undecided**: no decision was made" in sentence
+        assert f"Holm p = {p_holm:.3f}" in sentence
+        assert "Significant" not in sentence and "Suggestive" not in sentence
+    assert verdict({**_comparison(0.5, None), "p_holm": None}) == "not testable"
+    assert verdict(_decided("worse")) == "worse"
+    assert verdict(_decided("worse"), sign=-1) == "better"
+    assert jreport.four_way(_decided("worse")) == "worse"
+    assert "**Worse** at 5 seeds" in comparison_sentence(_decided("worse"), 0.05)
 
 
 def test_p_values_in_sentences_read_p_less_than():
@@ -223,10 +238,7 @@ def test_answer_paragraph_is_built_from_the_verdicts():
     assert "**Equivalent**" not in no_margin and "**Undecided** at this budget: none" in no_margin
 
 
-def test_four_way_verdicts_map_todays_tests():
-    assert jreport.four_way(_comparison(0.01, 0.02), 0.05) == "worse"
-    assert jreport.four_way(_comparison(0.02, 0.10), 0.05) == "undecided"  # suggestive only
-    assert jreport.four_way(_comparison(0.30, 0.60), 0.05) == "undecided"
+def test_seeds_to_detect():
     assert jreport.seeds_to_detect(1.0, 1.0) == 10  # paired t, d = 1, 80% power: 10 pairs
     assert jreport.seeds_to_detect(0.0, 1.0) is None
 
@@ -366,9 +378,10 @@ def test_estimation_rows_pair_each_seed_with_the_reference():
             {**_comparison(0.5, 0.5), "config": "l2", "reference": "dropout"}]}}
     (row,) = jreport.estimation_comparisons(results)
     assert row["name"] == "l2 - baseline" and row["differences"] == [-2.0, -2.5]
-    assert row["interval"] == [-4.0, -0.5] and row["verdict"] == "worse"
-    override = [{"config": "l2", "reference": "baseline", "verdict": "undecided"}]
-    assert jreport.estimation_comparisons(results, override)[0]["verdict"] == "undecided"
+    # no decision in these results: undecided, whatever Holm's p (one verdict system)
+    assert row["interval"] == [-4.0, -0.5] and row["verdict"] == "undecided"
+    override = [{"config": "l2", "reference": "baseline", "verdict": "worse"}]
+    assert jreport.estimation_comparisons(results, override)[0]["verdict"] == "worse"
 
 
 def test_every_claim_quotes_the_notebook_verbatim():
