@@ -48,6 +48,7 @@ from jaxcnn.plan import (
 from jaxcnn.prepared import Prepared
 from jaxcnn.progress import log, plural
 from jaxcnn.report import console_table, estimation_comparisons
+from jaxcnn.stats import NO_REFERENCE
 from jaxcnn.store import ResultsStore, same_protocol_in_out
 from jaxcnn.studies import STUDIES, Study, StudyContext
 
@@ -282,7 +283,8 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
         paths.append(plots.estimation_figure(
             estimation_comparisons(results), results["decisions"]["design"]["margin"],
             out_dir / "estimation.png", f"{study.title}: paired differences by seed",
-            empty=results["statistics"].get("no_reference", "no comparison to show")))
+            empty=(f"{NO_REFERENCE}: '{meta['reference']}' is in neither this run nor --out"
+                   if "no_reference" in results["statistics"] else "no comparison to show")))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON
