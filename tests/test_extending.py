@@ -102,7 +102,8 @@ def extension_configs(ctx: StudyContext) -> dict[str, Configuration]:
     }
 
 
-@pytest.mark.slow  # a study run with its own network shape: a compile of its own
+# All three run in the default tier (about 15 s together on 2 cores): the extension
+# recipes of docs/extending.md are what CI checks.
 def test_a_schedule_a_regularizer_and_a_28x28x1_source_from_outside(fresh_registries,
                                                                      tmp_path):
     register_all()
@@ -134,7 +135,6 @@ def tiny_model_configs(ctx: StudyContext) -> dict[str, Configuration]:
     return {"tiny": Configuration(network), "tiny_he": Configuration(network, init="he")}
 
 
-@pytest.mark.slow
 def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     register_all()
     study = Study("tiny_model", "A user's model", tiny_model_configs, reference="tiny",
@@ -152,7 +152,6 @@ def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.slow
 def test_the_registered_model_trains_a_member_through_train_py(fresh_registries):
     """What the runner would do with a registered model, one member, by hand."""
     from jaxcnn import initializers, train
