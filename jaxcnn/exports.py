@@ -24,6 +24,7 @@ from pathlib import Path
 
 from jaxcnn import tensorboard
 from jaxcnn.history import HISTORY_KEYS, step_loss_steps, steps_per_epoch_of
+from jaxcnn.progress import log
 
 # history key -> CSV column / TensorBoard tag, for the per-epoch curves: every list the
 # history records except the step losses (their own file), so a new curve is exported too
@@ -107,6 +108,9 @@ def write_tensorboard(results: dict, log_dir: Path) -> list[Path]:
         last = max((s for tag, s, _ in scalars if tag.startswith("epoch/")), default=0)
         scalars += [("test/accuracy", last, row["test_accuracy"]),
                     ("test/loss", last, row["test_loss"])]
+    if not tensorboard.available():
+        log(tensorboard.MISSING)
+        return []
     written = [tensorboard.write_scalars(log_dir / config / f"seed_{seed}",
                                          [(t, s, v) for t, s, v in scalars if v is not None])
                for (config, seed), scalars in by_member.items()]

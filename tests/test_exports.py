@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import struct
 import time
 
 import pytest
 
-from jaxcnn import exports, tensorboard
+from jaxcnn import exports
 
 
 def _seed(seed: int, epochs: int, spe: int, diverged: int | None = None) -> dict:
@@ -64,14 +63,23 @@ def test_csv_files_hold_every_member_epoch_and_step(tmp_path):
                                   ("l2", "0", "", "1")]
 
 
-def test_crc32c_and_record_framing():
-    assert tensorboard.crc32c(b"123456789") == 0xE3069283  # the standard check value
-    assert tensorboard.crc32c(b"") == 0
-    frame = tensorboard.tfrecord(b"abc")
-    (length,) = struct.unpack("<Q", frame[:8])
-    assert length == 3 and frame[12:15] == b"abc" and len(frame) == 8 + 4 + 3 + 4
-    assert struct.unpack("<I", frame[8:12])[0] == tensorboard.masked_crc32c(frame[:8])
-    assert struct.unpack("<I", frame[15:])[0] == tensorboard.masked_crc32c(b"abc")
+def test_without_tensorboardx_the_export_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+    """The GPU machine has no tensorboardX: the CSV files are written, TensorBoard's are
+    skipped with one line naming the package, and nothing fails."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboardx(name, *args, **kwargs):
+        if name.startswith("tensorboardX"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboardx)
+    paths = exports.write_exports(_results(epochs=2, spe=45), tmp_path)
+    assert [p.name for p in paths] == ["epochs.csv", "steps.csv", "summary.csv"]
+    assert not (tmp_path / "tb").exists()
+    assert "pip install tensorboardX" in capsys.readouterr().err
 
 
 def test_event_files_round_trip_through_tensorboard(tmp_path):

@@ -16,9 +16,10 @@ PACKAGE = ROOT / "jaxcnn"
 
 # Lines of jaxcnn/**/*.py, docstrings included (`find jaxcnn -name '*.py' | xargs wc -l`).
 # 10,188 once the report, sweep and all commands moved in from experiments/ (they are
-# library code an installed jaxcnn runs). Issue 26 asks for at most 7,500 while the library
+# library code an installed jaxcnn runs); 10,116 once TensorBoard went through tensorboardX.
+# Issue 26 asks for at most 7,500 while the library
 # gains its features: lower this number whenever code is deleted, never raise it to make room.
-LINE_CEILING = 10_200
+LINE_CEILING = 10_120
 
 
 def module_names() -> dict[str, Path]:
