@@ -108,13 +108,6 @@ class Experiment:
         """True for ``--seeds auto`` (rounds of seeds until decided)."""
         return self.seeds == AUTO
 
-    def seed_list(self) -> list[int]:
-        """Seeds 0..N-1 of a fixed design (``--seeds N``)."""
-        if self.sequential:
-            raise ValueError("--seeds auto has no fixed seed list: each round's plan says "
-                             "how many seeds each configuration has")
-        return list(range(self.seeds))
-
     def steps_per_epoch(self, num_train: int) -> int:
         return math.ceil(num_train / self.batch_size)
 

@@ -61,11 +61,6 @@ def register_model(name: str, factory: ModelFactory) -> None:
     _MODELS[name] = factory
 
 
-def model_names() -> tuple[str, ...]:
-    """Registered models, the built-in ``cnn`` first."""
-    return tuple(_MODELS)
-
-
 def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any = None,
                 bias_init: Any = None) -> nn.Module:
     """The module registered as ``name`` for ``network``.

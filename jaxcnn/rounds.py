@@ -181,24 +181,6 @@ def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],
     return looks
 
 
-def verdict_rows(block: Mapping, study: str | None = None) -> list[dict]:
-    """The report's per-comparison verdicts from a decisions block (optionally one study):
-    dicts with study, config, reference, verdict, difference, interval, n, seeds_needed."""
-    rows = []
-    for name, entry in block["comparisons"].items():
-        head, _, reference = name.partition(" vs ")
-        owner, _, config = head.partition("/")
-        if not entry["looks"] or (study is not None and owner != study):
-            continue
-        last = entry["looks"][-1]
-        rows.append({"study": owner, "config": config, "reference": reference,
-                     "verdict": entry["final"] or last["verdict"], "final": entry["final"],
-                     "difference": last["mean"], "interval": last["interval"],
-                     "equivalence_interval": last["equivalence_interval"], "n": last["n"],
-                     "seeds_needed": last["seeds_needed"], "looks": len(entry["looks"])})
-    return rows
-
-
 def annotate(results: Mapping[str, dict], block: Mapping) -> None:
     """Puts each comparison's verdict into its study's ``statistics.comparisons`` entry
     (key ``decision``), where the tables and sentences read it."""

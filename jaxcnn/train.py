@@ -40,8 +40,6 @@ from jaxcnn.configs import Hyperparams
 from jaxcnn.model import CNN, Network, Rates, init_params
 from jaxcnn.optim import member_optimizer
 
-STEP_METRICS = ("loss", "learning_rate", "beta1")
-
 
 class TrainState(NamedTuple):
     """One member's state (a leading (M,) axis on every leaf for M members).
@@ -184,7 +182,7 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
     (ImageData of the training split), norm (Normalizer), epoch (() int32,
     0-based) and slot (() int32, passed to ``on_step`` to say which worker
     reports), and returns the new state and ``{name: (T,)}`` for each of
-    ``STEP_METRICS``.
+    "loss", "learning_rate" and "beta1".
     """
     train_step = make_train_step(model)
     num_steps = steps_per_epoch(num_train, batch_size)

@@ -83,7 +83,8 @@ def test_report_block_decides_fixed_runs_over_one_family():
                        dropout=[61.0, 59.0, 64.0, 59.0])
     block = rounds.report_block(results, [REGULARIZATION])
     assert block["design"]["kind"] == "fixed" and block["design"]["max_seeds"] == 4
-    rows = {r["config"]: r["verdict"] for r in rounds.verdict_rows(block)}
+    rows = {name.split(" vs ")[0].split("/")[1]: e["final"] or e["looks"][-1]["verdict"]
+            for name, e in block["comparisons"].items()}
     assert rows == {"l2": "worse", "dropout": "undecided"}
     rounds.annotate(results, block)
     results["regularization"]["statistics"] = {"comparisons": [

@@ -8,8 +8,6 @@ import numpy as np
 
 from jaxcnn.errors import DataError
 
-IMAGE_SHAPE = (32, 32, 3)  # CIFAR-10's (the official archives and the default network)
-
 # The official CIFAR-10 class order (label 0..9), used when an archive lacks its
 # batches.meta file.
 CIFAR10_CLASSES = (

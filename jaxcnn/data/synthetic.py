@@ -13,8 +13,6 @@ from scipy.ndimage import uniform_filter
 
 from jaxcnn.data.dataset import Dataset
 
-SYNTHETIC_CLASSES = tuple(f"pattern{i}" for i in range(10))
-
 
 def _draw(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     labels = np.arange(n) % len(templates)
