@@ -18,8 +18,10 @@ logits on the host, in float64.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from jaxcnn import registry
 from jaxcnn.checkpoint import load_params_tree
 from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
@@ -141,6 +144,7 @@ def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
                           "rerun the configuration with --fresh --configs "
                           f"{config}") from None
     model = meta["model"]
+    _import_model(model.get("model", "cnn"), model.get("model_source"), directory)
     network = Network(relu_after=tuple(model["relu_after"]),
                       num_classes=int(model["num_classes"]),
                       image_shape=tuple(model.get("image_shape", (32, 32, 3))),
@@ -149,6 +153,25 @@ def load_model(out: str | Path, study: str, config: str) -> TrainedModel:
                       jnp.asarray(meta["normalization"]["std"], jnp.float32))
     return TrainedModel(network, params, tuple(meta["seeds"]), norm,
                         tuple(meta.get("class_names", ())), study=study, config=config)
+
+
+def _import_model(name: str, source: str | None, directory: Path) -> None:
+    """Makes sure model ``name`` is registered here: imports the module that registered it
+    when the run did (``source``, recorded in meta.json), or ends with one line saying
+    what to import."""
+    if registry.is_registered(name):
+        return
+    if source and source != "__main__":
+        with contextlib.suppress(ImportError):
+            importlib.import_module(source)
+        if registry.is_registered(name):
+            return
+    where = (f"it was registered by module {source!r}, which cannot be imported from here"
+             if source and source != "__main__" else
+             "it was registered by a script run directly" if source else
+             "the run did not record where it was registered")
+    raise JaxcnnError(f"{directory}: model {name!r} is not registered in this process ({where}); "
+                      f"import the module that calls register_model({name!r}, ...) first")
 
 
 def trained_configs(study_dir: str | Path) -> list[str]:

@@ -61,6 +61,17 @@ def register_model(name: str, factory: ModelFactory) -> None:
     _MODELS[name] = factory
 
 
+def is_registered(name: str) -> bool:
+    return name in _MODELS
+
+
+def source_module(name: str) -> str | None:
+    """The module that defined ``name``'s factory (recorded with a trained model, so that
+    another process can import it before loading), or None if ``name`` is unknown."""
+    factory = _MODELS.get(name)
+    return None if factory is None else getattr(factory, "__module__", None)
+
+
 def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any = None,
                 bias_init: Any = None) -> nn.Module:
     """The module registered as ``name`` for ``network``.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from jaxcnn import checkpoint, distributed, environment, rounds
+from jaxcnn import checkpoint, distributed, environment, registry, rounds
 from jaxcnn.errors import ConfigError, ResumeError
 from jaxcnn.experiment import Experiment, Runtime, check_compatible, setting_differences
 from jaxcnn.members import Member, MemberResult
@@ -273,7 +273,8 @@ class ResultsStore:
 
     def _params_meta(self, config: Configuration) -> dict:
         norm = self.prep.prepared.normalization
-        return {"model": config.model_record(),
+        return {"model": {**config.model_record(),
+                          "model_source": registry.source_module(config.network.model)},
                 "normalization": {"mean": norm.mean.tolist(), "std": norm.std.tolist()},
                 "class_names": list(self.prep.dataset.class_names)}
 

@@ -146,6 +146,8 @@ def test_a_users_linen_model_from_outside(fresh_registries, tmp_path):
     from jaxcnn.inference import load_model
 
     model = load_model(tmp_path, "tiny_model", "tiny_he")
+    meta = json.loads((tmp_path / "tiny_model" / "params" / "tiny_he" / "meta.json").read_text())
+    assert meta["model"]["model_source"] == __name__  # where register_model was called
     images = digits(sources.LoadOptions(None, False)).test_images[:5]
     probs = model.predict_proba(images, seed=model.seeds[0])
     assert probs.shape == (5, DIGITS_CLASSES)
@@ -177,3 +179,29 @@ def test_the_registered_model_trains_a_member_through_train_py(fresh_registries)
     assert metrics["loss"].shape == (6,) and np.isfinite(metrics["loss"]).all()
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.params, params)
     assert min(jax.tree.leaves(moved)) > 0
+
+
+def test_a_registered_model_loads_in_a_process_that_never_registered_it(
+        fresh_registries, tmp_path, monkeypatch):
+    """meta.json records the module that registered the model; loading imports it there,
+    and where it cannot, one line says what to import (issue 26: `predict` on a registered
+    model died with `ValueError: unknown model`)."""
+    from jaxcnn.errors import JaxcnnError
+    from jaxcnn.inference import _import_model
+
+    module = tmp_path / "my_models.py"
+    module.write_text("from jaxcnn import registry\n"
+                      "from tests.test_extending import TinyNet\n"
+                      "registry.register_model('mine', lambda network, **_: "
+                      "TinyNet(network.num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not registry.is_registered("mine")
+    _import_model("mine", "my_models", tmp_path)
+    assert registry.is_registered("mine")
+    assert registry.source_module("mine") == "my_models"
+    with pytest.raises(JaxcnnError) as err:
+        _import_model("theirs", "no_such_module", tmp_path)
+    assert "'theirs' is not registered" in str(err.value) and "no_such_module" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(JaxcnnError, match="registered by a script run directly"):
+        _import_model("theirs", "__main__", tmp_path)
