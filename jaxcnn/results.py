@@ -18,6 +18,10 @@ Layout (one file per study, ``OUT/<study>/results.json``)::
                  ...},
      "statistics": {...}}
 
+``schema_version`` says which layout a file has: files without it are version 1 (written
+before 2026-12-07, the same layout), which this code reads as they are; a file of a later
+version than :data:`SCHEMA_VERSION` was written by a newer jaxcnn and is refused in one line.
+
 Non-finite numbers are written as null (JSON has no NaN); a diverged seed has
 null test numbers and the epoch it diverged in. :func:`read_results` checks this
 shape (what the code reads from it), so a hand-edited or damaged file is one
@@ -34,6 +38,7 @@ from typing import Any
 
 from jaxcnn.errors import ResumeError
 
+SCHEMA_VERSION = 2  # 1: no "schema_version" key; 2: the key, and metadata.git_dirty
 FIX = ("restore the file, or rerun that study with --fresh to start it over (its "
        "finished results are then lost)")
 
@@ -73,6 +78,11 @@ def read_results(path: Path) -> dict | None:
             payload = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResumeError(f"{path}: cannot read the existing results ({err}); {FIX}") from None
+    version = payload.get("schema_version", 1) if isinstance(payload, dict) else 1
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ResumeError(f"{path}: written by a newer jaxcnn (results schema {version}; this "
+                          f"one reads up to {SCHEMA_VERSION}); upgrade jaxcnn, or give "
+                          "another --out")
     problem = results_problem(payload)
     if problem is not None:
         raise ResumeError(f"{path}: {problem} (edited by hand, or not a jaxcnn results file); "
@@ -112,6 +122,9 @@ def results_problem(payload: Any) -> str | None:
     nothing: the keys and types the resume check, statistics, figures and report use."""
     if not isinstance(payload, dict):
         return "the file holds no JSON object"
+    version = payload.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"schema_version is {version!r}, not a positive integer"
     for key, kind in (("experiment", str), ("metadata", dict), ("configs", dict)):
         if not isinstance(payload.get(key), kind):
             return (f"no {key!r}" if key not in payload

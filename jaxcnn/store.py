@@ -34,7 +34,7 @@ from jaxcnn.members import Member, MemberResult
 from jaxcnn.optim import describe_chain
 from jaxcnn.plan import RoundPlan, Want
 from jaxcnn.progress import log
-from jaxcnn.results import read_results, write_json_atomic
+from jaxcnn.results import SCHEMA_VERSION, read_results, write_json_atomic
 
 if TYPE_CHECKING:
     from jaxcnn.configs import Configuration
@@ -201,8 +201,10 @@ class ResultsStore:
                   run: RunSettings, prep: Prepared) -> None:
         if runtime.fresh:
             start_over(path, list(prep.configs[study.name]))
-        current = read_results(path) or {"experiment": study.name, "metadata": {},
+        current = read_results(path) or {"schema_version": SCHEMA_VERSION,
+                                         "experiment": study.name, "metadata": {},
                                          "configs": {}}
+        current["schema_version"] = SCHEMA_VERSION  # what this code writes (and reads)
         current["metadata"].update(study_metadata(study, experiment, runtime, run, prep))
         current["metadata"].setdefault("finished_after_seconds", {})
         try:

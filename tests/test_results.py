@@ -124,3 +124,29 @@ def test_results_record_whether_the_checkout_was_dirty(tmp_path):
     assert git_dirty(tmp_path) is False
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_dirty(tmp_path) is True
+
+
+def _minimal(**extra) -> dict:
+    return {**extra, "experiment": "regularization",
+            "metadata": {"settings": {}, "data": {}, "reference": "baseline"},
+            "configs": {"baseline": {"seeds": [{"seed": 0, "test_accuracy": 50.0,
+                                                "test_loss": 1.0, "diverged_epoch": None}]}}}
+
+
+def test_the_schema_version_is_read_or_refused_in_one_line(tmp_path):
+    """Files from before the version (no key) are read as they are; a newer version is
+    refused naming both versions and what to do; a nonsense one is a damaged file."""
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_minimal()))
+    assert results.read_results(path)["configs"]["baseline"]["seeds"][0]["seed"] == 0
+    path.write_text(json.dumps(_minimal(schema_version=results.SCHEMA_VERSION)))
+    assert results.read_results(path)["schema_version"] == results.SCHEMA_VERSION
+    path.write_text(json.dumps(_minimal(schema_version=results.SCHEMA_VERSION + 1)))
+    with pytest.raises(ResumeError) as err:
+        results.read_results(path)
+    message = str(err.value)
+    assert "newer jaxcnn" in message and f"schema {results.SCHEMA_VERSION + 1}" in message
+    assert "upgrade jaxcnn" in message and "\n" not in message
+    path.write_text(json.dumps(_minimal(schema_version="two")))
+    with pytest.raises(ResumeError, match="schema_version is 'two'"):
+        results.read_results(path)

@@ -32,6 +32,7 @@ def run_subset(study: str, subset: tuple[str, ...], out: Path, capsys,
     assert "Traceback" not in captured.err
     results = json.loads((out / study / "results.json").read_text())
     assert "git_dirty" in results["metadata"] and "git_commit" in results["metadata"]
+    assert results["schema_version"] == 2
     for figure in FIGURES:
         assert (out / study / figure).stat().st_size > 0, figure
     return results, captured.out
