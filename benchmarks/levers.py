@@ -26,7 +26,8 @@ from benchmarks.common import random_cifar, write_json
 from jaxcnn import train
 from jaxcnn.batching import over_members
 from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
-from jaxcnn.model import CNN, Network, init_params
+from jaxcnn.model import Network, init_params
+from jaxcnn.modelfns import seed_cnn_fns
 
 IMPLS = {
     "xla": lambda x, k: max_pool_2x2(conv3x3_xla(x, k)),
@@ -85,15 +86,15 @@ def evaluation(images: int = 5000, seeds: tuple[int, ...] = (1, 4),
         stacked = jax.tree.map(lambda p, s=s: jnp.stack([p] * s), params)
         for impl in IMPLS:
             for chunk in chunks:
-                fn = jax.jit(over_members(train.make_evaluate(CNN(conv=impl), eval_batch=chunk),
-                                          "map", 1))
-                jax.block_until_ready(fn(stacked, data, norm))
+                fn = jax.jit(over_members(train.make_evaluate(seed_cnn_fns(Network(), impl),
+                                                              eval_batch=chunk), "map", 2))
+                jax.block_until_ready(fn(stacked, {}, data, norm))
                 runs[f"S={s} {impl} chunk={chunk}"] = (fn, stacked, s)
     times = {key: [] for key in runs}
     for _ in range(repeats):
         for key, (fn, stacked, _s) in runs.items():
             start = time.perf_counter()
-            jax.block_until_ready(fn(stacked, data, norm))
+            jax.block_until_ready(fn(stacked, {}, data, norm))
             times[key].append(time.perf_counter() - start)
     out = {}
     for key, (_fn, _stacked, s) in runs.items():

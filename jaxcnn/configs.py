@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn import regularizers
-from jaxcnn.initializers import INIT_NAMES, check_init
+from jaxcnn.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
 from jaxcnn.model import Network, Rates
 from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_values
 
@@ -40,7 +40,8 @@ class Configuration:
 
     Attributes:
       network: the structure (fixes the compiled program).
-      init: initializer scheme (see ``initializers.py``).
+      init: initializer scheme (see ``initializers.py``); None: the model's own (for a
+        user's model, ``"model"``: no re-draw; for the seed CNN, ``"lecun"``, Flax's).
       spatial_dropout: Dropout2d rate after conv2 (whole channels); 0 = off.
       dropout: element dropout rate after fc1; 0 = off.
       optimizer: Adam, weight decay and schedule.
@@ -51,7 +52,7 @@ class Configuration:
     """
 
     network: Network = Network()
-    init: str = "lecun"
+    init: str | None = None
     spatial_dropout: float = 0.0
     dropout: float = 0.0
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -61,7 +62,13 @@ class Configuration:
     def __post_init__(self) -> None:
         object.__setattr__(self, "regularizers", tuple(sorted(dict(self.regularizers).items())))
         regularizers.check_strengths(dict(self.regularizers))
+        seed_cnn = self.network.model == "cnn"
+        if self.init is None or (seed_cnn and self.init == OWN):
+            object.__setattr__(self, "init", DEFAULT if seed_cnn else OWN)
         check_init(self.init)
+        if not seed_cnn and (self.spatial_dropout or self.dropout):
+            raise ValueError(f"dropout rates belong to the seed CNN; model "
+                             f"{self.network.model!r} sets its own (its nn.Dropout layers)")
         for rate in (self.spatial_dropout, self.dropout):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"dropout rates must be in [0, 1), got {rate}")
@@ -96,7 +103,7 @@ class Hyperparams(NamedTuple):
     """Everything numeric that tells one member's configuration from another's.
 
     Each leaf is a () array (a (M,) array once members are stacked).
-    init: int32 index into ``INIT_NAMES``; rates: dropout; optimizer: see
+    init: int32 index into ``INIT_CHOICES``; rates: dropout; optimizer: see
     ``optim.MemberOptimizer`` (link regularizers included); transforms: the
     strength of every registered batch regularizer (``augment``), by name.
     """
@@ -125,7 +132,7 @@ def hyperparams(config: Configuration, steps_per_epoch: int) -> Hyperparams:
                           {k: np.float64(v) for k, v in opt.regularizers.items()})
     transforms = {k: np.float64(v)
                   for k, v in regularizers.member_strengths(strengths, "batch").items()}
-    return Hyperparams(np.int32(INIT_NAMES.index(config.init)),
+    return Hyperparams(np.int32(INIT_CHOICES.index(config.init)),
                        Rates(np.float64(config.spatial_dropout), np.float64(config.dropout)), opt,
                        transforms)
 

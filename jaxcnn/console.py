@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", formatter_class=HelpFormatter,
         help="class probabilities of image files from a trained configuration",
         description="Class probabilities of each image (any size or mode Pillow reads; "
-                    "converted to RGB and resized to 32x32) from a finished configuration.")
+                    "converted to the model's channels and resized to its input size) from a "
+                    "finished configuration.")
     _model_arguments(predict)
     predict.add_argument("images", nargs="+", metavar="IMAGE", type=Path,
                          help="image files (png, jpg, ...)")
@@ -193,23 +194,33 @@ def _check_classes(model, class_names: Sequence[str], data: str) -> None:
                           f"{model.network.num_classes}")
 
 
-def read_image(path: Path) -> tuple[np.ndarray, str]:
-    """One image file -> ((32, 32, 3) uint8, a note if it was converted or resized)."""
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # the model's channels -> the Pillow mode it reads
+
+
+def read_image(path: Path, shape: Sequence[int] = (32, 32, 3)) -> tuple[np.ndarray, str]:
+    """One image file -> (``shape`` (H, W, C) uint8, a note if it was converted or resized):
+    the trained model's input, whatever the file's size and mode."""
     from PIL import Image, UnidentifiedImageError
 
+    height, width, channels = shape
+    if channels not in MODES:
+        raise JaxcnnError(f"the model takes {channels}-channel images; predict reads image "
+                          f"files as 1, 3 or 4 channels only (use load_model from Python)")
+    mode = MODES[channels]
     try:
         with Image.open(path) as image:
             image.load()
-            note = [] if image.mode == "RGB" else [f"converted from {image.mode}"]
-            rgb = image.convert("RGB")
+            note = [] if image.mode == mode else [f"converted from {image.mode} to {mode}"]
+            converted = image.convert(mode)
     except FileNotFoundError:
         raise JaxcnnError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise JaxcnnError(f"{path}: not a readable image ({err})") from None
-    if rgb.size != (32, 32):
-        note.append(f"resized from {rgb.size[0]}x{rgb.size[1]}")
-        rgb = rgb.resize((32, 32), Image.Resampling.BICUBIC)
-    return np.asarray(rgb, np.uint8), ", ".join(note)
+    if converted.size != (width, height):
+        note.append(f"resized from {converted.size[0]}x{converted.size[1]}")
+        converted = converted.resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(converted, np.uint8)
+    return pixels.reshape(height, width, channels), ", ".join(note)
 
 
 def predict(study_dir: Path, config: str, images: Sequence[Path], seed: int | None,
@@ -218,7 +229,7 @@ def predict(study_dir: Path, config: str, images: Sequence[Path], seed: int | No
     model = _load(study_dir, config)
     if seed is not None:
         model.check_seed(seed)  # a seed that was not trained: one line, before reading
-    read = [read_image(Path(p)) for p in images]
+    read = [read_image(Path(p), model.network.image_shape) for p in images]
     probs = model.predict_proba(np.stack([pixels for pixels, _ in read]), seed=seed)  # (N, C)
     names = model.class_names or tuple(str(c) for c in range(probs.shape[1]))
     who = f"seed {seed}" if seed is not None else f"mean of seeds {list(model.seeds)}"

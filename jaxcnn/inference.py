@@ -34,7 +34,8 @@ from jaxcnn import registry
 from jaxcnn.checkpoint import load_params_tree
 from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.model import Network, make_model
+from jaxcnn.model import Network
+from jaxcnn.modelfns import model_fns, split_weights
 from jaxcnn.train import Normalizer, normalize
 
 
@@ -42,7 +43,8 @@ from jaxcnn.train import Normalizer, normalize
 class TrainedModel:
     """A configuration's network and every seed's final parameters.
 
-    params: pytree with leaves (S, ...); seeds: the S seed numbers in order;
+    params: what was saved of each member (``modelfns.saved_weights``: the parameters, with
+    the model's state where it has one), leaves (S, ...); seeds: the S seed numbers in order;
     study and config: where it was loaded from (for its summary).
     """
 
@@ -59,16 +61,17 @@ class TrainedModel:
     def num_parameters(self) -> int:
         """Trainable parameters of one seed's network (leaves are (S, ...))."""
         return int(sum(np.prod(np.shape(leaf)[1:], dtype=np.int64)
-                       for leaf in jax.tree.leaves(self.params)))
+                       for leaf in jax.tree.leaves(split_weights(self.params)[0])))
 
     def __repr__(self) -> str:
         # A summary, not the dataclass default: that one prints every weight array.
         name = f"{self.study}/{self.config}" if self.study else "(unnamed)"
         relu = ",".join(self.network.relu_after)
+        what = (f"ReLU after {relu or 'nothing'}, conv {self.conv}"
+                if self.network.model == "cnn" else f"model {self.network.model!r}")
         return (f"TrainedModel({name}: seeds {list(self.seeds)}, "
                 f"{self.num_parameters:,} parameters per seed, "
-                f"{len(self.class_names) or self.network.num_classes} classes, "
-                f"ReLU after {relu or 'nothing'}, conv {self.conv})")
+                f"{len(self.class_names) or self.network.num_classes} classes, {what})")
 
     def check_seed(self, seed: int) -> int:
         """The index of ``seed`` in ``seeds``; a JaxcnnError naming the trained seeds if absent."""
@@ -83,11 +86,12 @@ class TrainedModel:
     @functools.cached_property
     def _apply(self):
         """The jitted forward pass, built once per model (jit caches per input shape)."""
-        model = make_model(self.network, self.conv)
+        fns = model_fns(self.network, self.conv)
 
         @jax.jit
-        def apply(params, images, norm):
-            return model.apply({"params": params}, normalize(images, norm))
+        def apply(weights, images, norm):  # evaluation mode: no dropout, running statistics
+            params, model_state = split_weights(weights)
+            return fns.apply(params, model_state, normalize(images, norm))[0]
 
         return apply
 

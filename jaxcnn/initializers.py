@@ -126,16 +126,26 @@ SCHEMES: dict[str, Scheme] = {
     "torch_kaiming": Scheme(2.0, "fan_in", "normal", torch_bias),
 }
 INIT_NAMES = tuple(SCHEMES)
+# A user's model may keep its own initializers (``modelfns.linen_fns``): the choice after
+# the schemes, so every scheme keeps its index. The seed CNN's own are ``DEFAULT``'s.
+OWN = "model"
+INIT_CHOICES = (*INIT_NAMES, OWN)
 DEFAULT = "lecun"  # Flax's own defaults: lecun_normal kernels, zero biases
 
 SchemeRef = str | int | jax.Array  # a name, or an index into INIT_NAMES (may be traced)
 
 
 def check_init(name: str) -> str:
-    """``name`` if it is a scheme, else a ValueError listing the schemes."""
-    if name not in SCHEMES:
-        raise ValueError(f"unknown initializer {name!r}; choose from {', '.join(INIT_NAMES)}")
+    """``name`` if it is a scheme or ``OWN``, else a ValueError listing them."""
+    if name not in INIT_CHOICES:
+        raise ValueError(f"unknown initializer {name!r}; choose from {', '.join(INIT_CHOICES)}")
     return name
+
+
+def _scheme_name(name: str) -> str:
+    """The scheme ``name`` draws from: ``OWN`` is the default scheme's where a model's own
+    initializers are these (the seed CNN)."""
+    return DEFAULT if check_init(name) == OWN else name
 
 
 def _index(scheme: int | jax.Array) -> jax.Array:
@@ -149,7 +159,7 @@ def _index(scheme: int | jax.Array) -> jax.Array:
 def kernel_init(scheme: SchemeRef) -> Initializer:
     """The Flax kernel initializer of ``scheme`` (a name, or an index, possibly traced)."""
     if isinstance(scheme, str):
-        return SCHEMES[check_init(scheme)].kernel
+        return SCHEMES[_scheme_name(scheme)].kernel
     index = _index(scheme)
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -163,7 +173,7 @@ def kernel_init(scheme: SchemeRef) -> Initializer:
 def bias_init(scheme: SchemeRef) -> FanInInit:
     """The bias initializer (a function of fan_in) of ``scheme``, a name or an index."""
     if isinstance(scheme, str):
-        return SCHEMES[check_init(scheme)].bias
+        return SCHEMES[_scheme_name(scheme)].bias
     index = _index(scheme)
 
     def for_fan_in(fan_in: int) -> Initializer:

@@ -26,7 +26,8 @@ from typing import Any
 
 import jax
 
-from jaxcnn.model import Network, count_params, param_shapes
+from jaxcnn.model import Network, count_params
+from jaxcnn.modelfns import variable_shapes
 from jaxcnn.train import EVAL_BATCH
 
 SAFETY = 0.8  # plan for this fraction of the free memory: the allocator needs headroom
@@ -43,7 +44,7 @@ def forward_floats(network: Network, conv: str) -> int:
     ``conv.conv3x3_pool`` does) or only its output (``"xla"``), then its output and the
     2x2-pooled output; each dense layer but the last its output and its activation.
     """
-    shapes = param_shapes(network)
+    shapes = variable_shapes(network)[0]
     height, width, channels = network.image_shape
     floats = height * width * channels  # the normalised image
     convs = sorted(name for name in shapes if name.startswith("conv"))
@@ -78,7 +79,7 @@ class MemoryEstimate:
 def member_bytes(network: Network, batch_size: int, conv: str,
                  eval_batch: int = EVAL_BATCH) -> MemoryEstimate:
     """The estimate for one member of ``network`` trained in batches of ``batch_size``."""
-    params = count_params(param_shapes(network))
+    params = count_params(variable_shapes(network))
     per_image = forward_floats(network, conv) * FLOAT_BYTES
     return MemoryEstimate(state=5 * params * FLOAT_BYTES, training=2 * batch_size * per_image,
                           evaluation=int(1.25 * eval_batch * per_image))

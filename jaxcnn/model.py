@@ -20,10 +20,9 @@ own values.
 
 The modules declare their parameters with Flax initializers taken as attributes
 (``kernel_init``, a Flax initializer; ``bias_init``, a function of fan_in giving
-one, see ``initializers.py``), the way a user's own linen module does: a
-:class:`Network` names its model (``network.model``, "cnn" for :class:`CNN`), and
-:func:`make_model`, :func:`init_params` and :func:`param_shapes` build any model
-registered in ``registry.py`` the same way.
+one, see ``initializers.py``). A :class:`Network` names its model (``network.model``:
+"cnn" for :class:`CNN`, else a user's module registered in ``registry.py``);
+``modelfns.py`` turns either into the functions the engine trains.
 
 How the convolutions are computed (``conv``, see ``conv.py``) is chosen at run
 time; it changes float rounding only, never the parameters or the function.
@@ -209,24 +208,15 @@ class CNN(nn.Module):
 
 
 def make_model(network: Network, conv: str = "xla",
-               init: SchemeRef = initializers.DEFAULT) -> nn.Module:
-    """The linen module of ``network`` (``network.model``, looked up in ``registry.py``),
-    declaring its parameters with scheme ``init``'s initializers.
+               init: SchemeRef = initializers.DEFAULT) -> CNN:
+    """The seed CNN of ``network``, declaring its parameters with scheme ``init``'s
+    initializers (any other model is built by ``modelfns.model_fns``).
 
     Applying parameters needs no scheme (any ``init`` gives the same function); ``init``
     matters for ``init``/``lazy_init`` only.
     """
-    return registry.build_model(network.model, network, conv=conv,
-                                kernel_init=initializers.kernel_init(init),
-                                bias_init=initializers.bias_init(init))
-
-
-def _seed_cnn(network: Network, *, conv: str, kernel_init: Initializer,
-              bias_init: FanInInit) -> nn.Module:
-    return CNN(network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
-
-
-registry.register_model(registry.DEFAULT_MODEL, _seed_cnn)
+    return CNN(network, conv=conv, kernel_init=initializers.kernel_init(init),
+               bias_init=initializers.bias_init(init))
 
 
 def _sample(network: Network) -> jax.ShapeDtypeStruct:
@@ -240,12 +230,6 @@ def init_params(key: jax.Array, network: Network, init: SchemeRef) -> Any:
     e.g. a member's hyperparameter under ``vmap``: one program serves every scheme)."""
     # lazy_init runs only what the parameters need, not the forward pass.
     return make_model(network, init=init).lazy_init(key, _sample(network))["params"]
-
-
-def param_shapes(network: Network) -> Any:
-    """{layer: {"kernel", "bias"}} of ShapeDtypeStructs, without computing anything."""
-    return jax.eval_shape(lambda: make_model(network).init(
-        jax.random.key(0), jnp.zeros((1, *network.image_shape), jnp.float32)))["params"]
 
 
 def count_params(params: Any) -> int:

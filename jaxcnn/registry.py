@@ -1,38 +1,30 @@
-"""Models by name: the seed CNN built in, a user's own Flax linen module registered beside it.
+"""A user's own Flax linen models by name, beside the built-in seed CNN ("cnn").
 
-A model is a factory ``factory(network, *, conv, kernel_init, bias_init) -> nn.Module``:
+A model is a factory ``factory(network) -> nn.Module`` returning a *plain* linen module,
+written as its author would write it for any code base:
 
-- ``network``: the :class:`~jaxcnn.model.Network` (the data's image shape and class
-  count, ``network.image_shape`` and ``network.num_classes``);
-- ``conv``: how the seed CNN computes convolutions (``conv.py``); other models may
-  ignore it;
-- ``kernel_init``: a Flax initializer for kernels; ``bias_init``: ``fan_in -> a Flax
-  initializer`` for biases (PyTorch's default bias depends on fan_in). They are the
-  member's initialization scheme (``initializers.py``), so ``--init`` studies and
-  the ``init`` field of a configuration act on any registered model.
-
-The module's ``__call__(x, rates=None, dropout_key=None)`` maps (N, H, W, C)
-normalised floats to (N, num_classes) logits; with ``rates`` (``model.Rates``) and a
-``dropout_key`` it runs in training mode (a model without dropout ignores them).
+- ``network`` (:class:`~jaxcnn.model.Network`) gives the data's image shape
+  (``network.image_shape``, (H, W, C)) and class count (``network.num_classes``);
+- ``module(x)`` or ``module(x, train=...)`` maps (N, H, W, C) normalised floats to
+  (N, num_classes) logits; ``nn.Dropout`` and ``nn.BatchNorm`` (or any layer keeping a
+  mutable collection) work as usual: the library passes ``train`` explicitly, the
+  ``"dropout"`` key of each member, and keeps every collection other than ``params`` as
+  the member's state (``modelfns.py`` says exactly how).
 
     class MLP(nn.Module):
         num_classes: int
-        kernel_init: Callable = nn.initializers.lecun_normal()
-        bias_init: Callable = lambda fan_in: nn.initializers.zeros
 
         @nn.compact
-        def __call__(self, x, rates=None, dropout_key=None):
-            x = x.reshape(x.shape[0], -1)
-            x = nn.relu(nn.Dense(64, kernel_init=self.kernel_init,
-                                 bias_init=self.bias_init(x.shape[-1]))(x))
-            return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
-                            bias_init=self.bias_init(64))(x)
+        def __call__(self, x, train: bool = False):
+            x = nn.relu(nn.Dense(64)(x.reshape(x.shape[0], -1)))
+            x = nn.Dropout(0.2, deterministic=not train)(x)
+            return nn.Dense(self.num_classes)(x)
 
-    register_model("mlp", lambda network, *, conv, kernel_init, bias_init: MLP(
-        network.num_classes, kernel_init, bias_init))
+    register_model("mlp", lambda network: MLP(network.num_classes))
 
-Register before building configurations and programs. The seed CNN registers itself
-as ``cnn`` in ``model.py`` (which imports this module; this module imports no model).
+Register at a module's top level, before building configurations: a trained model
+records the module that registered it, so a new process can import it to load the model
+(``inference.load_model``).
 """
 
 from __future__ import annotations
@@ -42,48 +34,43 @@ from typing import Any
 
 import flax.linen as nn
 
-from jaxcnn import initializers
-
-ModelFactory = Callable[..., nn.Module]
-DEFAULT_MODEL = "cnn"
+ModelFactory = Callable[[Any], nn.Module]
+DEFAULT_MODEL = "cnn"  # the seed CNN (model.py); not in the registry, never registered over
 
 _MODELS: dict[str, ModelFactory] = {}
 
 
 def register_model(name: str, factory: ModelFactory) -> None:
-    """Makes ``name`` build ``factory(network, conv=..., kernel_init=..., bias_init=...)``.
+    """Makes ``name`` build ``factory(network)``.
 
-    Raises ValueError for an empty name or one already registered.
+    Raises ValueError for an empty name, ``"cnn"``, or one already registered.
     """
-    if not isinstance(name, str) or not name or name in _MODELS:
-        raise ValueError(f"a model needs a new, non-empty name; got {name!r} "
-                         f"(registered: {', '.join(_MODELS)})")
+    if (not isinstance(name, str) or not name or name in _MODELS
+            or name == DEFAULT_MODEL):
+        raise ValueError(f"a model needs a new, non-empty name other than {DEFAULT_MODEL!r}; "
+                         f"got {name!r} (registered: {', '.join(_MODELS) or 'none'})")
     _MODELS[name] = factory
 
 
 def is_registered(name: str) -> bool:
-    return name in _MODELS
+    return name == DEFAULT_MODEL or name in _MODELS
 
 
 def source_module(name: str) -> str | None:
     """The module that defined ``name``'s factory (recorded with a trained model, so that
-    another process can import it before loading), or None if ``name`` is unknown."""
+    another process can import it before loading), or None for the seed CNN or a name
+    not registered."""
     factory = _MODELS.get(name)
     return None if factory is None else getattr(factory, "__module__", None)
 
 
-def build_model(name: str, network: Any, *, conv: str = "xla", kernel_init: Any = None,
-                bias_init: Any = None) -> nn.Module:
-    """The module registered as ``name`` for ``network``.
-
-    ``kernel_init`` / ``bias_init`` default to the built-in default scheme's (LeCun
-    normal kernels, zero biases), as a module built without a member's scheme.
-    """
-    if name not in _MODELS:  # "cnn" is registered once jaxcnn.model is imported
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(_MODELS)}")
-    if kernel_init is None:
-        kernel_init = initializers.kernel_init(initializers.DEFAULT)
-    if bias_init is None:
-        bias_init = initializers.bias_init(initializers.DEFAULT)
-    return _MODELS[name](network, conv=conv, kernel_init=kernel_init, bias_init=bias_init)
-
+def build_model(name: str, network: Any) -> nn.Module:
+    """The module registered as ``name`` for ``network``."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(_MODELS) or 'none'}")
+    module = _MODELS[name](network)
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"model {name!r}: its factory returned {type(module).__name__}, not a "
+                         "flax.linen Module; register a function of the network that builds "
+                         "the module")
+    return module

@@ -47,7 +47,8 @@ from jaxcnn.data.splits import PreparedData
 from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
 from jaxcnn.members import Member, MemberResult
 from jaxcnn.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
-from jaxcnn.model import Network, make_model
+from jaxcnn.model import Network
+from jaxcnn.modelfns import model_fns, saved_weights
 from jaxcnn.progress import EpochLines, StepBoard, Stopwatch, log
 
 REPORT_EVERY = 25  # steps between updates of the progress bar from inside an epoch
@@ -239,27 +240,27 @@ class ChunkProgram:
         self.network, self.width, self.mesh = network, width, mesh
         self.compile_seconds = 0.0
         local = "map" if batching == "threads" else batching
-        model = make_model(network, conv=conv)  # network.model: the CNN or a user's module
-        init = over_members(lambda keys, hparams: train.init_state(keys, network, hparams),
+        fns = model_fns(network, conv)  # network.model: the CNN or a user's module
+        init = over_members(lambda keys, hparams: train.init_state(keys, fns, hparams),
                             local, 2)
         epoch = over_members(train.make_train_epoch(
-            model, num_train=num_train, batch_size=batch_size, report_every=1,
+            fns, num_train=num_train, batch_size=batch_size, report_every=1,
             on_step=on_step if mesh is None or on_step is None else on_step.check_stop),
             local, 2)
         # Evaluation: vmapped over the chunk; otherwise one member at a time by a
         # one-member program on the first device, whatever the chunk's width or device
         # count (see train.make_evaluate: the same executable, so the same bits).
         self._vmap_eval = local == "vmap"
-        evaluate = train.make_evaluate(model)
+        evaluate = train.make_evaluate(fns)
         if self._vmap_eval:
-            evaluate = over_members(evaluate, "vmap", 1)
+            evaluate = over_members(evaluate, "vmap", 2)
         if mesh is not None:
             shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
             m, r = P(MEMBERS), P()
             init = shard(init, in_specs=(m, m), out_specs=m)
             epoch = shard(epoch, in_specs=(m, m, r, r, r, r), out_specs=m)
             if self._vmap_eval:
-                evaluate = shard(evaluate, in_specs=(m, r, r), out_specs=m)
+                evaluate = shard(evaluate, in_specs=(m, m, r, r), out_specs=m)
         self._jitted = {"init": jax.jit(init), "epoch": jax.jit(epoch, donate_argnums=0),
                         "evaluate": jax.jit(evaluate)}
         self._first_device = (mesh.devices.flat[0] if mesh is not None
@@ -299,19 +300,21 @@ class ChunkProgram:
                 jnp.int32(slot))
         return self._call("epoch", "epoch", *args)
 
-    def evaluate(self, params: Any, data: DeviceData, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (losses, correct) of every member on split ``name`` ("val" or
-        "test") of ``data``: (M, N) each."""
+    def evaluate(self, states: train.TrainState, data: DeviceData, name: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (losses, correct) of every member of ``states`` on split ``name``
+        ("val" or "test") of ``data``: (M, N) each."""
         split = getattr(data, name)
         key = ("evaluate", split.labels.shape[0])
+        weights = (states.params, states.model_state)
         if self._vmap_eval:
-            losses, correct = self._call("evaluate", key, params, split, data.norm)
+            losses, correct = self._call("evaluate", key, *weights, split, data.norm)
             return np.asarray(losses), np.asarray(correct)
         split, norm = data.on_first_device(name)
         # Through the host: slicing an array split over devices on the devices would
         # itself be a program (with collectives) competing with training for the cores.
-        host = to_host(params) if self.mesh is not None else params
-        outputs = [self._call("evaluate", key, self._member(host, i), split, norm)
+        host = to_host(weights) if self.mesh is not None else weights
+        outputs = [self._call("evaluate", key, *self._member(host, i), split, norm)
                    for i in range(self.width)]
         return tuple(np.stack([np.asarray(o[j]) for o in outputs]) for j in range(2))
 
@@ -339,10 +342,11 @@ class ChunkProgram:
         for name in data.eval_splits():
             split = getattr(data, name)
             key = ("evaluate", split.labels.shape[0])
+            weights = (states.params, states.model_state)
             if self._vmap_eval:
-                self._compiled_for("evaluate", key, states.params, split, data.norm)
+                self._compiled_for("evaluate", key, *weights, split, data.norm)
             else:
-                self._compiled_for("evaluate", key, self._member(states.params, 0),
+                self._compiled_for("evaluate", key, *self._member(weights, 0),
                                    *data.on_first_device(name))
 
 
@@ -454,8 +458,7 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
         if board is not None:
             board.begin_epoch(slot, len(members) if lockstep else 1)
         states, metrics = program.epoch(states, keys, data, epoch, slot)
-        val_loss, val_acc = train.summarize_evaluation(
-            *program.evaluate(states.params, data, "val"))
+        val_loss, val_acc = train.summarize_evaluation(*program.evaluate(states, data, "val"))
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
             reported = 0 if program.mesh is not None else (steps // REPORT_EVERY) * REPORT_EVERY
@@ -469,9 +472,8 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
                 _epoch_line(lines, m, histories[i], epoch + 1, fresh=True)
         if checkpointer is not None:
             checkpointer.save(ChunkProgress(epoch + 1, to_host(states), histories, schedules))
-    test_loss, test_acc = train.summarize_evaluation(
-        *program.evaluate(states.params, data, "test"))
-    params = to_host(states.params)
+    test_loss, test_acc = train.summarize_evaluation(*program.evaluate(states, data, "test"))
+    params = to_host(saved_weights(states.params, states.model_state))
     return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
                                                test_acc[i]),
                          schedules[i], jax.tree.map(lambda x, i=i: x[i], params),

@@ -37,7 +37,8 @@ import optax
 
 from jaxcnn import regularizers
 from jaxcnn.configs import Hyperparams
-from jaxcnn.model import CNN, Network, Rates, init_params
+from jaxcnn.model import Rates
+from jaxcnn.modelfns import ModelFns
 from jaxcnn.optim import member_optimizer
 
 
@@ -46,13 +47,16 @@ class TrainState(NamedTuple):
 
     params: the network's; opt_state: the member chain's (see ``optim``);
     step: () int32 optimizer updates applied so far; hparams: the member's
-    hyperparameters, constant during training.
+    hyperparameters, constant during training; model_state: the model's variables
+    other than its parameters (``modelfns.ModelFns``: e.g. BatchNorm's statistics; {}
+    for the seed CNN).
     """
 
     params: Any
     opt_state: Any
     step: jax.Array
     hparams: Hyperparams
+    model_state: Any = {}  # never mutated: each step builds a new dict
 
 
 class SeedKeys(NamedTuple):
@@ -118,28 +122,31 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def init_state(keys: SeedKeys, network: Network, hparams: Hyperparams) -> TrainState:
-    """A member's fresh state: parameters from its init key and initializer, Adam's state."""
+def init_state(keys: SeedKeys, fns: ModelFns, hparams: Hyperparams) -> TrainState:
+    """A member's fresh state: parameters (and model state) from its init key and
+    initializer, the optimizer's state."""
     hparams = jax.tree.map(jnp.asarray, hparams)
-    params = init_params(keys.init, network, hparams.init)
+    params, model_state = fns.init(keys.init, hparams.init)
     opt_state = member_optimizer(hparams.optimizer).init(params)
-    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), hparams)
+    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), hparams, model_state)
 
 
-def masked_loss(model: CNN, params: Any, batch: Batch, rates: Rates | None,
-                dropout_key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy over the real (mask=1) examples, and the logits.
+def masked_loss(fns: ModelFns, params: Any, model_state: Any, batch: Batch,
+                rates: Rates | None, dropout_key: jax.Array | None
+                ) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+    """Mean cross-entropy over the real (mask=1) examples, and (the logits, the model's
+    new state).
 
     With ``rates`` and a dropout key the network runs in training mode.
     """
-    logits = model.apply({"params": params}, batch.images, rates, dropout_key)
+    logits, model_state = fns.apply(params, model_state, batch.images, rates, dropout_key)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
     mask = batch.mask.astype(losses.dtype)
-    return (losses * mask).sum() / mask.sum(), logits
+    return (losses * mask).sum() / mask.sum(), (logits, model_state)
 
 
-def make_train_step(model: CNN) -> Callable[[TrainState, Batch, jax.Array],
-                                            tuple[TrainState, dict]]:
+def make_train_step(fns: ModelFns) -> Callable[[TrainState, Batch, jax.Array],
+                                               tuple[TrainState, dict]]:
     """``train_step(state, batch, key) -> (state, metrics)`` for one member.
 
     ``key`` drives this step's dropout. metrics: () each of "loss", and the
@@ -150,26 +157,28 @@ def make_train_step(model: CNN) -> Callable[[TrainState, Batch, jax.Array],
         tx = member_optimizer(state.hparams.optimizer)
 
         def loss_fn(params):
-            return masked_loss(model, params, batch, state.hparams.rates, key)
+            return masked_loss(fns, params, state.model_state, batch, state.hparams.rates, key)
 
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (_, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         applied = opt_state.hyperparams
         metrics = {"loss": loss, "learning_rate": applied["learning_rate"],
                    "beta1": applied["b1"]}
-        return TrainState(params, opt_state, state.step + 1, state.hparams), metrics
+        return TrainState(params, opt_state, state.step + 1, state.hparams,
+                          model_state), metrics
 
     return train_step
 
 
-def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
+def make_train_epoch(fns: ModelFns, *, num_train: int, batch_size: int,
                      on_step: Callable[[Any, Any], None] | None = None, report_every: int = 25
                      ) -> Callable[..., tuple[TrainState, dict]]:
     """Builds ``train_epoch(state, keys, data, norm, epoch, slot) -> (state, metrics)``.
 
     Args:
-      model: the network (with its run-time convolution).
+      fns: the model (``modelfns.model_fns``).
       num_train: N; static because it fixes the permutation's length.
       batch_size: B.
       on_step: optional host callback ``(slot, steps_done)``, called every
@@ -183,18 +192,21 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
     0-based) and slot (() int32, passed to ``on_step`` to say which worker
     reports), and returns the new state and ``{name: (T,)}`` for each of
     "loss", "learning_rate" and "beta1".
+
+    A model without state takes the last, partial batch padded to B and masked; a
+    model with state (BatchNorm) takes it at its own size (N mod B, a second traced
+    step), so padding never enters its batch statistics.
     """
-    train_step = make_train_step(model)
+    train_step = make_train_step(fns)
     num_steps = steps_per_epoch(num_train, batch_size)
-    padded = num_steps * batch_size
+    split_last = fns.stateful and num_train % batch_size != 0
+    full = num_train // batch_size if split_last else num_steps
+    padded = full * batch_size if split_last else num_steps * batch_size
 
     def train_epoch(state: TrainState, keys: SeedKeys, data: ImageData, norm: Normalizer,
                     epoch: jax.Array, slot: jax.Array | int = 0) -> tuple[TrainState, dict]:
         dtype = jax.tree.leaves(state.params)[0].dtype
         perm = jax.random.permutation(jax.random.fold_in(keys.data, epoch), num_train)
-        # The last batch's padding: its slots point at example 0 and are masked out.
-        order = jnp.pad(perm, (0, padded - num_train)).reshape(num_steps, batch_size)
-        mask = (jnp.arange(padded) < num_train).reshape(num_steps, batch_size)
 
         def body(state, xs):
             indices, batch_mask, i = xs
@@ -204,24 +216,42 @@ def make_train_epoch(model: CNN, *, num_train: int, batch_size: int,
                                                   state.hparams.transforms)
             batch = Batch(normalize(images, norm, dtype), data.labels[indices], batch_mask)
             state, metrics = train_step(state, batch, jax.random.fold_in(keys.dropout, state.step))
-            if on_step is not None and report_every == 1:  # every step boundary
-                jax.debug.callback(on_step, slot, i + 1)
-            elif on_step is not None:
-                jax.lax.cond((i + 1) % report_every == 0,
-                             lambda: jax.debug.callback(on_step, slot, i + 1), lambda: None)
+            _report(on_step, report_every, slot, i)
             return state, metrics
 
-        return jax.lax.scan(body, state, (order, mask, jnp.arange(num_steps)))
+        # The last batch's padding (where it is padded): slots at example 0, masked out.
+        order = jnp.pad(perm[:padded], (0, max(padded - num_train, 0)))
+        mask = jnp.arange(padded) < num_train
+        state, metrics = jax.lax.scan(body, state, (order.reshape(full, batch_size),
+                                                    mask.reshape(full, batch_size),
+                                                    jnp.arange(full)))
+        if not split_last:
+            return state, metrics
+        rest = perm[padded:]
+        state, last = body(state, (rest, jnp.ones(rest.shape, bool), jnp.int32(full)))
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
 
     return train_epoch
+
+
+def _report(on_step: Callable[[Any, Any], None] | None, every: int, slot: Any,
+            i: jax.Array) -> None:
+    """Calls the host's ``on_step(slot, steps_done)`` after step ``i`` (0-based), every
+    ``every`` steps."""
+    if on_step is not None and every == 1:  # every step boundary
+        jax.debug.callback(on_step, slot, i + 1)
+    elif on_step is not None:
+        jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(on_step, slot, i + 1),
+                     lambda: None)
 
 
 EVAL_BATCH = 250  # images per evaluation step
 
 
-def make_evaluate(model: CNN, *, eval_batch: int = EVAL_BATCH
+def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH
                   ) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """Builds ``evaluate(params, data, norm) -> (losses (M,), correct (M,))`` for one member.
+    """Builds ``evaluate(params, model_state, data, norm) -> (losses (M,), correct (M,))``
+    for one member (the model in evaluation mode: no dropout, its running statistics).
 
     data is an ImageData of M examples, taken ``eval_batch`` at a time by a loop inside
     the program; the result is each example's cross-entropy and whether it was
@@ -232,14 +262,15 @@ def make_evaluate(model: CNN, *, eval_batch: int = EVAL_BATCH
     instead).
     """
 
-    def evaluate(params: Any, data: ImageData, norm: Normalizer) -> tuple[jax.Array, jax.Array]:
+    def evaluate(params: Any, model_state: Any, data: ImageData, norm: Normalizer
+                 ) -> tuple[jax.Array, jax.Array]:
         m = data.labels.shape[0]
         chunks = math.ceil(m / eval_batch)
         indices = jnp.minimum(jnp.arange(chunks * eval_batch), m - 1).reshape(chunks, eval_batch)
         dtype = jax.tree.leaves(params)[0].dtype
 
         def one_chunk(idx):
-            logits = model.apply({"params": params}, normalize(data.images[idx], norm, dtype))
+            logits, _ = fns.apply(params, model_state, normalize(data.images[idx], norm, dtype))
             labels = data.labels[idx]
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
             return losses, logits.argmax(-1) == labels

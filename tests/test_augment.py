@@ -11,7 +11,8 @@ from jaxcnn import augment, regularizers, train
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data import prepare_data
 from jaxcnn.data.synthetic import make_synthetic
-from jaxcnn.model import CNN, Network
+from jaxcnn.model import Network
+from jaxcnn.modelfns import seed_cnn_fns
 
 PAD = augment.PAD
 
@@ -79,7 +80,7 @@ def test_bad_strength_is_rejected():
 
 def _epoch_program():
     """One member's epoch (16 images, batches of 8), compiled on its first call."""
-    return jax.jit(train.make_train_epoch(CNN(Network(), conv="patches"), num_train=16,
+    return jax.jit(train.make_train_epoch(seed_cnn_fns(Network(), "patches"), num_train=16,
                                           batch_size=8))
 
 
@@ -87,7 +88,7 @@ def _epoch(program, data, norm, config: Configuration):
     """One epoch of one member (seed 0) on ``data``: its final parameters and step losses."""
     keys = train.seed_keys(0)
     hp = jax.tree.map(jnp.asarray, hyperparams(config, 2))
-    state, metrics = program(train.init_state(keys, Network(), hp), keys, data, norm,
+    state, metrics = program(train.init_state(keys, seed_cnn_fns(Network()), hp), keys, data, norm,
                              jnp.int32(0))
     return jax.device_get(state.params), np.asarray(metrics["loss"])
 

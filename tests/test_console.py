@@ -109,7 +109,7 @@ def test_predict_prints_every_class_probability_per_image(trained, images, capsy
         assert sum(probs) == pytest.approx(1.0, abs=1e-3)
         for name, p in pairs:
             assert float(p) == pytest.approx(row[model.class_names.index(name)], abs=6e-5)
-    assert "converted from L, resized from 48x64" in lines[2]
+    assert "converted from L to RGB, resized from 48x64" in lines[2]
 
 
 @pytest.mark.slow

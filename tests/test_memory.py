@@ -20,7 +20,8 @@ from jaxcnn.memory import (
     member_bytes,
     plan_chunk,
 )
-from jaxcnn.model import CNN, Network
+from jaxcnn.model import Network
+from jaxcnn.modelfns import seed_cnn_fns
 from jaxcnn.runner import RunSettings, train_members
 from tests.chunks import finished_members
 
@@ -36,15 +37,15 @@ def test_first_width_estimate_errs_on_the_safe_side_of_xla(conv, tiny_data):
     the first chunk width, so that width never overcommits before the compiler is asked.
     (How far below does not matter: the runner re-plans from the compiled program.)"""
     width, batch = 4, 16
-    net, model = Network(), CNN(Network(), conv=conv)
+    net, model = Network(), seed_cnn_fns(Network(), conv)
     hp = stack([hyperparams(Configuration(), 7)] * width)
     keys = train.stack_seed_keys(list(range(width)))
-    states = jax.eval_shape(jax.vmap(lambda k, h: train.init_state(k, net, h)), keys, hp)
+    states = jax.eval_shape(jax.vmap(lambda k, h: train.init_state(k, model, h)), keys, hp)
     epoch = jax.jit(over_members(train.make_train_epoch(model, num_train=100, batch_size=batch),
                                  "vmap", 2)).lower(states, keys, tiny_data.train, tiny_data.norm,
                                                    jnp.int32(0), jnp.int32(0)).compile()
-    evaluate = jax.jit(over_members(train.make_evaluate(model), "vmap", 1)).lower(
-        states.params, tiny_data.val, tiny_data.norm).compile()
+    evaluate = jax.jit(over_members(train.make_evaluate(model), "vmap", 2)).lower(
+        states.params, states.model_state, tiny_data.val, tiny_data.norm).compile()
     data = sum(x.nbytes for x in jax.tree.leaves((tiny_data.train, tiny_data.norm)))
     measured = compiled_member_bytes(epoch, evaluate, width, width, data, lockstep=True)
     estimate = member_bytes(net, batch, conv)

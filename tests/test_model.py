@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import chex
 import flax.linen as nn
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import initializers, registry
+from jaxcnn.configs import Configuration
 from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
 from jaxcnn.initializers import INIT_NAMES
 from jaxcnn.model import (
@@ -22,8 +22,8 @@ from jaxcnn.model import (
     count_params,
     dropout,
     init_params,
-    param_shapes,
 )
+from jaxcnn.modelfns import variable_shapes
 
 X = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
 
@@ -164,7 +164,7 @@ def test_initializer_as_data_equals_the_named_scheme_under_vmap():
                                 for i, name in enumerate(INIT_NAMES)])(keys)
     for i, alone in enumerate(named):
         chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[i], batched), alone)
-    assert jax.tree.map(lambda x: x.shape, param_shapes(Network())) == jax.tree.map(
+    assert jax.tree.map(lambda x: x.shape, variable_shapes(Network())[0]) == jax.tree.map(
         lambda x: x.shape, named[0])
 
 
@@ -233,33 +233,40 @@ def test_modules_take_their_initializers_as_attributes():
 
 
 class Linear(nn.Module):
-    """A user's own model: one dense layer, its initializers as attributes."""
+    """A user's own model as its author wrote it: one dense layer, Flax's initializers."""
 
     num_classes: int
-    kernel_init: Callable = nn.initializers.lecun_normal()
-    bias_init: Callable = lambda fan_in: nn.initializers.zeros  # noqa: E731
 
     @nn.compact
-    def __call__(self, x, rates=None, dropout_key=None):
-        x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
-                        bias_init=self.bias_init(x.shape[-1]))(x)
+    def __call__(self, x):
+        return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
 
 
 def test_a_registered_model_is_initialized_by_the_member_scheme(monkeypatch):
+    """A user's plain module keeps its own initializers under init "model", and is re-drawn
+    by any other scheme: every kernel by the scheme, the bias beside it as the scheme says
+    (of the kernel's fan-in), each member's scheme chosen by a traced index."""
+    from jaxcnn.initializers import INIT_CHOICES
+    from jaxcnn.modelfns import model_fns
+
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    registry.register_model("linear", lambda network, *, conv, kernel_init, bias_init: Linear(
-        network.num_classes, kernel_init, bias_init))
+    registry.register_model("linear", lambda network: Linear(network.num_classes))
     network = Network(num_classes=3, image_shape=(8, 8, 1), model="linear")
     assert "'linear'" in network.describe()
-    names = ("lecun", "he", "torch")
+    fns = model_fns(network)
+    names = ("lecun", "he", "torch", "model")
     keys = jnp.stack([jax.random.key(2)] * len(names))
-    params = jax.jit(jax.vmap(lambda k, i: init_params(k, network, i)))(
-        keys, jnp.asarray([INIT_NAMES.index(n) for n in names]))
+    params, state = jax.jit(jax.vmap(fns.init))(
+        keys, jnp.asarray([INIT_CHOICES.index(n) for n in names]))
+    assert state == {} and not fns.stateful
     kernel, bias = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
-    assert kernel.shape == (3, 64, 3) and param_shapes(network)["Dense_0"]["bias"].shape == (3,)
+    assert kernel.shape == (4, 64, 3)
+    assert variable_shapes(network)[0]["Dense_0"]["bias"].shape == (3,)
     np.testing.assert_allclose(kernel[1], math.sqrt(2) * kernel[0], rtol=2e-6)  # he = 2 lecun
     assert not bias[:2].any() and 0 < np.abs(bias[2]).max() <= 1 / 8  # torch: U(+-1/sqrt(64))
+    own = fns.init(jax.random.key(2), "model")[0]["Dense_0"]  # Flax's own draw, not re-drawn
+    np.testing.assert_array_equal(kernel[3], own["kernel"])
+    assert not np.allclose(kernel[3], kernel[0]) and not bias[3].any()
 
 
 @pytest.mark.slow
@@ -270,7 +277,7 @@ def test_28x28x1_images_init_and_apply(classes):
     chex.assert_shape(params["conv1"]["kernel"], (3, 3, 1, 64))
     chex.assert_shape(params["fc1"]["kernel"], (3 * 3 * 32, 512))  # 28 -> 14 -> 7 -> 3
     chex.assert_shape(params["fc2"]["kernel"], (512, classes))
-    assert param_shapes(network)["fc1"]["kernel"].shape == (288, 512)
+    assert variable_shapes(network)[0]["fc1"]["kernel"].shape == (288, 512)
     images = jax.random.normal(jax.random.key(4), (2, 28, 28, 1))
     # Winograd, the CPU default: conv2 (14x14) takes its tiles, conv3 (7x7) the odd path.
     logits = jax.jit(lambda p, x: CNN(network, conv="winograd").apply({"params": p}, x))(
@@ -337,3 +344,13 @@ def test_bad_network_and_conv_are_rejected():
     with pytest.raises(ValueError, match="image_shape"):
         Network(image_shape=(4, 4, 3))  # three 2x2 pools need at least 8x8
     assert Network(image_shape=[28, 28, 1]) == Network(image_shape=(28, 28, 1))  # from JSON
+
+
+def test_dropout_rates_belong_to_the_seed_cnn_and_model_init_resolves(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    registry.register_model("linear", lambda network: Linear(network.num_classes))
+    user = Network(model="linear")
+    assert Configuration(user).init == "model" and Configuration(Network()).init == "lecun"
+    assert Configuration(Network(), init="model").init == "lecun"  # the CNN's own: Flax's
+    with pytest.raises(ValueError, match="its nn.Dropout layers"):
+        Configuration(user, dropout=0.3)

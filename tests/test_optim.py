@@ -18,7 +18,8 @@ import pytest
 
 from jaxcnn import train
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.model import CNN, Network, Rates, init_params
+from jaxcnn.model import Network, Rates, init_params
+from jaxcnn.modelfns import seed_cnn_fns
 from jaxcnn.optim import OptimizerConfig, ScheduleConfig, describe_chain
 from tests.torch_oracles import build_optimizer, make_schedules
 
@@ -68,7 +69,8 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
-MODEL = CNN(conv="xla")  # a single step, no loop: lax.conv is fast and exact in float64
+# A single step, no loop: lax.conv is fast and exact in float64.
+MODEL = seed_cnn_fns(Network(), "xla")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def reference_run(config: Configuration, params, data: list[train.Batch], keys):
     @jax.jit
     def step(params, opt_state, batch, key):
         def loss_fn(p):
-            return train.masked_loss(MODEL, p, batch, rates, key)[0]
+            return train.masked_loss(MODEL, p, {}, batch, rates, key)[0]
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -145,11 +147,11 @@ def test_zero_rates_and_decays_change_nothing_bit_for_bit_float32():
     key = jax.random.key(3)
 
     def grads(rates):
-        return jax.jit(jax.grad(lambda p, r: train.masked_loss(MODEL, p, batch, r, key)[0]))(
+        return jax.jit(jax.grad(lambda p, r: train.masked_loss(MODEL, p, {}, batch, r, key)[0]))(
             params, rates)
 
     with_ops = grads(Rates(jnp.float32(0.0), jnp.float32(0.0)))
-    without = jax.jit(jax.grad(lambda p: train.masked_loss(MODEL, p, batch, None, None)[0]))(
+    without = jax.jit(jax.grad(lambda p: train.masked_loss(MODEL, p, {}, batch, None, None)[0]))(
         params)
     chex.assert_trees_all_equal(with_ops, without)
 

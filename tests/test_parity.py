@@ -23,6 +23,7 @@ from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights  # noq
 from jaxcnn import schedules, train  # noqa: E402
 from jaxcnn.configs import Configuration, hyperparams  # noqa: E402
 from jaxcnn.model import CNN, Network, init_params  # noqa: E402
+from jaxcnn.modelfns import seed_cnn_fns  # noqa: E402
 from jaxcnn.optim import (  # noqa: E402
     OptimizerConfig,
     ScheduleConfig,
@@ -103,7 +104,7 @@ def run_torch(model, cfg: OptimizerConfig, batches, dtype):
 @functools.lru_cache(maxsize=4)
 def member_step(network: Network):
     """The member train step, compiled once per network: hyperparameters are inputs."""
-    return jax.jit(train.make_train_step(CNN(network, conv="xla")))
+    return jax.jit(train.make_train_step(seed_cnn_fns(network, "xla")))
 
 
 def run_jax(network: Network, params, cfg: OptimizerConfig, batches):

@@ -12,7 +12,8 @@ from jaxcnn import train
 from jaxcnn.batching import over_members
 from jaxcnn.configs import Configuration, hyperparams, stack
 from jaxcnn.members import Member
-from jaxcnn.model import CNN, Network
+from jaxcnn.model import Network
+from jaxcnn.modelfns import seed_cnn_fns
 from jaxcnn.optim import OptimizerConfig, ScheduleConfig, member_optimizer
 from jaxcnn.runner import RunSettings, train_members
 from tests.chunks import finished_members
@@ -81,14 +82,15 @@ def test_vmap_matches_a_member_alone_to_float_rounding(tiny_data):
     configs = list(CONFIGS.values())
     hp = stack([hyperparams(c, STEPS) for c in configs])
     keys = train.stack_seed_keys([0, 1, 2, 3])
-    states = jax.jit(over_members(lambda k, h: train.init_state(k, DEFAULT_NET, h), "vmap", 2))(
-        keys, hp)
+    fns = seed_cnn_fns(DEFAULT_NET)
+    states = jax.jit(over_members(lambda k, h: train.init_state(k, fns, h), "vmap", 2))(keys, hp)
     batch = train.Batch(train.normalize(tiny_data.train.images[:TINY_BATCH], tiny_data.norm),
                         tiny_data.train.labels[:TINY_BATCH], jnp.ones(TINY_BATCH, bool))
-    model = CNN(DEFAULT_NET, conv="patches")  # any convolution shows it; patches compiles fast
+    model = seed_cnn_fns(DEFAULT_NET, "patches")  # any convolution shows it; patches compiles fast
 
     def grads(state, key):
-        loss_fn = lambda p: train.masked_loss(model, p, batch, state.hparams.rates, key)[0]  # noqa: E731
+        loss_fn = lambda p: train.masked_loss(model, p, {}, batch, state.hparams.rates,  # noqa: E731
+                                              key)[0]
         return jax.value_and_grad(loss_fn)(state.params)
 
     dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys.dropout)
@@ -110,11 +112,13 @@ def test_epoch_visits_every_example_once_and_masks_the_last_batch():
     class Recorder:
         """Logits [w x, 0, ..., 0] of image value x: each example has its own loss."""
 
-        def apply(self, variables, images, rates=None, key=None):
-            x, w = images[:, 0, 0, 0], variables["params"]["w"]
+        stateful = False
+
+        def apply(self, params, state, images, rates=None, key=None):
+            x, w = images[:, 0, 0, 0], params["w"]
             jax.debug.callback(lambda v, w: seen.append((np.asarray(v), float(w))), x, w,
                                ordered=True)
-            return jnp.zeros((len(x), 10)).at[:, 0].set(x * w)
+            return jnp.zeros((len(x), 10)).at[:, 0].set(x * w), state
 
     images = jnp.broadcast_to(jnp.arange(n, dtype=jnp.uint8)[:, None, None, None],
                               (n, 32, 32, 3))
@@ -162,7 +166,7 @@ def test_training_compiles_once_whatever_the_configurations(tiny_data, programs)
 def test_each_member_draws_its_own_dropout_masks(tiny_data):
     """Same weights and data order, different dropout keys: different results (flax#4973);
     with dropout off the dropout key is unused, so the two must agree exactly."""
-    model = CNN(DEFAULT_NET, conv="patches")
+    model = seed_cnn_fns(DEFAULT_NET, "patches")
     epoch = jax.jit(over_members(train.make_train_epoch(model, num_train=TINY_TRAIN,
                                                         batch_size=TINY_BATCH), "vmap", 2))
     base = train.seed_keys(0)
@@ -170,7 +174,7 @@ def test_each_member_draws_its_own_dropout_masks(tiny_data):
                           jnp.stack([base.dropout, train.seed_keys(1).dropout]))
     for config, differ in ((CONFIGS["dropout"], True), (CONFIGS["plain"], False)):
         hp = stack([hyperparams(config, STEPS)] * 2)
-        states = jax.vmap(lambda k, h: train.init_state(k, DEFAULT_NET, h))(keys, hp)
+        states = jax.vmap(lambda k, h: train.init_state(k, seed_cnn_fns(DEFAULT_NET), h))(keys, hp)
         states, _ = epoch(states, keys, tiny_data.train, tiny_data.norm, jnp.int32(0),
                           jnp.int32(0))
         fc2 = np.asarray(states.params["fc2"]["kernel"])
@@ -179,9 +183,9 @@ def test_each_member_draws_its_own_dropout_masks(tiny_data):
 
 @pytest.mark.slow
 def test_masked_partial_batch_equals_mean_over_real_examples():
-    model = CNN(DEFAULT_NET, conv="xla")
+    model = seed_cnn_fns(DEFAULT_NET, "xla")
     hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(), 7))
-    state = train.init_state(train.seed_keys(0), DEFAULT_NET, hp)
+    state = train.init_state(train.seed_keys(0), seed_cnn_fns(DEFAULT_NET), hp)
     step = jax.jit(train.make_train_step(model))
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.normal(size=(8, 32, 32, 3)), jnp.float32)

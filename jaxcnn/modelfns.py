@@ -1,0 +1,167 @@
+"""One representation for every model: pure functions over (params, state) pytrees.
+
+The engine never asks what a model is. :func:`model_fns` turns a :class:`Network` into
+:class:`ModelFns`, two pure functions of one member:
+
+- ``init(key, scheme) -> (params, state)``: the member's initial parameters (the
+  ``"params"`` collection) and its other variables (``state``: every other collection,
+  e.g. ``{"batch_stats": ...}`` of ``nn.BatchNorm``; ``{}`` for a model with none);
+- ``apply(params, state, x, rates, key) -> (logits, state)``: (N, H, W, C) normalised
+  floats to (N, classes) logits. With ``rates`` and ``key`` the model runs in training
+  mode (dropout from ``key``, its state updated); with None it evaluates (state returned
+  unchanged).
+
+Two kinds of model become these functions:
+
+- the seed CNN (``network.model == "cnn"``, :class:`jaxcnn.model.CNN`): its dropout rates
+  are the member's data (``rates``), so every configuration shares one program;
+- a user's plain Flax linen module, registered with ``registry.register_model(name,
+  factory)`` where ``factory(network) -> nn.Module``. It is called as its author wrote it:
+  ``module(x, train=...)`` when ``__call__`` takes ``train`` (passed explicitly, True in
+  training and False in evaluation, whatever its default), else ``module(x)``; its
+  ``nn.Dropout`` draws from the ``"dropout"`` stream (the member's key); every mutable
+  collection (``nn.BatchNorm``'s ``batch_stats``, or any a module keeps) is the member's
+  state, updated in training and used in evaluation. Its own initializers make its
+  parameters; a configuration's ``init`` scheme other than ``"model"`` re-draws every
+  ``kernel`` leaf with the scheme's kernel initializer and the ``bias`` beside it with the
+  scheme's bias initializer (of the kernel's fan-in); every other parameter (BatchNorm's
+  ``scale``, an embedding) keeps the module's own initialization.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcnn import initializers, registry
+from jaxcnn.initializers import OWN, SchemeRef
+from jaxcnn.model import CNN, Network, Rates, init_params
+
+
+class ModelFns(NamedTuple):
+    """A model as the engine sees it (see the module docstring).
+
+    stateful: whether ``init`` gives a non-empty state (a batch whose padding must not
+    reach the state is then trained on its real examples only: ``train.make_train_epoch``).
+    """
+
+    init: Callable[[jax.Array, SchemeRef], tuple[Any, Any]]
+    apply: Callable[..., tuple[jax.Array, Any]]
+    stateful: bool
+
+
+def seed_cnn_fns(network: Network, conv: str = "xla") -> ModelFns:
+    """The seed CNN: dropout rates as data, no state."""
+    model = CNN(network, conv=conv)
+
+    def init(key: jax.Array, scheme: SchemeRef) -> tuple[Any, Any]:
+        return init_params(key, network, scheme), {}
+
+    def apply(params: Any, state: Any, x: jax.Array, rates: Rates | None = None,
+              key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+        return model.apply({"params": params}, x, rates, key), state
+
+    return ModelFns(init, apply, stateful=False)
+
+
+def takes_train_flag(module: nn.Module) -> bool:
+    """Whether ``module.__call__`` has a ``train`` parameter."""
+    return "train" in inspect.signature(type(module).__call__).parameters
+
+
+def redraw(params: Any, key: jax.Array, scheme: SchemeRef) -> Any:
+    """``params`` with every ``kernel`` leaf drawn anew by ``scheme``'s kernel initializer
+    and the ``bias`` beside it (where there is one) by its bias initializer of the kernel's
+    fan-in (all input axes of the kernel: kh * kw * Cin for a convolution). Each layer
+    draws from its own key, folded from ``key`` by the layer's place in the tree."""
+    kernel_init = initializers.kernel_init(scheme)
+    bias_init = initializers.bias_init(scheme)
+    counter = iter(range(1 << 30))
+
+    def visit(node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return node
+        out = {name: visit(child) for name, child in node.items()}
+        kernel = node.get("kernel")
+        if hasattr(kernel, "shape"):
+            layer_key = jax.random.fold_in(key, next(counter))
+            k_kernel, k_bias = jax.random.split(layer_key)
+            out["kernel"] = kernel_init(k_kernel, kernel.shape, kernel.dtype)
+            bias = node.get("bias")
+            if bias is not None and hasattr(bias, "shape"):
+                fan_in = math.prod(kernel.shape[:-1])
+                out["bias"] = bias_init(fan_in)(k_bias, bias.shape, bias.dtype)
+        return out
+
+    return visit(params)
+
+
+def linen_fns(module: nn.Module, network: Network) -> ModelFns:
+    """A plain linen module (see the module docstring) as :class:`ModelFns`."""
+    has_train = takes_train_flag(module)
+
+    def flags(train: bool) -> dict:
+        return {"train": train} if has_train else {}
+
+    sample = jnp.zeros((1, *network.image_shape), jnp.float32)
+    shapes = jax.eval_shape(lambda: module.init(
+        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, sample, **flags(False)))
+    collections = tuple(name for name in shapes if name != "params")
+
+    def init(key: jax.Array, scheme: SchemeRef) -> tuple[Any, Any]:
+        k_params, k_dropout, k_redraw = jax.random.split(key, 3)
+        variables = module.init({"params": k_params, "dropout": k_dropout}, sample,
+                                **flags(False))
+        params = variables["params"]
+        state = {name: variables[name] for name in collections}
+        if isinstance(scheme, str):
+            return (params if scheme == OWN else redraw(params, k_redraw, scheme)), state
+        drawn = redraw(params, k_redraw, jnp.minimum(scheme, len(initializers.INIT_NAMES) - 1))
+        own = jnp.asarray(scheme) == initializers.INIT_CHOICES.index(OWN)
+        return jax.tree.map(lambda a, b: jnp.where(own, a, b), params, drawn), state
+
+    def apply(params: Any, state: Any, x: jax.Array, rates: Rates | None = None,
+              key: jax.Array | None = None) -> tuple[jax.Array, Any]:
+        variables = {"params": params, **state}
+        if rates is None or key is None:  # evaluation: the running statistics, no dropout
+            return module.apply(variables, x, **flags(False)), state
+        logits, updates = module.apply(variables, x, **flags(True), rngs={"dropout": key},
+                                       mutable=list(collections))
+        return logits, {**state, **updates}
+
+    return ModelFns(init, apply, stateful=bool(collections))
+
+
+def model_fns(network: Network, conv: str = "xla") -> ModelFns:
+    """The :class:`ModelFns` of ``network``: the seed CNN, or the user's module registered
+    as ``network.model`` (``conv`` matters to the seed CNN only)."""
+    if network.model == registry.DEFAULT_MODEL:
+        return seed_cnn_fns(network, conv)
+    return linen_fns(registry.build_model(network.model, network), network)
+
+
+def variable_shapes(network: Network) -> tuple[Any, Any]:
+    """(params, state) of ``network`` as ShapeDtypeStructs, without computing anything."""
+    fns = model_fns(network)
+    return jax.eval_shape(lambda: fns.init(jax.random.key(0), initializers.DEFAULT))
+
+
+def saved_weights(params: Any, model_state: Any) -> Any:
+    """What is saved of a member (``params/<config>/``) and loaded back: its parameters,
+    or ``{"params": ..., "model_state": ...}`` for a model with state."""
+    if not jax.tree.leaves(model_state):
+        return params
+    return {"params": params, "model_state": model_state}
+
+
+def split_weights(weights: Any) -> tuple[Any, Any]:
+    """(params, model_state) of what :func:`saved_weights` gave."""
+    if isinstance(weights, Mapping) and set(weights) == {"params", "model_state"}:
+        return weights["params"], weights["model_state"]
+    return weights, {}
