@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -304,3 +305,28 @@ def test_member_k_of_a_vmapped_run_equals_its_single_run(fresh_registries):
     spread = float(jnp.abs(states.params["Dense_0"]["kernel"][0]
                            - states.params["Dense_0"]["kernel"][1]).max())
     assert spread > 1e-2  # the members really differ
+
+
+def test_a_models_state_is_checkpointed_and_restored(fresh_registries, tmp_path):
+    """The chunk checkpoint (what resume after a kill reads) holds the members' BatchNorm
+    statistics beside their parameters, and restores both."""
+    from jaxcnn import train
+    from jaxcnn.batching import over_members
+    from jaxcnn.checkpoint import ChunkCheckpointer, ChunkProgress
+    from jaxcnn.configs import hyperparams, stack
+    from jaxcnn.modelfns import model_fns
+
+    register_all()
+    network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE, model="tiny")
+    fns = model_fns(network)
+    keys = train.stack_seed_keys([0, 1])
+    states = jax.jit(over_members(lambda k, h: train.init_state(k, fns, h), "vmap", 2))(
+        keys, stack([hyperparams(Configuration(network), 6)] * 2))
+    stats = jax.tree.map(lambda x: np.asarray(x) + 0.5, states.model_state)  # not the init's
+    saved = jax.tree.map(np.asarray, states._replace(model_state=stats))
+    checkpointer = ChunkCheckpointer(tmp_path / "chunk")
+    checkpointer.save(ChunkProgress(1, saved, [{}, {}], [None, None]))
+    restored = checkpointer.restore(jax.tree.map(np.asarray, states))
+    assert restored.epochs_done == 1
+    chex.assert_trees_all_equal(restored.states.model_state, stats)
+    chex.assert_trees_all_equal(restored.states.params, saved.params)
