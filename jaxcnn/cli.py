@@ -218,9 +218,10 @@ def experiment_from_settings(settings: dict) -> Experiment:
 
 
 def study_main(study, argv: Sequence[str] | None = None) -> int:
-    """``python -m experiments.<study>``: train every configuration over seeds, compare them."""
+    """``python -m experiments.<study>`` (or ``jaxcnn run FILE.py:NAME``): train every
+    configuration over seeds, compare them."""
     parser = study_parser(
-        f"python -m experiments.{study.name}",
+        " ".join(study.command),
         f"{study.title}: train every configuration of the study for several seeds (one "
         f"compiled program trains them all) and compare each with '{study.reference}' "
         f"('{study.parity_reference}' under --torch-parity), paired by seed. Writes "

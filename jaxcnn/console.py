@@ -5,6 +5,7 @@
     jaxcnn regularization --seeds 5                    # = python -m experiments.regularization
     jaxcnn sweep --param lr=3e-4,1e-3,3e-3             # = python -m experiments.sweep
     jaxcnn report --out results                        # = python -m experiments.report
+    jaxcnn run mystudy.py:study --seeds auto           # a jaxcnn.studies.Study of your own
     jaxcnn evaluate results/regularization baseline --seed 0
     jaxcnn predict results/regularization baseline --seed 0 cat.png ship.png
 
@@ -65,6 +66,8 @@ DELEGATED: dict[str, tuple[str, Callable[[list[str]], int]]] = {
               "(python -m experiments.sweep)", _module_main("jaxcnn.commands.sweep")),
     "report": ("OUT/REPORT.md from the three studies (python -m experiments.report)",
                _module_main("jaxcnn.commands.report")),
+    "run": ("a study of your own: jaxcnn run FILE.py:NAME (or module:NAME) with a study's "
+            "flags", _module_main("jaxcnn.commands.run")),
 }
 
 

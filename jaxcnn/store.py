@@ -69,7 +69,7 @@ def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: 
                    prep: Prepared) -> dict:
     """What results.json says about the run, besides the numbers."""
     data, split = prep.dataset, prep.prepared
-    command = shlex.join(["python", "-m", f"experiments.{study.name}", *experiment.flags(),
+    command = shlex.join([*study.command, *experiment.flags(),
                           *study.extra_flags, "--out", str(runtime.out)])
     return {
         "versions": environment.versions(), "device": environment.device(),

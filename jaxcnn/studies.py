@@ -78,7 +78,7 @@ class Study:
       title: for figures and reports.
       build_configs: context -> {config name: Configuration}, in display order.
       reference: the configuration others are compared with.
-      parity_reference: the reference under --torch-parity.
+      parity_reference: the reference under --torch-parity (default: ``reference``).
       claims: the notebook's conclusions about these configurations; each is
         compared (paired by seed) in the study's statistics, in the same Holm
         family as the comparisons with the reference.
@@ -87,18 +87,30 @@ class Study:
       figures: optional (results, out_dir) -> extra figure paths.
       reference_from: optional context -> reference name, for studies whose
         reference depends on the run (a sweep's base value).
+      entry: the command that runs it, when not ``python -m experiments.NAME``.
     """
 
     name: str
     title: str
     build_configs: Callable[[StudyContext], dict[str, Configuration]]
     reference: str
-    parity_reference: str
+    parity_reference: str = ""
     claims: tuple[Claim, ...] = ()
     extra_flags: tuple[str, ...] = ()
     metadata: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
     figures: Callable[[dict, Path], list[Path]] | None = None
     reference_from: Callable[[StudyContext], str] | None = None
+    entry: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.parity_reference:
+            object.__setattr__(self, "parity_reference", self.reference)
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The command that runs this study: ``entry`` (``jaxcnn run FILE.py:NAME`` for a
+        study of one's own), else the built-in ``python -m experiments.NAME``."""
+        return self.entry or ("python", "-m", f"experiments.{self.name}")
 
     def reference_for(self, torch_parity: bool) -> str:
         return self.parity_reference if torch_parity else self.reference

@@ -1,0 +1,111 @@
+"""``jaxcnn run FILE.py:NAME``: a user's own study, model and data from one file, run and
+evaluated from the shell in fresh processes, as a new user would."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jaxcnn.commands import run
+
+STUDY_FILE = textwrap.dedent('''
+    """A study of one's own: a plain linen model with BatchNorm and Dropout, 28x28x1 data."""
+    import flax.linen as nn
+
+    from jaxcnn import registry
+    from jaxcnn.configs import Configuration
+    from jaxcnn.data import sources
+    from jaxcnn.data.synthetic import make_synthetic
+    from jaxcnn.model import Network
+    from jaxcnn.studies import Study
+
+
+    class Net(nn.Module):
+        num_classes: int
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = nn.Conv(8, (3, 3), use_bias=False)(x)
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            x = nn.Dropout(0.2, deterministic=not train)(nn.relu(x).mean(axis=(1, 2)))
+            return nn.Dense(self.num_classes)(x)
+
+
+    registry.register_model("net", lambda network: Net(network.num_classes))
+    sources.register_source("digits28", lambda options: make_synthetic(
+        156, 60, seed=5, image_shape=(28, 28, 1), num_classes=3))
+
+
+    def configs(ctx):
+        network = Network(num_classes=ctx.num_classes, image_shape=ctx.image_shape,
+                          model="net")
+        return {"own": Configuration(network), "he": Configuration(network, init="he")}
+
+
+    study = Study("mine", "My study", configs, reference="own")
+    not_a_study = 3
+''')
+FLAGS = ["--data", "digits28", "--seeds", "2", "--epochs", "2", "--train-examples", "96",
+         "--val-size", "30", "--batch-size", "16", "--no-progress", "--out", "out"]
+
+
+def jaxcnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jaxcnn.console", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_study_file_runs_and_evaluates_in_new_processes(tmp_path):
+    (tmp_path / "mystudy.py").write_text(STUDY_FILE)
+    proc = jaxcnn(["run", "mystudy.py:study", *FLAGS], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    results = json.loads((tmp_path / "out" / "mine" / "results.json").read_text())
+    assert results["metadata"]["command"].startswith("jaxcnn run mystudy.py:study ")
+    recorded = {s["seed"]: s["test_accuracy"] for s in results["configs"]["he"]["seeds"]}
+    assert len(recorded) == 2 and all(0 <= a <= 100 for a in recorded.values())
+    assert results["statistics"]["comparisons"][0]["config"] == "he"
+    meta = json.loads((tmp_path / "out/mine/params/he/meta.json").read_text())
+    assert meta["model"]["model_source"] == "mystudy"
+    # A new process: evaluate imports mystudy (the model and the data source) and gets the
+    # recorded numbers back.
+    proc = jaxcnn(["evaluate", "out/mine", "he"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = {int(s): float(a) for s, a in re.findall(r"seed (\d+): test accuracy ([\d.]+)%",
+                                                    proc.stdout)}
+    assert got.keys() == recorded.keys()
+    for seed, accuracy in recorded.items():
+        assert abs(got[seed] - accuracy) <= 0.01, (seed, got[seed], accuracy)
+
+
+PLAIN_STUDY = textwrap.dedent('''
+    from jaxcnn.studies import Study
+
+    study = Study("mine", "My study", lambda ctx: {}, reference="own")
+    not_a_study = 3
+''')
+
+
+@pytest.mark.parametrize("target, message", [
+    ("nowhere.py:study", "nowhere.py: no such file"),
+    ("mystudy.py:nothing", "defines no 'nothing'; its studies: study"),
+    ("mystudy.py:not_a_study", "not_a_study is a int, not a jaxcnn.studies.Study"),
+    ("mystudy.py", "give FILE.py:NAME or module:NAME"),
+    ("no_such_module:study", "cannot import 'no_such_module'"),
+    ("broken.py:study", "broken.py:1: "),
+])
+def test_a_bad_target_is_one_line(target, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "mystudy.py").write_text(PLAIN_STUDY)
+    (tmp_path / "broken.py").write_text("study = (\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("mystudy", "broken"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert run.main([target, "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
