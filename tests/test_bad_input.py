@@ -130,14 +130,38 @@ def test_train_and_test_name_different_classes(tmp_path, cache_dir):
     assert_data_error(tree(tmp_path, files), cache_dir, "different classes", "'ship'", "'boat'")
 
 
-@pytest.mark.parametrize("shape, mode, found", [((32, 32), "L", "32x32 L"),
-                                                ((64, 48, 3), "RGB", "48x64 RGB"),
-                                                ((32, 32, 4), "RGBA", "32x32 RGBA")])
-def test_images_that_are_not_32x32_rgb(tmp_path, cache_dir, shape, mode, found):
+@pytest.mark.parametrize("shape, found", [((32, 32), "32x32x1 (e.g. train/cat/0000.png)"),
+                                         ((64, 48, 3), "64x48x3 (e.g. train/cat/0000.png)")])
+def test_a_tree_of_mixed_sizes_or_channels_names_a_file_of_each(tmp_path, cache_dir, shape,
+                                                                 found):
     files = archives.folder_files()[0]
     files["tree/train/cat/0000.png"] = archives.png_bytes(np.zeros(shape, np.uint8))
-    assert_data_error(tree(tmp_path, files), cache_dir, "train/cat/0000.png", found,
-                      "must be 32x32 RGB")
+    assert_data_error(tree(tmp_path, files), cache_dir, "differ in size or channels", found,
+                      "32x32x3 (e.g. train/cat/0001.png)")
+
+
+def test_rgba_and_palette_images_are_converted_with_a_note(tmp_path, cache_dir, capsys):
+    from PIL import Image
+
+    files, expected = archives.folder_files()
+    rgba = np.concatenate([expected["train"][0][0], np.full((32, 32, 1), 7, np.uint8)], -1)
+    files["tree/train/cat/0000.png"] = archives.png_bytes(rgba)
+    palette = io.BytesIO()
+    Image.fromarray(expected["train"][0][1]).convert("P").save(palette, format="PNG")
+    files["tree/train/cat/0001.png"] = palette.getvalue()
+    ds = load(tree(tmp_path, files), cache_dir)
+    assert ds.train_images.shape[1:] == (32, 32, 3)
+    np.testing.assert_array_equal(ds.train_images[0], expected["train"][0][0])  # alpha dropped
+    assert "converted 2 images to RGB (from P, RGBA)" in capsys.readouterr().err
+
+
+def test_a_grayscale_tree_of_any_size_loads_as_one_channel(tmp_path, cache_dir):
+    rng = np.random.default_rng(0)
+    files = {f"tree/{split}/{c}/{i}.png": archives.png_bytes(
+        rng.integers(0, 256, (28, 20), dtype=np.uint8))
+        for split in ("train", "test") for c in ("a", "b", "c") for i in range(2)}
+    ds = load(tree(tmp_path, files), cache_dir)
+    assert ds.train_images.shape == (6, 28, 20, 1) and ds.class_names == ("a", "b", "c")
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path, cache_dir, capsys):

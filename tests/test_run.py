@@ -10,18 +10,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxcnn.commands import run
 
 STUDY_FILE = textwrap.dedent('''
-    """A study of one's own: a plain linen model with BatchNorm and Dropout, 28x28x1 data."""
+    """A study of one's own: a plain linen model with BatchNorm and Dropout."""
     import flax.linen as nn
 
     from jaxcnn import registry
     from jaxcnn.configs import Configuration
-    from jaxcnn.data import sources
-    from jaxcnn.data.synthetic import make_synthetic
     from jaxcnn.model import Network
     from jaxcnn.studies import Study
 
@@ -38,8 +37,6 @@ STUDY_FILE = textwrap.dedent('''
 
 
     registry.register_model("net", lambda network: Net(network.num_classes))
-    sources.register_source("digits28", lambda options: make_synthetic(
-        156, 60, seed=5, image_shape=(28, 28, 1), num_classes=3))
 
 
     def configs(ctx):
@@ -51,7 +48,7 @@ STUDY_FILE = textwrap.dedent('''
     study = Study("mine", "My study", configs, reference="own")
     not_a_study = 3
 ''')
-FLAGS = ["--data", "digits28", "--seeds", "2", "--epochs", "2", "--train-examples", "96",
+FLAGS = ["--data", "tree", "--seeds", "2", "--epochs", "2", "--train-examples", "96",
          "--val-size", "30", "--batch-size", "16", "--no-progress", "--out", "out"]
 
 
@@ -60,8 +57,24 @@ def jaxcnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def grayscale_tree(root: Path) -> None:
+    """28x28 grayscale PNGs of 3 classes (a class's pixels around its own mean)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 44), ("test", 10)):
+        for label, name in enumerate(("a", "b", "c")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(60 + 70 * label, 40, (28, 28)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+
+
 def test_a_study_file_runs_and_evaluates_in_new_processes(tmp_path):
+    """Issue 26's new user: their own linen model (BatchNorm, Dropout) on a 28x28 grayscale
+    tree of 3 classes, from `jaxcnn run`; `evaluate` and `predict` in new processes."""
     (tmp_path / "mystudy.py").write_text(STUDY_FILE)
+    grayscale_tree(tmp_path / "tree")
     proc = jaxcnn(["run", "mystudy.py:study", *FLAGS], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -81,6 +94,11 @@ def test_a_study_file_runs_and_evaluates_in_new_processes(tmp_path):
     assert got.keys() == recorded.keys()
     for seed, accuracy in recorded.items():
         assert abs(got[seed] - accuracy) <= 0.01, (seed, got[seed], accuracy)
+    assert max(recorded.values()) > 100 / 3  # above chance: the classes are separable
+    proc = jaxcnn(["predict", "out/mine", "he", "tree/test/c/0.png"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("tree/test/c/0.png: ") and line.count(" 0.") + line.count(" 1.") == 3
 
 
 PLAIN_STUDY = textwrap.dedent('''

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxcnn.cli import config_names_for, study_main
@@ -130,3 +131,23 @@ def test_the_issue_command_exits_0_with_its_table_and_figures(tmp_path):
     assert "l2 " in proc.stdout and "no reference in this run" in proc.stdout
     for figure in FIGURES:
         assert (out / "regularization" / figure).exists()
+
+
+def test_a_64x64_rgb_tree_trains_the_seed_cnn(tmp_path, capsys):
+    """Issue 26 item 4: a folder tree of another size trains the seed CNN, which follows the
+    data's shape."""
+    from tests import archives
+
+    rng = np.random.default_rng(1)
+    files = {f"tree/{split}/{c}/{i:02d}.png": archives.png_bytes(
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        for split, n in (("train", 12), ("test", 4)) for c in ("a", "b", "c") for i in range(n)}
+    root = archives.write_folder(files, tmp_path / "t") / "tree"
+    rc = study_main(STUDIES["regularization"], [
+        "--data", str(root), "--seeds", "1", "--epochs", "1", "--val-size", "6",
+        "--batch-size", "8", "--configs", "baseline", "--no-progress",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out/regularization/results.json").read_text())
+    assert results["configs"]["baseline"]["model"]["image_shape"] == [64, 64, 3]
+    assert results["configs"]["baseline"]["model"]["num_classes"] == 3

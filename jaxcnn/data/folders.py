@@ -3,6 +3,11 @@
 Classes are the sorted folder names; train and test must name the same ones.
 Within a class, images are taken in file-name order, so the arrays (and every
 result computed from them) do not depend on the order a tar stores members in.
+
+Images may have any size and be grayscale (C = 1) or RGB (C = 3), the same for every
+image of the tree; other modes are converted, with one line saying how many: RGBA,
+palette and CMYK images to RGB (alpha dropped), two-level, 16-bit and grayscale-with-alpha
+images to grayscale. A tree of mixed sizes or channels is refused, naming one file of each.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,8 +24,10 @@ from PIL import Image
 from jaxcnn.data.dataset import Dataset
 from jaxcnn.data.files import FileTree
 from jaxcnn.errors import DataError
+from jaxcnn.progress import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GRAY = ("L", "LA", "1", "I", "I;16", "F")  # modes read as one channel; any other as RGB
 
 
 def detect_folder_tree(files: FileTree) -> str | None:
@@ -35,25 +43,39 @@ def detect_folder_tree(files: FileTree) -> str | None:
     return None
 
 
-def _decode(blob: bytes, where: str) -> np.ndarray:
+def _decode(blob: bytes, where: str) -> tuple[np.ndarray, str | None]:
+    """(the image as (H, W, C) uint8, its mode if it had to be converted, else None)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(blob)) as img:
                 img.load()
-                mode, size = img.mode, img.size
-                array = np.asarray(img)
+                mode = img.mode
+                target = "L" if mode in GRAY else "RGB"
+                if mode in ("I", "I;16", "F"):  # wide grayscale: scale to 8 bits first
+                    wide = np.asarray(img, np.float64)
+                    array = np.clip(wide / max(wide.max(), 1.0) * 255.0, 0, 255).astype(np.uint8)
+                else:
+                    array = np.asarray(img if mode == target else img.convert(target))
     except Exception as err:  # damaged files reach Pillow's decoders in many ways
         # Pillow names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which
         # says nothing to a user; ``where`` already names the file.
         reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err)).strip()
         raise DataError(f"{where}: not a readable image "
                         f"({reason or type(err).__name__})") from None
-    if mode != "RGB" or size != (32, 32):
-        raise DataError(
-            f"{where}: image is {size[0]}x{size[1]} {mode}; every image must be 32x32 RGB"
-        )
-    return array
+    array = array.reshape(*array.shape[:2], -1).astype(np.uint8)
+    return array, (None if mode in ("L", "RGB") else mode)
+
+
+def _one_shape(names: list[str], images: list[np.ndarray], origin: str) -> None:
+    """A DataError naming one file of each (H, W, C) unless every image has one shape."""
+    first: dict[tuple[int, ...], str] = {}
+    for name, image in zip(names, images):
+        first.setdefault(image.shape, name)
+    if len(first) > 1:
+        shown = "; ".join(f"{'x'.join(map(str, s))} (e.g. {n})" for s, n in first.items())
+        raise DataError(f"{origin}: the images differ in size or channels: {shown}; give "
+                        "every image one size and mode (e.g. resize them)")
 
 
 def parse_folder_tree(files: FileTree, prefix: str, origin: str,
@@ -69,11 +91,11 @@ def parse_folder_tree(files: FileTree, prefix: str, origin: str,
     """
     per_split = _files_by_class(files, prefix, origin)
     class_names = _class_names(per_split, origin)
-    arrays = {}
+    arrays, all_names, all_images, converted = {}, [], [], Counter()
     for split in ("train", "test"):
         names, labels = _images_and_labels(per_split[split], class_names, split, origin)
 
-        def decode(chunk: list[str]) -> list[np.ndarray]:
+        def decode(chunk: list[str]) -> list[tuple[np.ndarray, str | None]]:
             out = [_decode(files[name], f"{origin}: {name}") for name in chunk]
             if progress is not None:
                 progress(len(chunk))
@@ -82,8 +104,17 @@ def parse_folder_tree(files: FileTree, prefix: str, origin: str,
         # Pillow releases the GIL while decoding, so threads use every core.
         chunks = [names[i:i + 500] for i in range(0, len(names), 500)]
         with ThreadPoolExecutor() as pool:
-            decoded = [img for part in pool.map(decode, chunks) for img in part]
-        arrays[split] = (np.stack(decoded), np.asarray(labels, dtype=np.int32))
+            decoded = [item for part in pool.map(decode, chunks) for item in part]
+        converted.update(mode for _, mode in decoded if mode is not None)
+        images = [image for image, _ in decoded]
+        all_names += [name[len(prefix):] for name in names]
+        all_images += images
+        _one_shape(all_names, all_images, origin)
+        arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int32))
+    if converted:
+        channels = "grayscale" if arrays["train"][0].shape[-1] == 1 else "RGB"
+        log(f"{origin}: converted {sum(converted.values())} images to {channels} (from "
+            f"{', '.join(sorted(converted))})")
     return Dataset(*arrays["train"], *arrays["test"], class_names, origin, fingerprint)
 
 
