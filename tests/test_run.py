@@ -4,6 +4,7 @@ evaluated from the shell in fresh processes, as a new user would."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -53,7 +54,9 @@ FLAGS = ["--data", "tree", "--seeds", "2", "--epochs", "2", "--train-examples", 
 
 
 def jaxcnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jaxcnn.console", *args], cwd=cwd,
+    """``jaxcnn ARGS`` in a new process, its decoded-data cache inside ``cwd``."""
+    env = {**os.environ, "JAXCNN_CACHE": str(cwd / "cache")}
+    return subprocess.run([sys.executable, "-m", "jaxcnn.console", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
