@@ -15,17 +15,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxcnn import regularizers
 from jaxcnn.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
 from jaxcnn.model import Network, Rates
-from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_values
+from jaxcnn.optax_optimizer import Optimizer, OptimizerProgram, is_transform
+from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_optimizer, member_values
 
 # Fields added after results folders existed, with their defaults: left out of
 # fingerprints while at the default, so a configuration's identity (and the folders
@@ -44,7 +46,10 @@ class Configuration:
         user's model, ``"model"``: no re-draw; for the seed CNN, ``"lecun"``, Flax's).
       spatial_dropout: Dropout2d rate after conv2 (whole channels); 0 = off.
       dropout: element dropout rate after fc1; 0 = off.
-      optimizer: Adam, weight decay and schedule.
+      optimizer: Adam with PyTorch's rules, its weight decay and schedule
+        (:class:`~jaxcnn.optim.OptimizerConfig`), or any Optax optimizer
+        (:class:`~jaxcnn.optax_optimizer.Optimizer`; a plain ``GradientTransformation``
+        is wrapped in one).
       description: for people; not part of what the model is.
       regularizers: strength of each registered regularizer used, name -> value
         (e.g. ``{"augment": 1.0}``); stored as sorted pairs. Weight decay is set in
@@ -55,13 +60,24 @@ class Configuration:
     init: str | None = None
     spatial_dropout: float = 0.0
     dropout: float = 0.0
-    optimizer: OptimizerConfig = OptimizerConfig()
+    optimizer: OptimizerConfig | Optimizer = OptimizerConfig()
     description: str = ""
     regularizers: Mapping[str, float] | tuple = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regularizers", tuple(sorted(dict(self.regularizers).items())))
         regularizers.check_strengths(dict(self.regularizers))
+        if is_transform(self.optimizer):
+            object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        if not isinstance(self.optimizer, (OptimizerConfig, Optimizer)):
+            raise ValueError(f"optimizer must be an optax GradientTransformation, a "
+                             f"jaxcnn Optimizer or an OptimizerConfig, got "
+                             f"{type(self.optimizer).__name__}")
+        links = [name for name, value in self.regularizers
+                 if value and regularizers.get(name).kind == "link"]
+        if isinstance(self.optimizer, Optimizer) and links:
+            raise ValueError(f"regularizer {links[0]!r} links into the built-in Adam chain; "
+                             "with an optax optimizer put it in the optax chain instead")
         seed_cnn = self.network.model == "cnn"
         if self.init is None or (seed_cnn and self.init == OWN):
             object.__setattr__(self, "init", DEFAULT if seed_cnn else OWN)
@@ -79,16 +95,24 @@ class Configuration:
 
     def fingerprint(self) -> str:
         """A short stable hash of :meth:`identity` (for checkpoint folder names)."""
-        record = json.loads(json.dumps(dataclasses.asdict(self.identity()), default=str))
+        record = dataclasses.asdict(self.identity())
+        if isinstance(self.optimizer, Optimizer):  # its stable text, never an address
+            record["optimizer"] = self.optimizer.identity
+        record = json.loads(json.dumps(record, default=str))
         for path, default in LATER_DEFAULTS.items():
             *parents, leaf = path
             holder = record
             for key in parents:
-                holder = holder.get(key, {})
-            if holder.get(leaf, default) == default:
+                holder = holder.get(key, {}) if isinstance(holder, dict) else {}
+            if isinstance(holder, dict) and holder.get(leaf, default) == default:
                 holder.pop(leaf, None)
         text = json.dumps(record, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def program(self) -> ProgramSpec:
+        """What fixes this configuration's compiled program."""
+        opt = self.optimizer
+        return ProgramSpec(self.network, opt.program() if isinstance(opt, Optimizer) else None)
 
     def model_record(self) -> dict:
         """The network, initializer, dropout rates and other regularizers in use, for
@@ -97,6 +121,26 @@ class Configuration:
         return {**dataclasses.asdict(self.network), "init": self.init,
                 "spatial_dropout": self.spatial_dropout, "dropout": self.dropout,
                 **({"regularizers": used} if used else {})}
+
+
+class ProgramSpec(NamedTuple):
+    """What fixes a compiled program: the network, and the optimizer's structure (None:
+    the built-in Adam chain, whose every number is member data)."""
+
+    network: Network
+    optimizer: OptimizerProgram | None = None
+
+    def transform(self) -> Callable[[Any], optax.GradientTransformation]:
+        """``hparams.optimizer -> GradientTransformation`` of a member of this program."""
+        return member_optimizer if self.optimizer is None else self.optimizer.build
+
+    def describe(self) -> str:
+        return self.network.describe() + ("" if self.optimizer is None else ", own optimizer")
+
+
+def as_program(spec: Network | ProgramSpec) -> ProgramSpec:
+    """A network alone stands for the built-in optimizer's program."""
+    return spec if isinstance(spec, ProgramSpec) else ProgramSpec(spec)
 
 
 class Hyperparams(NamedTuple):
@@ -110,7 +154,7 @@ class Hyperparams(NamedTuple):
 
     init: jax.Array
     rates: Rates
-    optimizer: MemberOptimizer
+    optimizer: MemberOptimizer | dict
     transforms: dict
 
 
@@ -124,12 +168,16 @@ def hyperparams(config: Configuration, steps_per_epoch: int) -> Hyperparams:
     arrays they are stacked into (float32, or float64 under ``jax_enable_x64``).
     """
     strengths = dict(config.regularizers)
-    opt = member_values(config.optimizer, steps_per_epoch, strengths)
-    s = opt.schedule
-    schedule = s._replace(kind=np.int32(s.kind), unit=np.int32(s.unit), lr=np.float64(s.lr),
-                          b1=np.float64(s.b1), values=tuple(np.float64(v) for v in s.values))
-    opt = MemberOptimizer(schedule, np.float64(opt.b2), np.float64(opt.eps),
-                          {k: np.float64(v) for k, v in opt.regularizers.items()})
+    if isinstance(config.optimizer, Optimizer):
+        opt = config.optimizer.member_values()
+    else:
+        opt = member_values(config.optimizer, steps_per_epoch, strengths)
+        s = opt.schedule
+        schedule = s._replace(kind=np.int32(s.kind), unit=np.int32(s.unit),
+                              lr=np.float64(s.lr), b1=np.float64(s.b1),
+                              values=tuple(np.float64(v) for v in s.values))
+        opt = MemberOptimizer(schedule, np.float64(opt.b2), np.float64(opt.eps),
+                              {k: np.float64(v) for k, v in opt.regularizers.items()})
     transforms = {k: np.float64(v)
                   for k, v in regularizers.member_strengths(strengths, "batch").items()}
     return Hyperparams(np.int32(INIT_CHOICES.index(config.init)),

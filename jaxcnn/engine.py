@@ -4,7 +4,7 @@ An :class:`Engine` is created per run and dropped with it. It holds what the run
 rounds share: the resolved :class:`~jaxcnn.runner.RunSettings`, the data on the
 devices (:class:`~jaxcnn.runner.DeviceData`) and the compiled programs
 (:class:`~jaxcnn.runner.Programs`). :meth:`Engine.train` takes the members to
-train, groups them by network (one compiled program per network, ``runner.py``),
+train, groups them by program (network and optimizer structure; ``runner.py``),
 sizes each group's chunks to the memory the device has, and yields each chunk
 (:class:`~jaxcnn.runner.FinishedChunk`) as it finishes. It calls nothing of its
 caller's: the caller (``pipeline.py``) hands what comes out to the results store.
@@ -20,6 +20,7 @@ import jax
 
 from jaxcnn import distributed
 from jaxcnn.checkpoint import CheckpointFolder
+from jaxcnn.configs import ProgramSpec
 from jaxcnn.errors import ConfigError
 from jaxcnn.experiment import Runtime
 from jaxcnn.members import Member, MemberResult
@@ -82,30 +83,32 @@ class Engine:
         return dataclasses.replace(run, members_per_chunk=plan.members_per_device * run.devices,
                                    memory_free=budget)
 
-    def train(self, members: list[Member], networks: dict[str, Network],
+    def train(self, members: list[Member], specs: dict[str, ProgramSpec],
               steps_per_epoch: int) -> Iterator[FinishedChunk]:
-        """Trains this process's share of ``members`` (``networks``: member.config -> its
-        network), group by group, and yields each chunk as it finishes."""
+        """Trains this process's share of ``members`` (``specs``: member.config -> its
+        program: network and optimizer structure), group by group, and yields each chunk
+        as it finishes."""
         mine = distributed.share(members)
-        groups: dict[Network, list[Member]] = defaultdict(list)
+        groups: dict[ProgramSpec, list[Member]] = defaultdict(list)
         for m in mine:
-            groups[networks[m.config]].append(m)
+            groups[specs[m.config]].append(m)
         configs = list(dict.fromkeys(m.config for m in members))
         lines = EpochLines({c: sum(m.config == c for m in mine) for c in configs},
                            self.run.epochs, self.val_name)
         several = jax.process_count() > 1
-        for network, group in groups.items():
+        for spec, group in groups.items():
+            network = spec.network
             board = StepBoard(self.progress and distributed.is_main())
             board.start(len(group) * self.run.epochs * steps_per_epoch, "training")
             log(f"training {plural(len(group), 'member')} "
                 f"({plural(len({m.config for m in group}), 'configuration')} x seeds) of one "
-                f"network ({network.describe()}) with one compiled program"
+                f"network ({spec.describe()}) with one compiled program"
                 + (f", on {plural(self.run.devices, 'device')}" if self.run.devices > 1 else "")
                 + (f", process {jax.process_index()} of {jax.process_count()}"
                    if several else ""))
             compiled = self.programs.compile_seconds
             try:
-                yield from train_members(network, group, self.data,
+                yield from train_members(spec, group, self.data,
                                          self._group_settings(network, len(group)),
                                          checkpoints=self.checkpoints, lines=lines,
                                          board=board, programs=self.programs)

@@ -53,8 +53,9 @@ class Experiment:
     lr: float = option(1e-3, "Adam's base learning rate (the notebook: 0.001)", group="training")
     val_size: int | None = option(None, "stratified training images held out as the validation "
                                   "set for the per-epoch curves; 0 = evaluate the test set "
-                                  "every epoch, as the notebook did (default: 5000, or 0 "
-                                  "with --torch-parity)",
+                                  "every epoch, as the notebook did (default: 5000, a tenth "
+                                  "of a training split under 50,000 images; 0 with "
+                                  "--torch-parity)",
                                   group="data")
     train_examples: int | None = option(None, "train on a stratified subset of this many "
                                         "images (quick runs; default: all)", group="data")

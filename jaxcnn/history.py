@@ -14,6 +14,8 @@ NaN).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 STEP_LOSS_EVERY = 100  # the seed notebook recorded the loss of every 100th step
@@ -106,15 +108,21 @@ def schedule_record(record: dict | None, epoch: int, learning_rate: np.ndarray,
     """Adds one epoch's applied learning rate and beta1 ((T,) each) to ``record``.
 
     ``record`` is ``{"step": [...], "learning_rate": [...], "beta1": [...]}`` with
-    1-based global step numbers (step k is the k-th update); None starts one.
+    1-based global step numbers (step k is the k-th update); None starts one. A value
+    the optimizer's state does not hold (NaN: an optax optimizer without a learning rate
+    or beta1 to read) is recorded as None.
     """
     record = record or {"step": [], "learning_rate": [], "beta1": []}
     steps = len(learning_rate)
     kept = recorded_steps(steps, epoch, stride)
     record["step"] += [int(epoch * steps + i + 1) for i in kept]
-    record["learning_rate"] += [float(learning_rate[i]) for i in kept]
-    record["beta1"] += [float(beta1[i]) for i in kept]
+    record["learning_rate"] += [_known(learning_rate[i]) for i in kept]
+    record["beta1"] += [_known(beta1[i]) for i in kept]
     return record
+
+
+def _known(value: Any) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def member_record(seed: int, checksum: str, history: dict, test_loss: float,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.model import Network
 from jaxcnn.modelfns import model_fns, split_weights
 from jaxcnn.train import Normalizer, normalize
+from jaxcnn.user_code import import_code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +78,27 @@ class TrainedModel:
         if seed not in self.seeds:
             raise JaxcnnError(f"seed {seed} was not trained; trained seeds: {list(self.seeds)}")
         return self.seeds.index(seed)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the images the model takes (uint8; :meth:`logits` normalises them)."""
+        return tuple(self.network.image_shape)
+
+    def module(self) -> Any:
+        """The Flax linen module as its author built it for this data (for the seed CNN:
+        ``model.CNN``, called as ``apply(variables, x, rates=None, key=None)``)."""
+        if self.network.model == registry.DEFAULT_MODEL:
+            from jaxcnn.model import CNN
+
+            return CNN(self.network, conv=self.conv)
+        return registry.build_model(self.network.model, self.network)
+
+    def variables(self, seed: int = 0) -> dict:
+        """One seed's variables for ``module().apply``: ``{"params": ..., **state}`` (its
+        BatchNorm statistics and any other collection), host arrays. Inputs are
+        normalised floats: ``(x / 255 - normalization.mean) / normalization.std``."""
+        params, state = split_weights(self._seed_params(seed))
+        return {"params": params, **state}
 
     def _seed_params(self, seed: int) -> Any:
         index = self.check_seed(seed)
@@ -166,8 +187,8 @@ def _import_model(name: str, source: str | None, directory: Path) -> None:
     if registry.is_registered(name):
         return
     if source and source != "__main__":
-        with contextlib.suppress(ImportError):
-            importlib.import_module(source)
+        with contextlib.suppress(JaxcnnError):
+            import_code(source)  # a module name, or a script's path
         if registry.is_registered(name):
             return
     where = (f"it was registered by module {source!r}, which cannot be imported from here"

@@ -18,7 +18,9 @@ Two kinds of model become these functions:
 - a user's plain Flax linen module, registered with ``registry.register_model(name,
   factory)`` where ``factory(network) -> nn.Module``. It is called as its author wrote it:
   ``module(x, train=...)`` when ``__call__`` takes ``train`` (passed explicitly, True in
-  training and False in evaluation, whatever its default), else ``module(x)``; its
+  training and False in evaluation, whatever its default; ``training`` and
+  ``is_training`` likewise, ``deterministic`` inverted: :func:`mode_flag`), else
+  ``module(x)``; its
   ``nn.Dropout`` draws from the ``"dropout"`` stream (the member's key); every mutable
   collection (``nn.BatchNorm``'s ``batch_stats``, or any a module keeps) is the member's
   state, updated in training and used in evaluation. Its own initializers make its
@@ -70,9 +72,24 @@ def seed_cnn_fns(network: Network, conv: str = "xla") -> ModelFns:
     return ModelFns(init, apply, stateful=False)
 
 
-def takes_train_flag(module: nn.Module) -> bool:
-    """Whether ``module.__call__`` has a ``train`` parameter."""
-    return "train" in inspect.signature(type(module).__call__).parameters
+# Names model code bases give the mode flag: True while training, and one that is False
+# while training (flax's own nn.Dropout convention).
+TRAIN_FLAGS = ("train", "training", "is_training")
+INVERSE_FLAGS = ("deterministic", "use_running_average")
+
+
+def mode_flag(module: nn.Module) -> Callable[[bool], dict]:
+    """``train -> the keyword arguments`` that put ``module`` in that mode: its
+    ``train`` / ``training`` / ``is_training`` parameter, or the inverse of its
+    ``deterministic`` one; nothing for a module whose ``__call__`` takes ``x`` alone."""
+    params = inspect.signature(type(module).__call__).parameters
+    for name in TRAIN_FLAGS:
+        if name in params:
+            return lambda train, name=name: {name: train}
+    for name in INVERSE_FLAGS:
+        if name in params:
+            return lambda train, name=name: {name: not train}
+    return lambda train: {}
 
 
 def redraw(params: Any, key: jax.Array, scheme: SchemeRef) -> Any:
@@ -104,10 +121,7 @@ def redraw(params: Any, key: jax.Array, scheme: SchemeRef) -> Any:
 
 def linen_fns(module: nn.Module, network: Network) -> ModelFns:
     """A plain linen module (see the module docstring) as :class:`ModelFns`."""
-    has_train = takes_train_flag(module)
-
-    def flags(train: bool) -> dict:
-        return {"train": train} if has_train else {}
+    flags = mode_flag(module)
 
     sample = jnp.zeros((1, *network.image_shape), jnp.float32)
     shapes = jax.eval_shape(lambda: module.init(

@@ -23,6 +23,7 @@ none of them calls back up.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from jaxcnn.configs import hyperparams
 from jaxcnn.data import load_dataset, prepare_data
 from jaxcnn.engine import Engine, gather, resolve_settings
 from jaxcnn.errors import ConfigError, DataError
-from jaxcnn.experiment import DecisionOptions, Experiment, Runtime
+from jaxcnn.experiment import DecisionOptions, Experiment, Runtime, parity_default
 from jaxcnn.members import Member
 from jaxcnn.plan import (
     RoundPlan,
@@ -47,10 +48,10 @@ from jaxcnn.plan import (
 )
 from jaxcnn.prepared import Prepared
 from jaxcnn.progress import log, plural
-from jaxcnn.report import console_table, estimation_comparisons
+from jaxcnn.reporting import console_table, estimation_comparisons, schedules_differ
 from jaxcnn.stats import NO_REFERENCE
 from jaxcnn.store import ResultsStore, same_protocol_in_out
-from jaxcnn.studies import STUDIES, Study, StudyContext
+from jaxcnn.studies import STUDIES, Study, StudyContext, schedule_figures
 
 
 def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
@@ -67,6 +68,7 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
         raise ConfigError(f"--train-examples {experiment.train_examples} is fewer than the "
                           f"{dataset.num_classes} classes of {dataset.source}; give at least "
                           f"{dataset.num_classes} (the subset is stratified over classes)")
+    experiment = fitted_val_size(experiment, len(dataset.train_labels))
     prepared = prepare_data(dataset, val_size=experiment.val_size,
                             train_examples=experiment.train_examples,
                             normalization=experiment.normalization)
@@ -100,7 +102,21 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
     known = {name: study.build_configs(ctx) for name, study in STUDIES.items()
              if name not in all_configs and same_protocol_in_out(runtime.out, name, settings)}
     return Prepared(dataset, prepared, ctx, settings, all_configs,
-                    same_models({**known, **all_configs}))
+                    same_models({**known, **all_configs}), experiment)
+
+
+def fitted_val_size(experiment: Experiment, num_train: int) -> Experiment:
+    """``experiment`` with the default --val-size (5000: a tenth of CIFAR-10's training
+    split) scaled to a smaller training split: a tenth of it. The run then records and
+    reproduces that number (its command line carries --val-size)."""
+    default = parity_default("val_size", experiment.torch_parity)
+    if experiment.val_size != default or num_train >= 10 * default:
+        return experiment
+    fitted = num_train // 10
+    if distributed.is_main():
+        log(f"--val-size {fitted}: a tenth of the {num_train} training images held out for "
+            f"the per-epoch curves (the default {default} is for {10 * default:,} or more)")
+    return dataclasses.replace(experiment, val_size=fitted)
 
 
 def check_study_names(studies: list[Study]) -> None:
@@ -150,6 +166,7 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
     for a fixed --seeds N) until every comparison is decided or the budget is spent."""
     started = time.perf_counter()
     prep = prepare(studies, experiment, runtime, configs)
+    experiment = prep.experiment  # with the data's own --val-size, where defaulted
     run = resolve_settings(runtime, experiment.epochs, experiment.batch_size)
     store = ResultsStore.open(studies, experiment, runtime, run, prep, started)
     comps = rounds.comparisons(studies, {s.name: store.results[s.name]["metadata"]["reference"]
@@ -224,10 +241,10 @@ def _train_round(plan: RoundPlan, store: ResultsStore, engine: Engine, prep: Pre
         _describe_round(plan, len(missing), prep, engine)
     members = [Member(c, seed, hyperparams(plan.configs[c], prep.ctx.steps_per_epoch))
                for c, seed in missing]
-    networks = {c: config.network for c, config in plan.configs.items()}
+    programs = {c: config.program() for c, config in plan.configs.items()}
     several = jax.process_count() > 1
     local = []
-    with contextlib.closing(engine.train(members, networks, prep.ctx.steps_per_epoch)) as chunks:
+    with contextlib.closing(engine.train(members, programs, prep.ctx.steps_per_epoch)) as chunks:
         for chunk in chunks:
             store.track(chunk.checkpointer, [r.member for r in chunk.results])
             if several:
@@ -287,5 +304,7 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
                    if "no_reference" in results["statistics"] else "no comparison to show")))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
+    elif schedules_differ(results):  # e.g. a study of one's own comparing optimizers
+        paths += schedule_figures(results, out_dir)
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON
     return paths

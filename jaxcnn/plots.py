@@ -213,22 +213,26 @@ def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: in
     positive = True
     for i, (name, cfg) in enumerate(configs.items()):
         record = cfg.get("schedule") or {}
-        if not record.get("step"):
+        # None: a value an optax optimizer's state does not hold (not drawn)
+        rates = np.array([np.nan if v is None else v
+                          for v in record.get("learning_rate", [])], float)
+        betas = np.array([np.nan if v is None else v for v in record.get("beta1", [])], float)
+        if not record.get("step") or np.isnan(rates).all():
             continue
         drawn += 1
-        positive = positive and min(record["learning_rate"]) > 0
+        positive = positive and np.nanmin(rates) > 0
         style = dict(marker=MARKERS[i % len(MARKERS)], ls=LINESTYLES[i % len(LINESTYLES)],
                      lw=2.2 - 0.4 * (i % 4), markersize=5, label=name,
                      markevery=max(1, len(record["step"]) // 12))
-        ax_lr.plot(record["step"], record["learning_rate"], **style)
-        ax_b1.plot(record["step"], record["beta1"], **style)
+        ax_lr.plot(record["step"], rates, **style)
+        ax_b1.plot(record["step"], betas, **style)
     if drawn and positive:
         ax_lr.set_yscale("log")
     for epoch in range(1, epochs):
         for ax in (ax_lr, ax_b1):
             ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
     ax_lr.set_ylabel("learning rate" + (" (log scale)" if drawn and positive else ""))
-    ax_b1.set_ylabel("Adam beta1")
+    ax_b1.set_ylabel("beta1 (Adam) or momentum")
     for ax in (ax_lr, ax_b1):
         ax.set_xlabel("optimizer step" + (" (dotted: epoch boundaries)" if epochs > 1 else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jaxcnn.configs import Configuration
     from jaxcnn.data import Dataset, PreparedData
+    from jaxcnn.experiment import Experiment
     from jaxcnn.studies import StudyContext
 
 
@@ -25,3 +26,4 @@ class Prepared:
     settings: dict
     configs: dict[str, dict[str, Configuration]]  # study -> name -> configuration
     siblings: dict[str, list[str]]  # "study/config" -> the same model elsewhere
+    experiment: Experiment  # as run: a defaulted --val-size fitted to the data

@@ -40,12 +40,17 @@ DEFAULT_MODEL = "cnn"  # the seed CNN (model.py); not in the registry, never reg
 _MODELS: dict[str, ModelFactory] = {}
 
 
-def register_model(name: str, factory: ModelFactory) -> None:
+def register_model(name: str, factory: ModelFactory, replace: bool = False) -> None:
     """Makes ``name`` build ``factory(network)``.
 
-    Raises ValueError for an empty name, ``"cnn"``, or one already registered.
+    Raises ValueError for an empty name, ``"cnn"``, or one already registered (unless
+    ``replace``: a study defining its model again, as a rerun of its file does).
     """
-    if (not isinstance(name, str) or not name or name in _MODELS
+    if not callable(factory):
+        raise ValueError(f"model {name!r}: give a function of the data that builds a flax "
+                         f"linen Module, e.g. lambda data: Net(data.num_classes); got "
+                         f"{type(factory).__name__}")
+    if (not isinstance(name, str) or not name or (name in _MODELS and not replace)
             or name == DEFAULT_MODEL):
         raise ValueError(f"a model needs a new, non-empty name other than {DEFAULT_MODEL!r}; "
                          f"got {name!r} (registered: {', '.join(_MODELS) or 'none'})")
@@ -58,10 +63,12 @@ def is_registered(name: str) -> bool:
 
 def source_module(name: str) -> str | None:
     """The module that defined ``name``'s factory (recorded with a trained model, so that
-    another process can import it before loading), or None for the seed CNN or a name
-    not registered."""
+    another process can import it before loading; a script run directly by its path), or
+    None for the seed CNN or a name not registered."""
+    from jaxcnn.user_code import module_source
+
     factory = _MODELS.get(name)
-    return None if factory is None else getattr(factory, "__module__", None)
+    return None if factory is None else module_source(getattr(factory, "__module__", None))
 
 
 def build_model(name: str, network: Any) -> nn.Module:

@@ -41,7 +41,7 @@ from jaxcnn import history as hist
 from jaxcnn import train
 from jaxcnn.batching import BATCHINGS, default_batching, default_workers, over_members
 from jaxcnn.checkpoint import ChunkProgress
-from jaxcnn.configs import Hyperparams, stack
+from jaxcnn.configs import Hyperparams, ProgramSpec, as_program, stack
 from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
 from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
@@ -234,17 +234,19 @@ class ChunkProgram:
     ``on_step`` (a :class:`StepHook`, or None for no callback) is called at every step.
     """
 
-    def __init__(self, network: Network, conv: str, batching: str, width: int,
+    def __init__(self, spec: Network | ProgramSpec, conv: str, batching: str, width: int,
                  num_train: int, batch_size: int, on_step: StepHook | None,
                  mesh: Mesh | None = None):
-        self.network, self.width, self.mesh = network, width, mesh
+        spec = as_program(spec)
+        self.network, self.width, self.mesh = spec.network, width, mesh
         self.compile_seconds = 0.0
         local = "map" if batching == "threads" else batching
-        fns = model_fns(network, conv)  # network.model: the CNN or a user's module
-        init = over_members(lambda keys, hparams: train.init_state(keys, fns, hparams),
+        fns = model_fns(spec.network, conv)  # network.model: the CNN or a user's module
+        tx = spec.transform()  # the built-in Adam chain, or the configurations' own optax
+        init = over_members(lambda keys, hparams: train.init_state(keys, fns, hparams, tx),
                             local, 2)
         epoch = over_members(train.make_train_epoch(
-            fns, num_train=num_train, batch_size=batch_size, report_every=1,
+            fns, num_train=num_train, batch_size=batch_size, report_every=1, optimizer=tx,
             on_step=on_step if mesh is None or on_step is None else on_step.check_stop),
             local, 2)
         # Evaluation: vmapped over the chunk; otherwise one member at a time by a
@@ -350,11 +352,13 @@ class ChunkProgram:
                                    *data.on_first_device(name))
 
 
-def chunk_program(network: Network, conv: str, batching: str, width: int, num_train: int,
-                  batch_size: int, on_step: StepHook | None, devices: int = 1) -> ChunkProgram:
-    """A new program for (network, conv, batching, chunk width, data and batch size,
-    devices); nothing is cached here (see :class:`Programs` for a run's own cache)."""
-    return ChunkProgram(network, conv, batching, width, num_train, batch_size, on_step,
+def chunk_program(spec: Network | ProgramSpec, conv: str, batching: str, width: int,
+                  num_train: int, batch_size: int, on_step: StepHook | None,
+                  devices: int = 1) -> ChunkProgram:
+    """A new program for (network and optimizer, conv, batching, chunk width, data and
+    batch size, devices); nothing is cached here (see :class:`Programs` for a run's own
+    cache)."""
+    return ChunkProgram(spec, conv, batching, width, num_train, batch_size, on_step,
                         member_mesh(devices))
 
 
@@ -363,8 +367,8 @@ class Programs:
 
     Created by a run and dropped with it: nothing compiled outlives it unless a
     caller deliberately hands the same object to the next run (tests share one to
-    compile once). Programs are keyed by what fixes the executable (network, sizes,
-    batching, devices), never by object identity.
+    compile once). Programs are keyed by what fixes the executable (network, optimizer
+    structure, sizes, batching, devices), never by object identity.
     """
 
     def __init__(self) -> None:
@@ -377,10 +381,10 @@ class Programs:
         set here, explicitly in its conftest, so that its many tiny runs compile once.)"""
         return cls()
 
-    def program(self, network: Network, settings: RunSettings, width: int,
+    def program(self, spec: Network | ProgramSpec, settings: RunSettings, width: int,
                 num_train: int) -> ChunkProgram:
-        """The program for ``network`` in chunks of ``width`` (resolved ``settings``)."""
-        key = (network, settings.conv, settings.batching, width, num_train,
+        """The program for ``spec`` in chunks of ``width`` (resolved ``settings``)."""
+        key = (as_program(spec), settings.conv, settings.batching, width, num_train,
                settings.batch_size, settings.devices)
         if key not in self._programs:
             self._programs[key] = chunk_program(*key[:6], self.hook, settings.devices)
@@ -488,12 +492,12 @@ def chunk_width(settings: RunSettings, members: int) -> int:
     return -(-width // settings.devices) * settings.devices
 
 
-def fitted_program(programs: Programs, network: Network, members: list[Member],
+def fitted_program(programs: Programs, spec: ProgramSpec, members: list[Member],
                    data: DeviceData, settings: RunSettings) -> ChunkProgram:
     """The compiled program for ``members`` in chunks of the planned width, narrowed when
     XLA's accounting of it says the chunk does not fit ``settings.memory_free`` (the
     planned width came from an estimate; this one from the compiler)."""
-    program = programs.program(network, settings, chunk_width(settings, len(members)),
+    program = programs.program(spec, settings, chunk_width(settings, len(members)),
                                data.num_train)
     program.warm_up(data, members[0].hparams)
     measured = program.member_bytes(data) if settings.memory_free is not None else None
@@ -506,7 +510,7 @@ def fitted_program(programs: Programs, network: Network, members: list[Member],
     log(f"{plan.notice} (measured on the compiled program)")
     narrower = dataclasses.replace(settings,
                                    members_per_chunk=plan.members_per_device * settings.devices)
-    program = programs.program(network, narrower, chunk_width(narrower, len(members)),
+    program = programs.program(spec, narrower, chunk_width(narrower, len(members)),
                                data.num_train)
     program.warm_up(data, members[0].hparams)
     return program
@@ -529,13 +533,14 @@ def _as_completed_awake(futures: list[Future]) -> Iterator[Future]:
         yield from done
 
 
-def train_members(network: Network, members: list[Member], data: DeviceData,
+def train_members(spec: Network | ProgramSpec, members: list[Member], data: DeviceData,
                   settings: RunSettings, *, checkpoints: ChunkCheckpoints | None = None,
                   lines: EpochLines | None = None, board: StepBoard | None = None,
                   programs: Programs | None = None) -> Iterator[FinishedChunk]:
-    """Trains every member of one network, chunk by chunk, ``settings.workers`` at a time,
-    and yields each chunk (:class:`FinishedChunk`) as it finishes, so the caller writes
-    results while the rest train.
+    """Trains every member of one program (``spec``: a network and an optimizer
+    structure; a network alone for the built-in Adam chain), chunk by chunk,
+    ``settings.workers`` at a time, and yields each chunk (:class:`FinishedChunk`) as it
+    finishes, so the caller writes results while the rest train.
 
     Each chunk saves its progress after every epoch to ``checkpoints.for_chunk(chunk)``
     and resumes from what that holds. The program comes from ``programs`` (the run's; a
@@ -570,7 +575,8 @@ def train_members(network: Network, members: list[Member], data: DeviceData,
         try:
             compiled = programs.compile_seconds
             program = next(_as_completed_awake([pool.submit(
-                fitted_program, programs, network, members, data, settings)])).result()
+                fitted_program, programs, as_program(spec), members, data,
+                settings)])).result()
             if programs.compile_seconds > compiled:
                 log(f"compiled in {programs.compile_seconds - compiled:.1f} s")
             futures = [pool.submit(run_in_worker, program, chunk)

@@ -31,6 +31,7 @@ from jaxcnn import checkpoint, distributed, environment, registry, rounds
 from jaxcnn.errors import ConfigError, ResumeError
 from jaxcnn.experiment import Experiment, Runtime, check_compatible, setting_differences
 from jaxcnn.members import Member, MemberResult
+from jaxcnn.optax_optimizer import Optimizer
 from jaxcnn.optim import describe_chain
 from jaxcnn.plan import RoundPlan, Want
 from jaxcnn.progress import log
@@ -81,7 +82,8 @@ def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: 
                  "test_examples": len(split.test), "val_is_test": split.val_is_test,
                  "normalization_mean": split.normalization.mean.tolist(),
                  "normalization_std": split.normalization.std.tolist()},
-        "settings": prep.settings, "reference": study.reference_in(prep.ctx),
+        "title": study.title, "settings": prep.settings,
+        "reference": study.reference_in(prep.ctx),
         "runtime": {"batching": run.batching, "conv": run.conv, "workers": run.workers,
                     "members_per_chunk": run.members_per_chunk, "devices": run.devices,
                     "processes": jax.process_count()},
@@ -135,13 +137,22 @@ def start_over(path: Path, names: list[str]) -> None:
         shutil.rmtree(folder / "params" / name, ignore_errors=True)
 
 
+def optimizer_record(config: Configuration) -> dict:
+    """results.json's ``optimizer`` (text) and ``optimizer_config`` (fields) of a
+    configuration: the built-in Adam chain's, or an optax optimizer's."""
+    opt = config.optimizer
+    if isinstance(opt, Optimizer):
+        return {"optimizer": opt.describe(), "optimizer_config": opt.record()}
+    return {"optimizer": describe_chain(opt, dict(config.regularizers)),
+            "optimizer_config": dataclasses.asdict(opt)}
+
+
 def config_record(config: Configuration, reference: str, name: str, seeds: list[dict],
                   schedule: dict, same_model_as: list[str], trained_as: str) -> dict:
     """A configuration's entry in results.json ``configs``."""
     return {"description": config.description, "is_reference": name == reference,
             "init": config.init, "model": config.model_record(),
-            "optimizer": describe_chain(config.optimizer, dict(config.regularizers)),
-            "optimizer_config": dataclasses.asdict(config.optimizer),
+            **optimizer_record(config),
             "identity": config.fingerprint(), "same_model_as": same_model_as,
             "trained_as": trained_as, "schedule": schedule, "seeds": seeds}
 

@@ -15,13 +15,16 @@ the notebook's protocol as written (docs/studies.md: "Mapping from the seed note
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from jaxcnn import stats
+from jaxcnn import registry, stats
 from jaxcnn.configs import Configuration
 from jaxcnn.experiment import Experiment
 from jaxcnn.model import LAYERS, Network
+from jaxcnn.optax_optimizer import Optimizer
 from jaxcnn.optim import OptimizerConfig, ScheduleConfig
 
 
@@ -70,14 +73,71 @@ class Claim:
 
 
 @dataclasses.dataclass(frozen=True)
+class Variant:
+    """One configuration of a study built from variants (``Study(variants=...)``).
+
+    Attributes:
+      optimizer: an ``optax.GradientTransformation`` (``optax.sgd(0.05, momentum=0.9)``),
+        a :class:`~jaxcnn.optax_optimizer.Optimizer` (a factory and its arguments: float
+        arguments become per-member data), or an :class:`~jaxcnn.optim.OptimizerConfig`
+        (the seed's Adam with PyTorch's rules); None: that Adam at ``--lr``.
+      init: re-draw the model's kernels (and biases) with a scheme ("lecun", "glorot",
+        "he", "torch", ...); None: the model's own initializers.
+      model: ``factory(data) -> flax.linen.Module`` for this variant alone (default: the
+        study's ``model``).
+      regularizers: registered regularizers and strengths, e.g. ``{"augment": 1.0}``.
+      dropout, spatial_dropout: the seed CNN's dropout rates (a model of one's own keeps
+        its own ``nn.Dropout``).
+      description: for people.
+    """
+
+    optimizer: Any = None
+    init: str | None = None
+    model: Callable[[Any], Any] | None = None
+    regularizers: Mapping[str, float] | tuple = ()
+    dropout: float = 0.0
+    spatial_dropout: float = 0.0
+    description: str = ""
+
+
+def _variant_configs(study_name: str, variants: Mapping[str, Variant], has_model: bool,
+                     ctx: StudyContext) -> dict[str, Configuration]:
+    """The configurations of a study given as variants (see :class:`Study`)."""
+    out = {}
+    for name, v in variants.items():
+        model = (f"{study_name}/{name}" if v.model is not None
+                 else study_name if has_model else registry.DEFAULT_MODEL)
+        network = dataclasses.replace(ctx.network(), model=model)
+        optimizer = OptimizerConfig(lr=ctx.experiment.lr) if v.optimizer is None else v.optimizer
+        config = Configuration(network, v.init, v.spatial_dropout, v.dropout, optimizer,
+                               v.description, v.regularizers)
+        text = config.optimizer.describe() if isinstance(config.optimizer, Optimizer) else (
+            f"Adam {config.optimizer.lr:g}")
+        out[name] = dataclasses.replace(
+            config, description=v.description or f"{text}, init {config.init}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
 class Study:
     """A named set of configurations compared against a reference.
 
+    A study of one's own is usually given as a model and variants::
+
+        Study("mine", model=lambda data: Net(data.num_classes), reference="adam",
+              variants={"adam": Variant(optimizer=optax.adam(1e-3)),
+                        "he": Variant(optimizer=optax.adam(1e-3), init="he")})
+
+    ``model(data)`` builds a plain Flax linen module for the data (``data.num_classes``,
+    ``data.image_shape`` (H, W, C)); it is registered under the study's name. Without a
+    model the variants train the seed CNN.
+
     Attributes:
       name: folder name under --out and the "experiment" in results.json.
-      title: for figures and reports.
-      build_configs: context -> {config name: Configuration}, in display order.
-      reference: the configuration others are compared with.
+      title: for figures and reports (default: the name).
+      build_configs: context -> {config name: Configuration}, in display order (built
+        from ``variants`` when those are given).
+      reference: the configuration others are compared with (default: the first variant).
       parity_reference: the reference under --torch-parity (default: ``reference``).
       claims: the notebook's conclusions about these configurations; each is
         compared (paired by seed) in the study's statistics, in the same Holm
@@ -88,12 +148,14 @@ class Study:
       reference_from: optional context -> reference name, for studies whose
         reference depends on the run (a sweep's base value).
       entry: the command that runs it, when not ``python -m experiments.NAME``.
+      model: ``factory(data) -> flax.linen.Module`` of the variants (None: the seed CNN).
+      variants: name -> :class:`Variant`, in display order.
     """
 
     name: str
-    title: str
-    build_configs: Callable[[StudyContext], dict[str, Configuration]]
-    reference: str
+    title: str = ""
+    build_configs: Callable[[StudyContext], dict[str, Configuration]] | None = None
+    reference: str = ""
     parity_reference: str = ""
     claims: tuple[Claim, ...] = ()
     extra_flags: tuple[str, ...] = ()
@@ -101,10 +163,40 @@ class Study:
     figures: Callable[[dict, Path], list[Path]] | None = None
     reference_from: Callable[[StudyContext], str] | None = None
     entry: tuple[str, ...] = ()
+    model: Callable[[Any], Any] | None = dataclasses.field(default=None, compare=False)
+    variants: Mapping[str, Variant] = dataclasses.field(default_factory=dict, hash=False,
+                                                        compare=False)
 
     def __post_init__(self) -> None:
+        built = (isinstance(self.build_configs, functools.partial)
+                 and self.build_configs.func is _variant_configs)  # dataclasses.replace
+        if (self.build_configs is None or built) == (not self.variants):
+            raise ValueError(f"study {self.name!r}: give variants={{name: Variant(...)}} "
+                             "(or build_configs), not both")
+        if self.variants:
+            bad = [n for n, v in self.variants.items() if not isinstance(v, Variant)]
+            if bad:
+                raise ValueError(f"study {self.name!r}: variant {bad[0]!r} is a "
+                                 f"{type(self.variants[bad[0]]).__name__}, not a jaxcnn Variant")
+            self._register_models()
+            object.__setattr__(self, "build_configs", functools.partial(
+                _variant_configs, self.name, dict(self.variants), self.model is not None))
+            object.__setattr__(self, "reference", self.reference or next(iter(self.variants)))
+            if self.reference not in self.variants:
+                raise ValueError(f"study {self.name!r}: reference {self.reference!r} is not "
+                                 f"one of its variants ({', '.join(self.variants)})")
+        object.__setattr__(self, "title", self.title or self.name)
         if not self.parity_reference:
             object.__setattr__(self, "parity_reference", self.reference)
+
+    def _register_models(self) -> None:
+        """The study's model under its name, a variant's own under "study/variant"
+        (defining the study again, as a rerun of its file does, registers them again)."""
+        factories = {self.name: self.model} | {f"{self.name}/{n}": v.model
+                                              for n, v in self.variants.items()}
+        for name, factory in factories.items():
+            if factory is not None:
+                registry.register_model(name, factory, replace=True)
 
     @property
     def command(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ written for one member; ``batching.py`` applies it to many (``vmap``,
 
 Shapes: B batch size, N examples, T = ceil(N / B) steps per epoch.
 
-- :func:`init_state` ``(keys, network, hparams) -> TrainState``.
+- :func:`init_state` ``(keys, fns, hparams, optimizer) -> TrainState``.
 - :func:`make_train_step` gives ``train_step(state, batch, key) -> (state, metrics)``.
 - :func:`make_train_epoch` gives ``train_epoch(state, keys, data, norm, epoch,
   slot) -> (state, metrics)``: one epoch as a ``lax.scan`` over the T steps.
@@ -39,7 +39,12 @@ from jaxcnn import regularizers
 from jaxcnn.configs import Hyperparams
 from jaxcnn.model import Rates
 from jaxcnn.modelfns import ModelFns
+from jaxcnn.optax_optimizer import applied_rates
 from jaxcnn.optim import member_optimizer
+
+# hparams.optimizer -> the member's optax transformation: the built-in Adam chain
+# (optim.member_optimizer) or a configuration's own (configs.ProgramSpec.transform).
+OptimizerOf = Callable[[Any], optax.GradientTransformation]
 
 
 class TrainState(NamedTuple):
@@ -122,12 +127,13 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def init_state(keys: SeedKeys, fns: ModelFns, hparams: Hyperparams) -> TrainState:
+def init_state(keys: SeedKeys, fns: ModelFns, hparams: Hyperparams,
+               optimizer: OptimizerOf = member_optimizer) -> TrainState:
     """A member's fresh state: parameters (and model state) from its init key and
     initializer, the optimizer's state."""
     hparams = jax.tree.map(jnp.asarray, hparams)
     params, model_state = fns.init(keys.init, hparams.init)
-    opt_state = member_optimizer(hparams.optimizer).init(params)
+    opt_state = optimizer(hparams.optimizer).init(params)
     return TrainState(params, opt_state, jnp.zeros((), jnp.int32), hparams, model_state)
 
 
@@ -145,16 +151,17 @@ def masked_loss(fns: ModelFns, params: Any, model_state: Any, batch: Batch,
     return (losses * mask).sum() / mask.sum(), (logits, model_state)
 
 
-def make_train_step(fns: ModelFns) -> Callable[[TrainState, Batch, jax.Array],
-                                               tuple[TrainState, dict]]:
+def make_train_step(fns: ModelFns, optimizer: OptimizerOf = member_optimizer
+                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
     """``train_step(state, batch, key) -> (state, metrics)`` for one member.
 
     ``key`` drives this step's dropout. metrics: () each of "loss", and the
-    "learning_rate" and "beta1" the optimizer applied (read from its state).
+    "learning_rate" and "beta1" the optimizer applied (read from its state; NaN where
+    an optax optimizer's state does not hold them).
     """
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict]:
-        tx = member_optimizer(state.hparams.optimizer)
+        tx = optimizer(state.hparams.optimizer)
 
         def loss_fn(params):
             return masked_loss(fns, params, state.model_state, batch, state.hparams.rates, key)
@@ -163,9 +170,8 @@ def make_train_step(fns: ModelFns) -> Callable[[TrainState, Batch, jax.Array],
             state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        applied = opt_state.hyperparams
-        metrics = {"loss": loss, "learning_rate": applied["learning_rate"],
-                   "beta1": applied["b1"]}
+        learning_rate, beta1 = applied_rates(opt_state, loss.dtype)
+        metrics = {"loss": loss, "learning_rate": learning_rate, "beta1": beta1}
         return TrainState(params, opt_state, state.step + 1, state.hparams,
                           model_state), metrics
 
@@ -173,31 +179,31 @@ def make_train_step(fns: ModelFns) -> Callable[[TrainState, Batch, jax.Array],
 
 
 def make_train_epoch(fns: ModelFns, *, num_train: int, batch_size: int,
-                     on_step: Callable[[Any, Any], None] | None = None, report_every: int = 25
+                     on_step: Callable[[Any, Any], None] | None = None, report_every: int = 25,
+                     optimizer: OptimizerOf = member_optimizer
                      ) -> Callable[..., tuple[TrainState, dict]]:
     """Builds ``train_epoch(state, keys, data, norm, epoch, slot) -> (state, metrics)``.
 
     Args:
-      fns: the model (``modelfns.model_fns``).
-      num_train: N; static because it fixes the permutation's length.
-      batch_size: B.
+      fns: the model (``modelfns.model_fns``); optimizer: ``hparams.optimizer ->
+        GradientTransformation`` (default: the built-in Adam chain).
+      num_train: N (static: it fixes the permutation's length); batch_size: B.
       on_step: optional host callback ``(slot, steps_done)``, called every
         ``report_every`` steps (progress bars; the runner's hook, called at every step,
         also abandons the epoch on Ctrl-C by raising). It must be the same object on
         every call, or the epoch recompiles. Its arguments do not depend on the member,
         so under ``vmap`` it is called once per report for all members.
 
-    The returned function takes one member's state and keys (SeedKeys), data
-    (ImageData of the training split), norm (Normalizer), epoch (() int32,
-    0-based) and slot (() int32, passed to ``on_step`` to say which worker
-    reports), and returns the new state and ``{name: (T,)}`` for each of
-    "loss", "learning_rate" and "beta1".
+    The returned function takes one member's state and keys (SeedKeys), data (ImageData
+    of the training split), norm (Normalizer), epoch (() int32, 0-based) and slot (()
+    int32, passed to ``on_step`` to say which worker reports), and returns the new state
+    and ``{name: (T,)}`` for each of "loss", "learning_rate" and "beta1".
 
     A model without state takes the last, partial batch padded to B and masked; a
     model with state (BatchNorm) takes it at its own size (N mod B, a second traced
     step), so padding never enters its batch statistics.
     """
-    train_step = make_train_step(fns)
+    train_step = make_train_step(fns, optimizer)
     num_steps = steps_per_epoch(num_train, batch_size)
     split_last = fns.stateful and num_train % batch_size != 0
     full = num_train // batch_size if split_last else num_steps

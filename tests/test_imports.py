@@ -71,7 +71,7 @@ def test_loading_a_model_imports_neither_the_runner_nor_the_plots():
     modules = run_python(LOADING)
     assert "jaxcnn.checkpoint" in modules
     for higher in ("jaxcnn.runner", "jaxcnn.engine", "jaxcnn.plots", "jaxcnn.pipeline",
-                   "jaxcnn.report"):
+                   "jaxcnn.reporting"):
         assert higher not in modules, higher
 
 

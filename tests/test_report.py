@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jaxcnn import plots
-from jaxcnn import report as jreport
+from jaxcnn import reporting as jreport
 from jaxcnn.commands import report
-from jaxcnn.report import comparison_sentence, console_table, verdict
+from jaxcnn.reporting import comparison_sentence, console_table, verdict
 from jaxcnn.stats import MIN_BOOTSTRAP_N
 from tests.conftest import TINY_BATCH, TINY_TRAIN
 

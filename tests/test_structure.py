@@ -24,8 +24,13 @@ PACKAGE = ROOT / "jaxcnn"
 # dead symbols vulture found; 10,335 with the plain-Flax model contract (modelfns.py, a
 # state per member, the split last batch, one refusal, predict in the model's input shape:
 # +255); 10,435 with `jaxcnn run FILE.py:NAME` (commands/run.py, Study.entry: +96);
-# 10,465 with folder trees of any size, grayscale or RGB (data/folders.py: +30).
-LINE_CEILING = 10_465
+# 10,465 with folder trees of any size, grayscale or RGB (data/folders.py: +30); 11,201 with
+# any Optax optimizer per configuration (optax_optimizer.py, configs.ProgramSpec: programs
+# keyed by network and optimizer structure), the public API (__init__.py, api.py,
+# studies.Variant and Study(model=, variants=), user_code.py, TrainedModel.module and
+# .variables), the report over every study in --out with its family, and a defaulted
+# --val-size fitted to small data (+736).
+LINE_CEILING = 11_201
 
 
 def module_names() -> dict[str, Path]:
@@ -155,6 +160,8 @@ def test_no_dead_symbols_by_vulture():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     allowed = ("'register_model'", "'simulate'", "'source_names'", "'signum'", "'frame'",
                "'__signature__'", "'Schedule'", "'equivalence_interval'", "'within_margin'",
-               "'seeds_to_guarantee'")
+               "'seeds_to_guarantee'",
+               # the package's lazy public names (PEP 562) and the API's TrainedModel
+               "'__getattr__'", "'__dir__'", "'input_shape'")
     dead = [line for line in proc.stdout.splitlines() if not any(a in line for a in allowed)]
     assert dead == []

@@ -1,13 +1,19 @@
-"""One Markdown report from the three studies: ``OUT/REPORT.md``, figures beside it.
+"""One Markdown report from every study in ``--out``: ``OUT/REPORT.md``, figures beside it.
 
     python -m experiments.report --out results            # all three studies done
     python -m experiments.report --out results --run-missing
 
-Reads ``OUT/{regularization,initialization,schedules}/results.json``. Missing
-studies are run (together, each distinct model trained once) when
-``--run-missing`` is set, with the settings recorded by the studies already in
-OUT (the flags given only when there are none); otherwise the report names the
-exact command to run.
+Reads ``OUT/<study>/results.json`` of every study there: the built-in three
+(regularization, initialization, schedules) first, in their order, then the rest
+(studies of one's own, sweeps) by name. Where ``--out`` holds a built-in study, the
+missing built-in ones are run (together, each distinct model trained once) when
+``--run-missing`` is set, with the settings recorded by the studies already in OUT (the
+flags given only when there are none); otherwise the report names the exact command.
+
+Verdicts rest on families: the built-in studies form one (re-decided over all of them
+for fixed designs), and every other study keeps the family of the run that trained it
+(the studies run together), so adding a study to ``--out`` later never changes the
+verdicts already there.
 """
 
 from __future__ import annotations
@@ -18,14 +24,15 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from jaxcnn import cli, outlock, rounds
 from jaxcnn.errors import ConfigError, JaxcnnError, ResumeError
 from jaxcnn.experiment import DecisionOptions, Experiment, setting_differences
 from jaxcnn.progress import log
-from jaxcnn.report import STUDY_ORDER, build_report
+from jaxcnn.reporting import STUDY_ORDER, build_report
 from jaxcnn.results import read_results, write_json_atomic
-from jaxcnn.studies import STUDIES
+from jaxcnn.studies import STUDIES, Study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,12 +68,29 @@ def suggested_command(name: str, found: dict[str, dict], experiment: Experiment,
                        "--out", out])
 
 
+def study_names(out: Path) -> list[str]:
+    """The built-in studies' names, then every other study folder of ``out`` (one holding
+    a results.json), by name."""
+    others = sorted(p.parent.name for p in Path(out).glob("*/results.json")
+                    if p.parent.name not in STUDY_ORDER)
+    return [*STUDY_ORDER, *others]
+
+
+def study_of(name: str, results: dict) -> Study:
+    """The Study ``name`` stands for: a built-in one, or (a study of one's own, whose
+    definition lives in the user's file) one rebuilt from what its results record."""
+    if name in STUDIES:
+        return STUDIES[name]
+    return Study(name, results["metadata"].get("title", name), lambda ctx: {},
+                 reference=results["metadata"]["reference"])
+
+
 def read_studies(out: Path, fresh: bool) -> dict[str, dict | None]:
     """Each study's results in ``out`` (None if absent). An unreadable file is an error
     naming the command that starts that study over, or with ``fresh`` is moved aside
     (``results.json.unreadable``) and counts as missing."""
     found = {}
-    for name in STUDY_ORDER:
+    for name in study_names(out):
         path = out / name / "results.json"
         try:
             found[name] = read_results(path)
@@ -139,7 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = read_studies(runtime.out, runtime.fresh and args.run_missing)
         present = {n: r for n, r in found.items() if r is not None}
         incomplete: dict[str, str] = {}
-        missing = [n for n in STUDY_ORDER if not _complete(found[n], n)]
+        builtin = any(found[n] is not None for n in STUDY_ORDER)
+        # Only studies of one's own in --out: they are the report (the built-in three are
+        # not missing from it).
+        missing = ([n for n in STUDY_ORDER if not _complete(found[n], n)]
+                   if builtin or not present else [])
         if missing and not args.run_missing:
             experiment = cli.experiment_from(args)
             commands = "; ".join(f"`{suggested_command(n, present, experiment, str(runtime.out))}`"
@@ -155,13 +183,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif missing:
             from jaxcnn.pipeline import run_studies
 
-            experiment = recorded_experiment(present, args, parser)
+            builtin_present = {n: r for n, r in present.items() if n in STUDY_ORDER}
+            experiment = recorded_experiment(builtin_present, args, parser)
             run_studies([STUDIES[n] for n in missing], experiment, runtime,
                         decisions=cli.decisions_from(args))
         with outlock.hold(runtime.out, runtime.wait, notify=log):
             write_report(runtime.out, runtime.all_pairs, cli.decisions_from(args), incomplete)
 
     return cli.run_main(parser, argv, body)
+
+
+def families(all_results: dict[str, dict]) -> list[list[str]]:
+    """The studies whose verdicts are decided together: the built-in studies as one
+    family, and every other study with those its run trained with it (the same recorded
+    decisions block), so a study added later never changes earlier verdicts."""
+    groups: list[list[str]] = []
+    builtin = [n for n in all_results if n in STUDY_ORDER]
+    if builtin:
+        groups.append(builtin)
+    recorded: list[tuple[Any, list[str]]] = []
+    for name, results in all_results.items():
+        if name in STUDY_ORDER:
+            continue
+        block = results.get("decisions")
+        for known, names in recorded:
+            if block and known == block:
+                names.append(name)
+                break
+        else:
+            recorded.append((block, [name]))
+    return groups + [names for _, names in recorded]
 
 
 def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = None,
@@ -171,23 +222,26 @@ def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = N
     at its top."""
     from jaxcnn.pipeline import write_figures
 
-    all_results = {name: read_results(out / name / "results.json") for name in STUDY_ORDER
-                   if (out / name / "results.json").exists()}
-    # One family over every comparison in the report (fixed designs are decided again
-    # over it; sequential runs keep the looks they recorded): see rounds.report_block.
+    all_results = {name: read_results(out / name / "results.json")
+                   for name in study_names(out) if (out / name / "results.json").exists()}
+    studies = {name: study_of(name, results) for name, results in all_results.items()}
     default = DecisionOptions()
     chosen = {k: getattr(options, k) for k in ("margin", "family")
               if options is not None and getattr(options, k) != getattr(default, k)}
-    block = rounds.report_block(all_results, [STUDIES[n] for n in all_results], all_pairs,
-                                **chosen)
-    for name, results in all_results.items():
-        path = out / name / "results.json"
-        # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
-        results["statistics"] = STUDIES[name].statistics(results, all_pairs)
-        results["decisions"] = block
-        rounds.annotate({name: results}, block)
-        write_json_atomic(path, results)
-        write_figures(STUDIES[name], results, path.parent)
+    for family in families(all_results):
+        # Fixed designs are decided again over the family; sequential runs keep the looks
+        # they recorded (see rounds.report_block).
+        members = {name: all_results[name] for name in family}
+        block = rounds.report_block(members, [studies[n] for n in family], all_pairs,
+                                    **chosen)
+        for name, results in members.items():
+            path = out / name / "results.json"
+            # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.
+            results["statistics"] = studies[name].statistics(results, all_pairs)
+            results["decisions"] = block
+            rounds.annotate({name: results}, block)
+            write_json_atomic(path, results)
+            write_figures(studies[name], results, path.parent)
     report = out / "REPORT.md"
     report.write_text(build_report(all_results, margin=block["design"]["margin"],
                                    missing=incomplete))

@@ -14,38 +14,17 @@ The flags are a built-in study's (``jaxcnn run TARGET --help``); results.json re
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from jaxcnn.cli import study_main
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.studies import Study
+from jaxcnn.user_code import import_code
 
 USAGE = ("usage: jaxcnn run FILE.py:NAME | module:NAME [flags]\n\n"
          "Runs the jaxcnn.studies.Study named NAME in FILE.py (or an importable module) with "
          "a built-in study's flags; `jaxcnn run TARGET --help` lists them.")
-
-
-def _import(where: str):
-    """The module ``where`` names: a ``.py`` file (imported from its folder under its
-    own name) or a dotted module name."""
-    if where.endswith(".py"):
-        path = Path(where).expanduser().resolve()
-        if not path.is_file():
-            raise JaxcnnError(f"{where}: no such file")
-        folder = str(path.parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        where = path.stem
-    try:
-        return importlib.import_module(where)
-    except SyntaxError as err:
-        raise JaxcnnError(f"{err.filename}:{err.lineno}: {err.msg}") from None
-    except ImportError as err:
-        raise JaxcnnError(f"cannot import {where!r} ({err}); give FILE.py:NAME or an "
-                          "importable module:NAME") from None
 
 
 def load_target(target: str) -> Study:
@@ -55,7 +34,7 @@ def load_target(target: str) -> Study:
     if not sep or not where or not name:
         raise JaxcnnError(f"{target!r}: give FILE.py:NAME or module:NAME, e.g. "
                           "mystudy.py:study")
-    module = _import(where)
+    module = import_code(where)
     if not hasattr(module, name):
         names = [n for n, v in vars(module).items() if isinstance(v, Study)]
         raise JaxcnnError(f"{where} defines no {name!r}"

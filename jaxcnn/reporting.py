@@ -224,8 +224,8 @@ def same_model_lines(all_results: dict[str, dict]) -> list[str]:
     hyperparameters), with how it was trained. "Same numbers" is said only where the
     studies ran under the same settings; otherwise the differing settings are named."""
     groups, seen = [], set()
-    for study in STUDY_ORDER:
-        for name, record in all_results.get(study, {}).get("configs", {}).items():
+    for study in all_results:
+        for name, record in all_results[study].get("configs", {}).items():
             entry = f"{study}/{name}"
             if entry in seen or not record.get("same_model_as"):
                 continue
@@ -253,9 +253,10 @@ def same_model_lines(all_results: dict[str, dict]) -> list[str]:
 
 
 def schedules_differ(results: dict) -> bool:
-    """True when the study's configurations differ in their learning-rate schedule: its
-    figures then include the schedules as applied (schedules.png)."""
-    kinds = {repr(cfg.get("optimizer_config", {}).get("schedule"))
+    """True when the study's configurations differ in their learning-rate schedule (or
+    optax optimizer): its figures then include the schedules as applied (schedules.png)."""
+    # An optax optimizer's record has no schedule field: its text names its rate.
+    kinds = {repr(cfg.get("optimizer_config", {}).get("schedule", cfg.get("optimizer")))
              for cfg in results["configs"].values()}
     return len(kinds) > 1
 
@@ -422,6 +423,8 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
     parity = any(r["metadata"]["settings"].get("torch_parity") for r in all_results.values())
     claims = [(name, claim) for name in STUDY_ORDER if name in all_results
               for claim in STUDIES[name].claims]
+    if not claims:  # only studies of one's own: the notebook made no claim about them
+        return []
     n_early = sum(claim.epoch is not None for _, claim in claims)
     lines = ["## The seed's single-run conclusions, revisited", "",
              "The notebook ranked techniques from one run each. Each claim below is quoted "
@@ -497,10 +500,7 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
     "interval", "n", "equivalence_interval", "seeds_needed"}``: the decisions' look
     where the run made decisions, else mapped by :func:`four_way`."""
     out = []
-    for study in STUDY_ORDER:
-        results = all_results.get(study)
-        if results is None:
-            continue
+    for study, results in all_results.items():
         statistics = results["statistics"]
         # Holm's first step tests at alpha / family size: plan for that (Bonferroni bound)
         alpha = statistics["alpha"] / max(1, len(statistics["comparisons"]))
@@ -676,10 +676,31 @@ def report_header(all_results: dict[str, dict]) -> list[str]:
 
 def decisions_lines(all_results: dict[str, dict]) -> list[str]:
     """The design and the multiplicity family the verdicts rest on (from the decisions
-    block every study carries), or nothing for results without one."""
-    block = next((r["decisions"] for r in all_results.values() if r.get("decisions")), None)
-    if block is None:
-        return []
+    block every study carries), one line per family where the studies' verdicts rest on
+    several (studies run separately), each naming its studies; nothing for results
+    without one."""
+    families: list[tuple[dict, list[str]]] = []
+    for name, results in all_results.items():
+        block = results.get("decisions")
+        if not block:
+            continue
+        for known, names in families:
+            if known == block:
+                names.append(name)
+                break
+        else:
+            families.append((block, [name]))
+    lines = []
+    for block, names in families:
+        line = _decisions_line(block)
+        if len(families) > 1:
+            line = line.replace("- Verdicts:", f"- Verdicts of {', '.join(names)}:", 1)
+        lines += [line, ""]
+    return lines
+
+
+def _decisions_line(block: dict) -> str:
+    """One family's design and error control, as a sentence."""
     design, family = block["design"], block["family"]
     sizes = ", ".join(f"{k}: {v}" for k, v in family["size"].items())
     horizon = design.get("horizon") or design["max_seeds"]
@@ -688,12 +709,12 @@ def decisions_lines(all_results: dict[str, dict]) -> list[str]:
             f"seeds in rounds (--seeds auto: first {design['first_round']}, then "
             f"+{design['round_size']} only where a comparison is open, at most "
             f"{design['max_seeds']}; error spent over looks up to {horizon} seeds)")
-    return [f"- Verdicts: every comparison ends **better**, **worse**, **equivalent** within "
+    return (f"- Verdicts: every comparison ends **better**, **worse**, **equivalent** within "
             f"±{design['margin']:g} points, or **undecided** at the budget; {plan}; "
             f"family-wise error {design['alpha']:.0%} over one family "
-            + {"all": "of every comparison in this report", "study": "per study",
+            + {"all": "of every comparison of these studies", "study": "per study",
                "run": "per run (the studies ran separately)"}[family["mode"]]
-            + f" (sizes {sizes}); method: {design['method']}.", ""]
+            + f" (sizes {sizes}); method: {design['method']}.")
 
 
 def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] | None = None,
@@ -711,7 +732,10 @@ def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] 
                         r["metadata"]["settings"].items() if value != first_settings.get(key)})
     verdicts = comparison_verdicts(all_results) if verdicts is None else verdicts
     answer = answer_paragraph(verdicts, run_cost(all_results), margin)
-    lines = ["# jaxcnn report: regularization, initialization and learning-rate schedules", "",
+    builtin = set(all_results) <= set(STUDY_ORDER)
+    title = ("regularization, initialization and learning-rate schedules" if builtin
+             else ", ".join(all_results))
+    lines = [f"# jaxcnn report: {title}", "",
              answer, "",
              "Generated by `python -m experiments.report` from the studies' results.json files; "
              "every number below is computed from them.", "", *report_header(all_results),
@@ -728,8 +752,7 @@ def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] 
     if differing:
         lines += [f"**Warning:** the studies were run with different settings "
                   f"({', '.join(differing)}); the protocol line above is the first study's.", ""]
-    for name in STUDY_ORDER:
-        if name in all_results:
-            lines += study_section(name, all_results[name], name, (figures or {}).get(name))
+    for name, results in all_results.items():  # the built-in studies first (the caller's order)
+        lines += study_section(name, results, name, (figures or {}).get(name))
     lines += seed_claims_section(all_results)
     return "\n".join(lines) + "\n"
