@@ -209,7 +209,7 @@ def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: in
     """
     fig = Figure(figsize=(13, 4.2))
     ax_lr, ax_b1 = fig.subplots(1, 2)
-    drawn = 0
+    drawn, hidden = 0, []
     positive = True
     for i, (name, cfg) in enumerate(configs.items()):
         record = cfg.get("schedule") or {}
@@ -218,6 +218,7 @@ def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: in
                           for v in record.get("learning_rate", [])], float)
         betas = np.array([np.nan if v is None else v for v in record.get("beta1", [])], float)
         if not record.get("step") or np.isnan(rates).all():
+            hidden += [name] if record.get("step") else []
             continue
         drawn += 1
         positive = positive and np.nanmin(rates) > 0
@@ -241,6 +242,9 @@ def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: in
             ax.legend(fontsize=8)
         else:
             _no_data(ax, "no schedule recorded")
+    if hidden:  # a ready optax transformation keeps its rate to itself: say so, not nothing
+        fig.text(0.5, 0.01, f"not drawn (their optimizer's state holds no rate): "
+                 f"{', '.join(hidden)}", ha="center", fontsize=8)
     fig.suptitle(f"Schedules as applied by the optimizer (read from its state): "
                  f"{plural(steps_per_epoch, 'step')} per epoch, {plural(epochs, 'epoch')}")
     fig.tight_layout()
