@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from jaxcnn import registry
+from jaxcnn import nnx_model, registry
 from jaxcnn.checkpoint import load_params_tree
 from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.model import Network
-from jaxcnn.modelfns import model_fns, split_weights
+from jaxcnn.modelfns import mode_flag, model_fns, split_weights
 from jaxcnn.train import Normalizer, normalize
 from jaxcnn.user_code import import_code
 
@@ -84,19 +84,30 @@ class TrainedModel:
         """(H, W, C) of the images the model takes (uint8; :meth:`logits` normalises them)."""
         return tuple(self.network.image_shape)
 
-    def module(self) -> Any:
-        """The Flax linen module as its author built it for this data (for the seed CNN:
-        ``model.CNN``, called as ``apply(variables, x, rates=None, key=None)``)."""
-        if self.network.model == registry.DEFAULT_MODEL:
+    def module(self, seed: int | None = None) -> Any:
+        """The model as its author built it for this data. Linen: the module, to call as
+        ``module().apply(variables(seed), x)`` (for the seed CNN ``model.CNN``, called as
+        ``apply(variables, x, rates=None, key=None)``). NNX: the ``nnx.Module`` holding
+        ``seed``'s weights (default: the first seed), in evaluation mode."""
+        name = self.network.model
+        if name == registry.DEFAULT_MODEL:
             from jaxcnn.model import CNN
 
             return CNN(self.network, conv=self.conv)
-        return registry.build_model(self.network.model, self.network)
+        build = nnx_model.builder(registry.factory(name), name)
+        if build is None:
+            return registry.build_model(name, self.network)
+        params, state = split_weights(self._seed_params(self.seeds[0] if seed is None
+                                                        else seed))
+        model = nnx_model.NnxModel(lambda rngs: build(self.network, rngs), name, mode_flag)
+        return model.module(params, state, jax.random.key(0), train=False)
 
     def variables(self, seed: int = 0) -> dict:
-        """One seed's variables for ``module().apply``: ``{"params": ..., **state}`` (its
-        BatchNorm statistics and any other collection), host arrays. Inputs are
-        normalised floats: ``(x / 255 - normalization.mean) / normalization.std``."""
+        """One seed's variables: ``{"params": ..., **state}`` (its BatchNorm statistics and
+        any other collection; for an NNX model its other variables by layer, e.g.
+        ``{"bn": {"mean": ..., "var": ...}}``), host arrays, for a linen
+        ``module().apply``. Inputs are normalised floats:
+        ``(x / 255 - normalization.mean) / normalization.std``."""
         params, state = split_weights(self._seed_params(seed))
         return {"params": params, **state}
 

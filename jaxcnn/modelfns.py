@@ -11,10 +11,12 @@ The engine never asks what a model is. :func:`model_fns` turns a :class:`Network
   mode (dropout from ``key``, its state updated); with None it evaluates (state returned
   unchanged).
 
-Two kinds of model become these functions:
+Three kinds of model become these functions:
 
 - the seed CNN (``network.model == "cnn"``, :class:`jaxcnn.model.CNN`): its dropout rates
   are the member's data (``rates``), so every configuration shares one program;
+- a user's Flax NNX module (``nnx_model.py``: split into the same two pytrees; nothing
+  below this module knows which module system a model came from);
 - a user's plain Flax linen module, registered with ``registry.register_model(name,
   factory)`` where ``factory(network) -> nn.Module``. It is called as its author wrote it:
   ``module(x, train=...)`` when ``__call__`` takes ``train`` (passed explicitly, True in
@@ -41,9 +43,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn import initializers, registry
+from jaxcnn import initializers, nnx_model, registry
 from jaxcnn.initializers import OWN, SchemeRef
 from jaxcnn.model import CNN, Network, Rates, init_params
+from jaxcnn.nnx_model import NnxModel
 
 
 class ModelFns(NamedTuple):
@@ -119,6 +122,17 @@ def redraw(params: Any, key: jax.Array, scheme: SchemeRef) -> Any:
     return visit(params)
 
 
+def with_scheme(params: Any, key: jax.Array, scheme: SchemeRef) -> Any:
+    """A user model's own ``params``, or (scheme other than ``"model"``) its kernels
+    re-drawn by the scheme (:func:`redraw`). ``scheme`` is a name, or a traced index into
+    ``initializers.INIT_CHOICES`` when it is a member's data."""
+    if isinstance(scheme, str):
+        return params if scheme == OWN else redraw(params, key, scheme)
+    drawn = redraw(params, key, jnp.minimum(scheme, len(initializers.INIT_NAMES) - 1))
+    own = jnp.asarray(scheme) == initializers.INIT_CHOICES.index(OWN)
+    return jax.tree.map(lambda a, b: jnp.where(own, a, b), params, drawn)
+
+
 def linen_fns(module: nn.Module, network: Network) -> ModelFns:
     """A plain linen module (see the module docstring) as :class:`ModelFns`."""
     flags = mode_flag(module)
@@ -132,13 +146,8 @@ def linen_fns(module: nn.Module, network: Network) -> ModelFns:
         k_params, k_dropout, k_redraw = jax.random.split(key, 3)
         variables = module.init({"params": k_params, "dropout": k_dropout}, sample,
                                 **flags(False))
-        params = variables["params"]
         state = {name: variables[name] for name in collections}
-        if isinstance(scheme, str):
-            return (params if scheme == OWN else redraw(params, k_redraw, scheme)), state
-        drawn = redraw(params, k_redraw, jnp.minimum(scheme, len(initializers.INIT_NAMES) - 1))
-        own = jnp.asarray(scheme) == initializers.INIT_CHOICES.index(OWN)
-        return jax.tree.map(lambda a, b: jnp.where(own, a, b), params, drawn), state
+        return with_scheme(variables["params"], k_redraw, scheme), state
 
     def apply(params: Any, state: Any, x: jax.Array, rates: Rates | None = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
@@ -157,7 +166,74 @@ def model_fns(network: Network, conv: str = "xla") -> ModelFns:
     as ``network.model`` (``conv`` matters to the seed CNN only)."""
     if network.model == registry.DEFAULT_MODEL:
         return seed_cnn_fns(network, conv)
+    build = nnx_model.builder(registry.factory(network.model), network.model)
+    if build is not None:
+        return nnx_fns(NnxModel(lambda rngs: build(network, rngs), network.model,
+                                mode_flag))
     return linen_fns(registry.build_model(network.model, network), network)
+
+
+def nnx_fns(model: NnxModel) -> ModelFns:
+    """A user's NNX module (``nnx_model.py``) as :class:`ModelFns`: its own ``nnx.Rngs``
+    from the member's init key, ``init=`` schemes applied to its parameters as to a linen
+    model's."""
+
+    def init(key: jax.Array, scheme: SchemeRef) -> tuple[Any, Any]:
+        k_module, k_redraw = jax.random.split(key)
+        params, state = model.init(k_module)
+        return with_scheme(params, k_redraw, scheme), state
+
+    stateful = bool(model.state_paths)
+    return ModelFns(init, model.apply, stateful=stateful)
+
+
+def check_model(network: Network) -> None:
+    """Raises ValueError, one line, when a user's model cannot train on ``network``'s data:
+    its factory fails, it fails on a batch of the data's images, its output is not
+    (N, classes) float logits, it creates variables while it runs, or (NNX) its
+    parameters do not depend on the rngs it is given. The seed CNN is not checked."""
+    if network.model == registry.DEFAULT_MODEL:
+        return
+    name = network.model
+    fns = model_fns(network)
+    x = jax.ShapeDtypeStruct((2, *network.image_shape), jnp.float32)
+    shape = "x".join(map(str, network.image_shape))
+    try:
+        params, state = jax.eval_shape(lambda: fns.init(jax.random.key(0), OWN))
+        for train in (True, False):
+            rates = Rates(0.0, 0.0) if train else None
+            logits, _ = jax.eval_shape(
+                lambda p, s, x, train=train, rates=rates: fns.apply(
+                    p, s, x, rates, jax.random.key(1) if train else None), params, state, x)
+    except ValueError as err:
+        if str(err).startswith(f"model {name!r}"):
+            raise
+        raise ValueError(f"model {name!r} fails on a batch of {shape} images: "
+                         f"{_first_line(err)}") from None
+    except Exception as err:  # the user's own code: any error, named in one line
+        raise ValueError(f"model {name!r} fails on a batch of {shape} images: "
+                         f"{type(err).__name__}: {_first_line(err)}") from None
+    expected = (2, network.num_classes)
+    if (not hasattr(logits, "shape") or tuple(logits.shape) != expected
+            or not jnp.issubdtype(logits.dtype, jnp.floating)):
+        got = (f"{logits.dtype} {tuple(logits.shape)}" if hasattr(logits, "shape")
+               else type(logits).__name__)
+        raise ValueError(f"model {name!r} returns {got} on 2 images; it must return float "
+                         f"logits (N, {network.num_classes}), one per class of the data")
+    if nnx_model.builder(registry.factory(name), name) is None:
+        return  # linen: module.init draws from the member's keys by construction
+    init = jax.jit(lambda key: fns.init(key, OWN)[0])
+    first, second = init(jax.random.key(0)), init(jax.random.key(1))
+    if all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(first),
+                                                        jax.tree.leaves(second))):
+        raise ValueError(f"model {name!r}: its parameters are the same whatever rngs it is "
+                         "given, so every member would start alike; pass the factory's rngs "
+                         "to every layer (Net(..., rngs=rngs)), not an nnx.Rngs of its own")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def variable_shapes(network: Network) -> tuple[Any, Any]:

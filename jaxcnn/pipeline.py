@@ -38,6 +38,7 @@ from jaxcnn.engine import Engine, gather, resolve_settings
 from jaxcnn.errors import ConfigError, DataError
 from jaxcnn.experiment import DecisionOptions, Experiment, Runtime, parity_default
 from jaxcnn.members import Member
+from jaxcnn.modelfns import check_model
 from jaxcnn.plan import (
     RoundPlan,
     batch_size_notice,
@@ -81,6 +82,11 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
         all_configs = {s.name: s.build_configs(ctx) for s in studies}
     except ValueError as err:  # e.g. images too small for the network's three poolings
         raise DataError(f"{dataset.source}: {err}") from None
+    for network in {c.network for built in all_configs.values() for c in built.values()}:
+        try:  # a user's model that cannot train on this data: one line, before any training
+            check_model(network)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if configs is not None:
         (only,) = studies
         unknown = [n for n in configs if n not in all_configs[only.name]]

@@ -1,7 +1,9 @@
-"""A user's own Flax linen models by name, beside the built-in seed CNN ("cnn").
+"""A user's own Flax models by name, beside the built-in seed CNN ("cnn").
 
-A model is a factory ``factory(network) -> nn.Module`` returning a *plain* linen module,
-written as its author would write it for any code base:
+A model is a factory: ``factory(network) -> nn.Module`` returning a *plain* linen module,
+or for a Flax NNX model ``factory(network, rngs) -> nnx.Module`` (or the ``nnx.Module``
+class itself: ``nnx_model.py`` says how it is built), written as its author would write it
+for any code base:
 
 - ``network`` (:class:`~jaxcnn.model.Network`) gives the data's image shape
   (``network.image_shape``, (H, W, C)) and class count (``network.num_classes``);
@@ -29,10 +31,12 @@ records the module that registered it, so a new process can import it to load th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+from flax import nnx
 
 ModelFactory = Callable[[Any], nn.Module]
 DEFAULT_MODEL = "cnn"  # the seed CNN (model.py); not in the registry, never registered over
@@ -46,6 +50,14 @@ def register_model(name: str, factory: ModelFactory, replace: bool = False) -> N
     Raises ValueError for an empty name, ``"cnn"``, or one already registered (unless
     ``replace``: a study defining its model again, as a rerun of its file does).
     """
+    if isinstance(factory, nnx.Module):
+        raise ValueError(f"model {name!r}: got a {type(factory).__name__} object, but each "
+                         "member builds its own; give its class, or lambda data, rngs: "
+                         f"{type(factory).__name__}(..., rngs=rngs)")
+    if isinstance(factory, nn.Module):
+        raise ValueError(f"model {name!r}: got a {type(factory).__name__} object; give a "
+                         "function of the data that builds it: lambda data: "
+                         f"{type(factory).__name__}(data.num_classes)")
     if not callable(factory):
         raise ValueError(f"model {name!r}: give a function of the data that builds a flax "
                          f"linen Module, e.g. lambda data: Net(data.num_classes); got "
@@ -68,14 +80,26 @@ def source_module(name: str) -> str | None:
     from jaxcnn.user_code import module_source
 
     factory = _MODELS.get(name)
+    if isinstance(factory, functools.partial):
+        factory = factory.func  # a partial's __module__ is functools'
     return None if factory is None else module_source(getattr(factory, "__module__", None))
 
 
-def build_model(name: str, network: Any) -> nn.Module:
-    """The module registered as ``name`` for ``network``."""
+def factory(name: str) -> ModelFactory:
+    """The factory registered as ``name`` (linen or NNX: ``modelfns.model_fns`` tells)."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(_MODELS) or 'none'}")
-    module = _MODELS[name](network)
+    return _MODELS[name]
+
+
+def build_model(name: str, network: Any) -> nn.Module:
+    """The linen module registered as ``name`` for ``network``."""
+    module = factory(name)(network)
+    if isinstance(module, nnx.Module):
+        raise ValueError(f"model {name!r}: its factory builds an NNX {type(module).__name__} "
+                         "without the member's rngs, so every member would start alike; "
+                         f"take them: lambda data, rngs: {type(module).__name__}(..., "
+                         "rngs=rngs)")
     if not isinstance(module, nn.Module):
         raise ValueError(f"model {name!r}: its factory returned {type(module).__name__}, not a "
                          "flax.linen Module; register a function of the network that builds "

@@ -635,6 +635,20 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
 
 # --- the whole report ----------------------------------------------------------------------
 
+def optimizer_phrase(all_results: dict[str, dict], settings: dict) -> str:
+    """"Adam lr X" when every configuration trains with the built-in Adam chain, else what
+    the configurations' own Optax optimizers are called in the tables."""
+    records = [c.get("optimizer_config") for r in all_results.values()
+               for c in r["configs"].values()]
+    own = sum(not (isinstance(r, dict) and "lr" in r) for r in records)
+    if not own:
+        return f"Adam lr {settings['lr']}"
+    if own == len(records):
+        return "each configuration's own Optax optimizer (its description)"
+    return (f"Adam lr {settings['lr']} or the configuration's own Optax optimizer (its "
+            "description)")
+
+
 def report_header(all_results: dict[str, dict]) -> list[str]:
     """Data, protocol, machine and method lines, from the first study's metadata."""
     meta = next(iter(all_results.values()))["metadata"]
@@ -649,8 +663,9 @@ def report_header(all_results: dict[str, dict]) -> list[str]:
         + f", {data['test_examples']} test images.",
         f"- Protocol: {settings['seeds']} seeds per configuration"
         + (" (rounds until decided; see Verdicts), " if settings["seeds"] == "auto" else ", ")
-        + f"{plural(settings['epochs'], 'epoch')}, batch {settings['batch_size']}, Adam lr "
-        f"{settings['lr']}, normalization {settings['normalization']}, torch parity mode "
+        + f"{plural(settings['epochs'], 'epoch')}, batch {settings['batch_size']}, "
+        + optimizer_phrase(all_results, settings)
+        + f", normalization {settings['normalization']}, torch parity mode "
         f"{settings['torch_parity']}"
         + (f", training subset of {settings['train_examples']} images"
            if settings["train_examples"] else "") + ".",

@@ -83,8 +83,8 @@ class Variant:
         (the seed's Adam with PyTorch's rules); None: that Adam at ``--lr``.
       init: re-draw the model's kernels (and biases) with a scheme ("lecun", "glorot",
         "he", "torch", ...); None: the model's own initializers.
-      model: ``factory(data) -> flax.linen.Module`` for this variant alone (default: the
-        study's ``model``).
+      model: a model for this variant alone, given as the study's ``model`` is (default:
+        the study's ``model``).
       regularizers: registered regularizers and strengths, e.g. ``{"augment": 1.0}``.
       dropout, spatial_dropout: the seed CNN's dropout rates (a model of one's own keeps
         its own ``nn.Dropout``).
@@ -148,7 +148,9 @@ class Study:
       reference_from: optional context -> reference name, for studies whose
         reference depends on the run (a sweep's base value).
       entry: the command that runs it, when not ``python -m experiments.NAME``.
-      model: ``factory(data) -> flax.linen.Module`` of the variants (None: the seed CNN).
+      model: the variants' model (None: the seed CNN): ``factory(data) ->
+        flax.linen.Module``, or a Flax NNX one, ``factory(data, rngs) -> nnx.Module`` or the
+        ``nnx.Module`` class itself (``nnx_model.py``).
       variants: name -> :class:`Variant`, in display order.
     """
 

@@ -60,12 +60,13 @@ def jaxcnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def grayscale_tree(root: Path) -> None:
-    """28x28 grayscale PNGs of 3 classes (a class's pixels around its own mean)."""
+def grayscale_tree(root: Path, train: int = 44, test: int = 10) -> None:
+    """28x28 grayscale PNGs of 3 classes (a class's pixels around its own mean), ``train``
+    and ``test`` images a class."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, n in (("train", 44), ("test", 10)):
+    for split, n in (("train", train), ("test", test)):
         for label, name in enumerate(("a", "b", "c")):
             (root / split / name).mkdir(parents=True)
             for i in range(n):
