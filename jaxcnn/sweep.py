@@ -1,6 +1,11 @@
 """Sweeps: one hyperparameter (or a grid of two) varied from a base configuration.
 
     python -m experiments.sweep --param weight_decay=0,1e-4,3e-4,1e-3,3e-3 --seeds 8
+    jaxcnn sweep --param learning_rate=0.01,0.1 --base mystudy.py:study/sgd --data my_images/
+
+The base is a built-in study's configuration, or one of a study of one's own
+(``FILE.py:NAME/CONFIG`` or ``module:NAME/CONFIG``), whose ``jaxcnn.Optimizer`` float
+arguments (``learning_rate``, ``momentum``, ...) can be swept by name.
 
 Every (value, seed) is a member of the same compiled program (the values are
 data). The results are a study in the studies' schema: one configuration per
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from jaxcnn.configs import Configuration
 from jaxcnn.errors import ConfigError
+from jaxcnn.optax_optimizer import Optimizer
 from jaxcnn.studies import STUDIES, Study, StudyContext
 
 
@@ -76,12 +82,15 @@ PARAMS: dict[str, tuple[Callable[[Configuration, float], Configuration],
 
 
 def parse_param(text: str) -> tuple[str, list[float]]:
-    """'weight_decay=0,1e-4,3e-4' -> ('weight_decay', [0.0, 0.0001, 0.0003])."""
+    """'weight_decay=0,1e-4,3e-4' -> ('weight_decay', [0.0, 0.0001, 0.0003]). NAME is one
+    of PARAMS, or a float argument of the base's ``jaxcnn.Optimizer`` (checked against
+    the base: :func:`param_functions`)."""
     name, sep, values = text.partition("=")
     name = name.strip().replace("-", "_")
-    if not sep or name not in PARAMS:
+    if not sep or not name.isidentifier():
         raise ConfigError(f"--param {text!r}: write NAME=V1,V2,... with NAME one of "
-                          f"{', '.join(PARAMS)}")
+                          f"{', '.join(PARAMS)}, or a float argument of the base's "
+                          "jaxcnn.Optimizer (e.g. learning_rate)")
     try:
         numbers = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
@@ -97,20 +106,48 @@ def value_name(assignment: dict[str, float]) -> str:
     return ",".join(f"{name}={value:g}" for name, value in assignment.items())
 
 
-def base_configuration(base: str, ctx: StudyContext) -> Configuration:
-    study_name, _, config_name = base.partition("/")
-    study = STUDIES.get(study_name)
-    configs = study.build_configs(ctx) if study is not None else {}
+def param_functions(name: str, config: Configuration, base: str) -> tuple[
+        Callable[[Configuration, float], Configuration], Callable[[Configuration], float]]:
+    """(set, read) of parameter ``name`` on ``base``'s configuration: PARAMS' for the
+    built-in Adam chain, a float argument of the base's own ``jaxcnn.Optimizer``."""
+    opt = config.optimizer
+    if not isinstance(opt, Optimizer):
+        if name not in PARAMS:
+            raise ConfigError(f"--param {name}: not one of {', '.join(PARAMS)} ({base} "
+                              "trains with the built-in Adam)")
+        return PARAMS[name]
+    if name not in opt.values:
+        own = ", ".join(opt.values) or "none: give it as jaxcnn.Optimizer(factory, ...)"
+        raise ConfigError(f"--param {name}: {base} trains with its own optimizer "
+                          f"{opt.describe()}; sweep one of its float arguments ({own})")
+
+    def apply(config: Configuration, value: float) -> Configuration:
+        own = config.optimizer
+        return dataclasses.replace(config, optimizer=Optimizer(
+            own.factory, **{**own.arguments, name: value}))
+
+    return apply, lambda config: config.optimizer.values[name]
+
+
+def base_configuration(base: str, ctx: StudyContext, study: Study | None = None
+                       ) -> Configuration:
+    """The configuration ``base`` names: ``STUDY/CONFIG`` of a built-in study, or of
+    ``study`` (a study of one's own, ``--base FILE.py:NAME/CONFIG``)."""
+    prefix, _, config_name = base.rpartition("/")
+    studies = {prefix: study} if study is not None else STUDIES
+    owner = studies.get(prefix)
+    configs = owner.build_configs(ctx) if owner is not None else {}
     if config_name not in configs:
-        choices = ", ".join(f"{s}/{c}" for s, st in STUDIES.items()
+        choices = ", ".join(f"{s}/{c}" for s, st in studies.items()
                             for c in st.build_configs(ctx))
         raise ConfigError(f"--base {base!r}: not a study configuration; choose from {choices}")
     return configs[config_name]
 
 
 def sweep_study(params: list[tuple[str, list[float]]], base: str = "regularization/baseline",
-                name: str = "sweep") -> Study:
-    """A Study of every combination of ``params``' values applied to ``base``."""
+                name: str = "sweep", study: Study | None = None) -> Study:
+    """A Study of every combination of ``params``' values applied to ``base`` (a
+    configuration of ``study`` when given: a study of one's own)."""
     if len({p for p, _ in params}) != len(params):
         raise ConfigError("--param: each parameter at most once")
     if not 1 <= len(params) <= 2:
@@ -118,11 +155,12 @@ def sweep_study(params: list[tuple[str, list[float]]], base: str = "regularizati
     names = [p for p, _ in params]
 
     def base_values(ctx: StudyContext) -> dict[str, float]:
-        config = base_configuration(base, ctx)
-        return {p: PARAMS[p][1](config) for p in names}
+        config = base_configuration(base, ctx, study)
+        return {p: param_functions(p, config, base)[1](config) for p in names}
 
     def build(ctx: StudyContext) -> dict[str, Configuration]:
-        config = base_configuration(base, ctx)
+        config = base_configuration(base, ctx, study)
+        setters = {p: param_functions(p, config, base)[0] for p in names}
         reference = base_values(ctx)
         grids = [sorted(set(values) | {reference[p]}) for p, values in params]
         out = {}
@@ -131,7 +169,7 @@ def sweep_study(params: list[tuple[str, list[float]]], base: str = "regularizati
             swept = config
             try:
                 for p, value in assignment.items():
-                    swept = PARAMS[p][0](swept, value)
+                    swept = setters[p](swept, value)
             except ValueError as err:
                 raise ConfigError(f"--param {value_name(assignment)}: {err}") from None
             out[value_name(assignment)] = dataclasses.replace(

@@ -316,16 +316,21 @@ def test_member_k_of_a_vmapped_run_equals_its_single_run(fresh_registries):
     assert spread > 1e-2  # the members really differ
 
 
-def test_a_models_state_is_checkpointed_and_restored(fresh_registries, tmp_path):
+@pytest.mark.parametrize("system", ["linen", "nnx"])
+def test_a_models_state_is_checkpointed_and_restored(system, fresh_registries, tmp_path):
     """The chunk checkpoint (what resume after a kill reads) holds the members' BatchNorm
-    statistics beside their parameters, and restores both."""
+    statistics beside their parameters, and restores both, for a linen model and an NNX
+    one (tests/test_nnx.py's Net)."""
     from jaxcnn import train
     from jaxcnn.batching import over_members
     from jaxcnn.checkpoint import ChunkCheckpointer, ChunkProgress
     from jaxcnn.configs import hyperparams, stack
     from jaxcnn.modelfns import model_fns
+    from tests.test_nnx import Net
 
     register_all()
+    if system == "nnx":
+        registry.register_model("tiny", Net, replace=True)
     network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE, model="tiny")
     fns = model_fns(network)
     keys = train.stack_seed_keys([0, 1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import textwrap
 
 import jax
@@ -239,6 +240,17 @@ def test_the_readmes_nnx_example_runs_as_written(tmp_path):
     cli = json.loads((tmp_path / "cli" / "mine_nnx" / "results.json").read_text())
     assert ({s["seed"]: s["test_accuracy"] for s in cli["configs"]["adamw"]["seeds"]}
             == {s["seed"]: s["test_accuracy"] for s in results["configs"]["adamw"]["seeds"]})
+    # A sweep of the study's own optimizer argument, from the study file (issue 26 item 5):
+    # the base's 3e-3 is added to the values; both train in one program.
+    proc = jaxcnn(["sweep", "--param", "learning_rate=0.001", "--base",
+                   "nnxstudy.py:study/adamw", "--data", "my_images", "--seeds", "2",
+                   "--epochs", "1", "--no-progress", "--out", "cli"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    swept = json.loads((tmp_path / "cli" / "sweep" / "results.json").read_text())
+    assert set(swept["configs"]) == {"learning_rate=0.001", "learning_rate=0.003"}
+    assert swept["configs"]["learning_rate=0.001"]["model"]["model"] == "mine_nnx"
+    assert "training 4 members (2 configurations x seeds) of one network" in proc.stderr, (
+        proc.stderr[-2000:])
     before = (tmp_path / "results" / "mine_nnx" / "results.json").read_bytes()
     (tmp_path / "bad.py").write_text(BAD_STUDY)
     proc = jaxcnn(["run", "bad.py:study", "--data", "my_images", "--seeds", "2",
@@ -248,3 +260,36 @@ def test_the_readmes_nnx_example_runs_as_written(tmp_path):
         "model 'mine_nnx' returns float32 (2, 5) on 2 images; it must return float logits "
         "(N, 3), one per class of the data"), proc.stderr[-2000:]
     assert (tmp_path / "results" / "mine_nnx" / "results.json").read_bytes() == before
+
+
+def test_a_sweep_takes_a_float_argument_of_a_studys_own_optimizer(fresh_models):
+    """``--base FILE.py:NAME/CONFIG``: the values of a ``jaxcnn.Optimizer`` argument become
+    configurations (the base's own value added); anything else is one line naming what
+    can be swept."""
+    import optax
+
+    import jaxcnn as jc
+    from jaxcnn.errors import ConfigError
+    from jaxcnn.experiment import Experiment
+    from jaxcnn.studies import StudyContext
+    from jaxcnn.sweep import sweep_study
+
+    study = jc.Study("own", model=Net, entry=("jaxcnn", "run", "own.py:study"), variants={
+        "sgd": jc.Variant(optimizer=jc.Optimizer(optax.sgd, learning_rate=0.05,
+                                                 momentum=0.9)),
+        "ready": jc.Variant(optimizer=optax.adam(1e-3))})
+    ctx = StudyContext(Experiment(), 4, CLASSES, SHAPE)
+    configs = sweep_study([("momentum", [0.5, 0.99])], "own.py:study/sgd", "s",
+                          study).build_configs(ctx)
+    assert list(configs) == ["momentum=0.5", "momentum=0.9", "momentum=0.99"]
+    assert [c.optimizer.values for c in configs.values()] == [
+        {"learning_rate": 0.05, "momentum": m} for m in (0.5, 0.9, 0.99)]
+    assert configs["momentum=0.9"].network.model == "own"
+    for param, base, message in (
+            ("lr", "own.py:study/sgd", "sweep one of its float arguments (learning_rate, "
+                                       "momentum)"),
+            ("learning_rate", "own.py:study/ready", "(none: give it as jaxcnn.Optimizer"),
+            ("momentum", "own.py:study/nope", "choose from own.py:study/sgd, "
+                                              "own.py:study/ready")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            sweep_study([(param, [0.1])], base, "s", study).build_configs(ctx)

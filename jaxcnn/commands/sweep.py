@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from jaxcnn import cli
+from jaxcnn.errors import ConfigError
 from jaxcnn.sweep import PARAMS, parse_param, sweep_study
 
 
@@ -41,10 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2,...",
                        help=f"a hyperparameter and its values; NAME is one of "
                             f"{', '.join(PARAMS)} (dropout sets both dropout rates; beta1 is "
-                            "the peak of a cycling beta1)")
+                            "the peak of a cycling beta1), or a float argument of the base's "
+                            "jaxcnn.Optimizer (learning_rate, momentum, ...)")
     sweep.add_argument("--base", default="regularization/baseline", metavar="STUDY/CONFIG",
-                       help="the configuration the values are applied to (default: "
-                            "regularization/baseline)")
+                       help="the configuration the values are applied to: a built-in study's "
+                            "(default: regularization/baseline), or one of a study of one's "
+                            "own as FILE.py:NAME/CONFIG or module:NAME/CONFIG, whose "
+                            "jaxcnn.Optimizer float arguments NAME may then be")
     sweep.add_argument("--name", default="sweep", type=folder_name,
                        help="the folder under --out and the study name (default: sweep)")
     return cli.add_run_arguments(parser)
@@ -56,7 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> None:
         from jaxcnn.pipeline import run_studies
 
-        study = sweep_study([parse_param(p) for p in args.param], args.base, args.name)
+        own = None
+        if ":" in args.base:  # FILE.py:NAME/CONFIG or module:NAME/CONFIG: a study of one's own
+            from jaxcnn.commands.run import load_target
+
+            target, _, config = args.base.rpartition("/")
+            if not config or ":" not in target:
+                raise ConfigError(f"--base {args.base!r}: give FILE.py:NAME/CONFIG, e.g. "
+                                  "mystudy.py:study/sgd")
+            own = load_target(target)
+        study = sweep_study([parse_param(p) for p in args.param], args.base, args.name, own)
         run_studies([study], cli.experiment_from(args), cli.runtime_from(args),
                     decisions=cli.decisions_from(args))
 
