@@ -231,15 +231,16 @@ def test_the_readmes_nnx_example_runs_as_written(tmp_path):
         accuracies = [s["test_accuracy"] for s in results["configs"][config]["seeds"]]
         assert len(accuracies) == 2 and min(accuracies) > 100 / 3, (config, accuracies)
     assert results["metadata"]["command"].startswith("jaxcnn run nnxstudy.py:study ")
-    # The same study from the shell, into its own --out (one seed fewer: what differs is
+    # The same study from the shell, into its own --out: the same numbers (what differs is
     # the entry point, not the training).
     proc = jaxcnn(["run", "nnxstudy.py:study", "--data", "my_images", "--seeds", "2",
-                   "--epochs", "2", "--configs", "adamw", "--no-progress", "--out", "cli"],
-                  tmp_path)
+                   "--epochs", "2", "--no-progress", "--out", "cli"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cli = json.loads((tmp_path / "cli" / "mine_nnx" / "results.json").read_text())
-    assert ({s["seed"]: s["test_accuracy"] for s in cli["configs"]["adamw"]["seeds"]}
-            == {s["seed"]: s["test_accuracy"] for s in results["configs"]["adamw"]["seeds"]})
+    for config in ("sgd", "adamw"):
+        assert ({s["seed"]: s["test_accuracy"] for s in cli["configs"][config]["seeds"]}
+                == {s["seed"]: s["test_accuracy"]
+                    for s in results["configs"][config]["seeds"]}), config
     # A sweep of the study's own optimizer argument, from the study file (issue 26 item 5):
     # the base's 3e-3 is added to the values; both train in one program.
     proc = jaxcnn(["sweep", "--param", "learning_rate=0.001", "--base",
@@ -293,3 +294,43 @@ def test_a_sweep_takes_a_float_argument_of_a_studys_own_optimizer(fresh_models):
                                               "own.py:study/ready")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             sweep_study([(param, [0.1])], base, "s", study).build_configs(ctx)
+
+
+@pytest.mark.slow  # three runs of an NNX study: about 40 s on 2 cores
+def test_an_nnx_run_that_dies_after_a_checkpoint_resumes_to_identical_results(
+        fresh_models, tmp_path, monkeypatch):
+    """The process dies right after the first checkpoint (parameters, BatchNorm statistics,
+    optimizer state); the rerun gives the numbers of a run never interrupted."""
+    import optax
+
+    import jaxcnn as jc
+    from jaxcnn import checkpoint
+    from jaxcnn.experiment import Experiment, Runtime
+    from jaxcnn.pipeline import run_studies
+    from tests.conftest import TINY_BATCH, TINY_TRAIN
+    from tests.test_reliability import SimulatedCrashError, numbers
+
+    study = jc.Study("own_nnx", model=Net, variants={
+        "adam": jc.Variant(optimizer=optax.adam(1e-3)),
+        "sgd": jc.Variant(optimizer=jc.Optimizer(optax.sgd, learning_rate=0.05,
+                                                 momentum=0.9))})
+    experiment = Experiment(data="synthetic", seeds=2, epochs=2, train_examples=TINY_TRAIN,
+                            val_size=50, batch_size=TINY_BATCH)
+
+    def runtime(out: str) -> Runtime:
+        return Runtime(progress=False, out=tmp_path / out)
+
+    run_studies([study], experiment, runtime("whole"), configs=None)
+    real_save = checkpoint.ChunkCheckpointer.save
+
+    def save_then_die(self, progress) -> None:
+        real_save(self, progress)
+        raise SimulatedCrashError()
+
+    monkeypatch.setattr(checkpoint.ChunkCheckpointer, "save", save_then_die)
+    with pytest.raises(SimulatedCrashError):
+        run_studies([study], experiment, runtime("killed"), configs=None)
+    monkeypatch.setattr(checkpoint.ChunkCheckpointer, "save", real_save)
+    resumed = run_studies([study], experiment, runtime("killed"), configs=None)
+    assert resumed["own_nnx"]["metadata"]["resumed_from_epoch"]
+    assert numbers(tmp_path / "killed", "own_nnx") == numbers(tmp_path / "whole", "own_nnx")
