@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn import environment as env
-from jaxcnn.results import write_json_atomic
+from jaxcnn.platform import environment as env
+from jaxcnn.training.results import write_json_atomic
 
 CIFAR_EPOCH = 50_000  # images in one CIFAR-10 training epoch, for model-epochs per hour
 

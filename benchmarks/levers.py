@@ -23,11 +23,11 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import random_cifar, write_json
-from jaxcnn import train
-from jaxcnn.batching import over_members
-from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
-from jaxcnn.model import Network, init_params
-from jaxcnn.modelfns import seed_cnn_fns
+from jaxcnn.models.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
+from jaxcnn.models.model import Network, init_params
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.training import train
+from jaxcnn.training.batching import over_members
 
 IMPLS = {
     "xla": lambda x, k: max_pool_2x2(conv3x3_xla(x, k)),

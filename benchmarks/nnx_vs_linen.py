@@ -63,11 +63,11 @@ def measure(name: str, members: int, steps: int, repeats: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxcnn import train
-    from jaxcnn.batching import over_members
     from jaxcnn.configs import Configuration, hyperparams, stack
-    from jaxcnn.model import Network
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.model import Network
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
+    from jaxcnn.training.batching import over_members
 
     network = Network(num_classes=CLASSES, image_shape=SHAPE, model=name)
     fns = model_fns(network)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from benchmarks.common import environment, write_json
-    from jaxcnn import registry
+    from jaxcnn.models import registry
 
     registry.register_model("bench_linen", linen_net())
     registry.register_model("bench_nnx", nnx_net())

@@ -11,7 +11,7 @@ batched by the device's default (vmap on a GPU, lax.map on the CPU), split over
 ``--repeats`` after a warm-up (compile time reported apart):
 
 - members: images/s and members/s on one device for each member count, up to
-  what the memory plan says fits (``jaxcnn.memory``);
+  what the memory plan says fits (``jaxcnn.training.memory``);
 - strong scaling: the largest member count over 1..D devices;
 - weak scaling: the smallest member count per device, over 1..D devices.
 
@@ -58,9 +58,9 @@ def time_epoch(members: int, devices: int, args, images, labels) -> dict:
 
     from benchmarks.throughput import device_data
     from jaxcnn.configs import Configuration, hyperparams, stack
-    from jaxcnn.model import Network
-    from jaxcnn.runner import RunSettings, chunk_program, chunk_width, member_mesh
-    from jaxcnn.train import stack_seed_keys
+    from jaxcnn.models.model import Network
+    from jaxcnn.training.runner import RunSettings, chunk_program, chunk_width, member_mesh
+    from jaxcnn.training.train import stack_seed_keys
 
     settings = RunSettings(1, 64, conv=args.conv, devices=devices,
                            batching="auto" if devices == 1 else "map").resolved()
@@ -100,8 +100,8 @@ def main(argv=None) -> int:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 
-    from jaxcnn.memory import free_bytes, member_bytes
-    from jaxcnn.model import Network
+    from jaxcnn.models.model import Network
+    from jaxcnn.training.memory import free_bytes, member_bytes
 
     local = jax.local_device_count()
     devices = args.devices or [d for d in (1, 2, 4, 8, 16) if d <= local]

@@ -7,7 +7,7 @@ r"""Operating characteristics of the sequential design (``--seeds auto``) by sim
 For each budget and each true mean paired difference (0, m/2, m and 3m; normal
 per-seed differences with sd 1.5 points), simulates many studies of one comparison
 whose Bonferroni share is alpha / family size (14: the report's default family) and
-runs :func:`jaxcnn.decisions.simulate` on them: the rate of each verdict and the
+runs :func:`jaxcnn.stats.decisions.simulate` on them: the rate of each verdict and the
 seeds the comparison used (mean, median, 90th percentile, how often it reached the
 budget). Beside it, the fixed design of ``--fixed`` seeds (today's 5) with the same
 family: its verdict rates. numpy and scipy only, no training.
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import print_and_write
-from jaxcnn import decisions
-from jaxcnn import environment as env
+from jaxcnn.platform import environment as env
+from jaxcnn.stats import decisions
 
 PROG = "python -m benchmarks.sequential_design"
 MULTIPLES = (0.0, 0.5, 1.0, 3.0)  # true differences in margins

@@ -31,17 +31,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from jaxcnn import regularizers
+    from jaxcnn.optim import regularizers
 
     if "transform" not in args.variant:
         regularizers.transform_batch = lambda key, step, images, strengths: images
     from benchmarks.common import random_cifar
     from benchmarks.throughput import device_data
     from jaxcnn.configs import Configuration, hyperparams, stack
-    from jaxcnn.conv import default_conv
-    from jaxcnn.model import Network
-    from jaxcnn.runner import StepHook, chunk_program
-    from jaxcnn.train import stack_seed_keys
+    from jaxcnn.models.conv import default_conv
+    from jaxcnn.models.model import Network
+    from jaxcnn.training.runner import StepHook, chunk_program
+    from jaxcnn.training.train import stack_seed_keys
 
     images, labels = random_cifar(64 * args.steps)
     data = device_data(images, labels)

@@ -84,7 +84,7 @@ def device_data(images, labels, mesh=None):
     import numpy as np
 
     from jaxcnn.data.splits import Normalization, PreparedData, Split
-    from jaxcnn.runner import DeviceData
+    from jaxcnn.training.runner import DeviceData
 
     small = Split(images[:256], labels[:256])
     half = Normalization(np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
@@ -111,11 +111,11 @@ class JaxRun:
     def __init__(self, seeds: int, strategy: str, conv: str, images, labels):
         import jax
 
-        from jaxcnn.batching import default_batching, default_workers
         from jaxcnn.configs import Configuration, hyperparams, stack
-        from jaxcnn.model import Network
-        from jaxcnn.runner import chunk_program, chunks_of
-        from jaxcnn.train import stack_seed_keys
+        from jaxcnn.models.model import Network
+        from jaxcnn.training.batching import default_batching, default_workers
+        from jaxcnn.training.runner import chunk_program, chunks_of
+        from jaxcnn.training.train import stack_seed_keys
 
         self.jax = jax
         self.data = device_data(images, labels)
@@ -239,7 +239,7 @@ def warm_runs(args: argparse.Namespace, images: np.ndarray, labels: np.ndarray
     if "jaxcnn" not in args.skip:
         import jax
 
-        from jaxcnn.conv import default_conv
+        from jaxcnn.models.conv import default_conv
 
         convs = [default_conv(jax.default_backend()) if c == "auto" else c
                  for c in args.conv_impls]

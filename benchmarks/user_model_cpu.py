@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
 
     from benchmarks.common import random_cifar
-    from jaxcnn import registry, train
     from jaxcnn.configs import Configuration, hyperparams
-    from jaxcnn.model import Network
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models import registry
+    from jaxcnn.models.model import Network
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
 
     registry.register_model("stock_cnn", lambda network: conv_model()(network.num_classes))
     n = 64 * args.steps

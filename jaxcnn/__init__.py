@@ -21,13 +21,14 @@ from typing import Any
 # public name -> the module that defines it
 _EXPORTS = {
     "Study": "jaxcnn.studies", "Variant": "jaxcnn.studies", "STUDIES": "jaxcnn.studies",
-    "Optimizer": "jaxcnn.optax_optimizer",
-    "OptimizerConfig": "jaxcnn.optim", "ScheduleConfig": "jaxcnn.optim",
-    "Configuration": "jaxcnn.configs", "Network": "jaxcnn.model",
+    "Optimizer": "jaxcnn.optim.optax_optimizer",
+    "OptimizerConfig": "jaxcnn.optim.adam", "ScheduleConfig": "jaxcnn.optim.adam",
+    "Configuration": "jaxcnn.configs", "Network": "jaxcnn.models.model",
     "run": "jaxcnn.api", "report": "jaxcnn.api", "load": "jaxcnn.api",
     "TrainedModel": "jaxcnn.inference",
-    "register_model": "jaxcnn.registry", "register_source": "jaxcnn.data.sources",
-    "register_schedule": "jaxcnn.schedules", "register_regularizer": "jaxcnn.regularizers",
+    "register_model": "jaxcnn.models.registry", "register_source": "jaxcnn.data.sources",
+    "register_schedule": "jaxcnn.optim.schedules",
+    "register_regularizer": "jaxcnn.optim.regularizers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,7 +19,7 @@ from typing import Any
 
 from jaxcnn.errors import ConfigError, JaxcnnError
 from jaxcnn.experiment import AUTO, DecisionOptions, Experiment, Runtime
-from jaxcnn.interrupt import announce_sigint
+from jaxcnn.platform.interrupt import announce_sigint
 
 
 def _number(kind, minimum, inclusive: bool, what: str):

@@ -4,7 +4,7 @@ A :class:`Configuration` is a network structure plus numbers: initializer,
 dropout rates, optimizer and the strengths of registered regularizers
 (``regularizers.py``). :func:`hyperparams` turns the numbers into a
 :class:`Hyperparams` pytree of scalars that travels with each member's state, so
-every configuration with the same :class:`~jaxcnn.model.Network` trains in one
+every configuration with the same :class:`~jaxcnn.models.model.Network` trains in one
 compiled program. Two configurations are the same model when they are equal
 apart from their description (:meth:`Configuration.identity`); such a model is
 trained once wherever it appears.
@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import regularizers
-from jaxcnn.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
-from jaxcnn.model import Network, Rates
-from jaxcnn.optax_optimizer import Optimizer, OptimizerProgram, is_transform
-from jaxcnn.optim import MemberOptimizer, OptimizerConfig, member_optimizer, member_values
+from jaxcnn.models.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
+from jaxcnn.models.model import Network, Rates
+from jaxcnn.optim import regularizers
+from jaxcnn.optim.adam import MemberOptimizer, OptimizerConfig, member_optimizer, member_values
+from jaxcnn.optim.optax_optimizer import Optimizer, OptimizerProgram, is_transform
 
 # Fields added after results folders existed, with their defaults: left out of
 # fingerprints while at the default, so a configuration's identity (and the folders
@@ -47,8 +47,8 @@ class Configuration:
       spatial_dropout: Dropout2d rate after conv2 (whole channels); 0 = off.
       dropout: element dropout rate after fc1; 0 = off.
       optimizer: Adam with PyTorch's rules, its weight decay and schedule
-        (:class:`~jaxcnn.optim.OptimizerConfig`), or any Optax optimizer
-        (:class:`~jaxcnn.optax_optimizer.Optimizer`; a plain ``GradientTransformation``
+        (:class:`~jaxcnn.optim.adam.OptimizerConfig`), or any Optax optimizer
+        (:class:`~jaxcnn.optim.optax_optimizer.Optimizer`; a plain ``GradientTransformation``
         is wrapped in one).
       description: for people; not part of what the model is.
       regularizers: strength of each registered regularizer used, name -> value

@@ -139,7 +139,7 @@ class DecisionOptions:
     def design(self, experiment: Experiment):
         """The decisions.Design for ``experiment``: sequential under --seeds auto, one look
         at --seeds N, or None for a single seed (nothing to pair, nothing to decide)."""
-        from jaxcnn.decisions import Design
+        from jaxcnn.stats.decisions import Design
 
         common = {"margin": self.margin, "family": self.family}
         if experiment.sequential:

@@ -29,13 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from jaxcnn import nnx_model, registry
-from jaxcnn.checkpoint import load_params_tree
-from jaxcnn.conv import default_conv
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.model import Network
-from jaxcnn.modelfns import mode_flag, model_fns, split_weights
-from jaxcnn.train import Normalizer, normalize
+from jaxcnn.models import nnx_model, registry
+from jaxcnn.models.conv import default_conv
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import mode_flag, model_fns, split_weights
+from jaxcnn.training.checkpoint import load_params_tree
+from jaxcnn.training.train import Normalizer, normalize
 from jaxcnn.user_code import import_code
 
 
@@ -91,7 +91,7 @@ class TrainedModel:
         ``seed``'s weights (default: the first seed), in evaluation mode."""
         name = self.network.model
         if name == registry.DEFAULT_MODEL:
-            from jaxcnn.model import CNN
+            from jaxcnn.models.model import CNN
 
             return CNN(self.network, conv=self.conv)
         build = nnx_model.builder(registry.factory(name), name)

@@ -30,16 +30,22 @@ from pathlib import Path
 
 import jax
 
-from jaxcnn import distributed, history, outlock, rounds
-from jaxcnn.checkpoint import CheckpointFolder
 from jaxcnn.configs import hyperparams
 from jaxcnn.data import load_dataset, prepare_data
-from jaxcnn.engine import Engine, gather, resolve_settings
 from jaxcnn.errors import ConfigError, DataError
 from jaxcnn.experiment import DecisionOptions, Experiment, Runtime, parity_default
-from jaxcnn.members import Member
-from jaxcnn.modelfns import check_model
-from jaxcnn.plan import (
+from jaxcnn.models.modelfns import check_model
+from jaxcnn.platform import distributed, outlock
+from jaxcnn.platform.progress import log, plural
+from jaxcnn.reporting.report import console_table, estimation_comparisons, schedules_differ
+from jaxcnn.stats import rounds
+from jaxcnn.stats.paired import NO_REFERENCE
+from jaxcnn.studies import STUDIES, Study, StudyContext
+from jaxcnn.training import history
+from jaxcnn.training.checkpoint import CheckpointFolder
+from jaxcnn.training.engine import Engine, gather, resolve_settings
+from jaxcnn.training.members import Member
+from jaxcnn.training.plan import (
     RoundPlan,
     batch_size_notice,
     plan_round,
@@ -47,12 +53,8 @@ from jaxcnn.plan import (
     same_model_counts,
     same_models,
 )
-from jaxcnn.prepared import Prepared
-from jaxcnn.progress import log, plural
-from jaxcnn.reporting import console_table, estimation_comparisons, schedules_differ
-from jaxcnn.stats import NO_REFERENCE
-from jaxcnn.store import ResultsStore, same_protocol_in_out
-from jaxcnn.studies import STUDIES, Study, StudyContext, schedule_figures
+from jaxcnn.training.prepared import Prepared
+from jaxcnn.training.store import ResultsStore, same_protocol_in_out
 
 
 def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
@@ -144,12 +146,12 @@ def run_studies(studies: list[Study], experiment: Experiment, runtime: Runtime,
     (``decisions``; default DecisionOptions()). With ``experiment.seeds == "auto"``
     seeds are trained in rounds, each only for the configurations an undecided
     comparison needs, until all are decided or ``decisions.max_seeds`` is spent
-    (:mod:`jaxcnn.rounds`); a rerun continues from what --out holds.
+    (:mod:`jaxcnn.stats.rounds`); a rerun continues from what --out holds.
 
     A model that appears in several of them (or is already finished in another
     study under ``runtime.out`` with the same settings) is trained once.
     ``configs`` restricts a single study to some of its configurations.
-    The run holds the lock on ``runtime.out`` (:mod:`jaxcnn.outlock`) throughout;
+    The run holds the lock on ``runtime.out`` (:mod:`jaxcnn.platform.outlock`) throughout;
     process 0 takes it before waiting for other processes, so a busy --out stops it
     at once (and its peers within --init-timeout).
     """
@@ -291,7 +293,7 @@ def _show(study: Study, results: dict, path: Path) -> None:
 def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
     """Every figure of a study (its own, ``Study.figures``, after the common ones) and the
     CSV and TensorBoard exports, into ``out_dir``; returns the figure paths."""
-    from jaxcnn import exports, plots
+    from jaxcnn.reporting import exports, plots
 
     meta = results["metadata"]
     val_name = "test" if meta["data"]["val_is_test"] else "val"
@@ -310,7 +312,8 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
                    if "no_reference" in results["statistics"] else "no comparison to show")))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
-    elif schedules_differ(results):  # e.g. a study of one's own comparing optimizers
-        paths += schedule_figures(results, out_dir)
+    elif schedules_differ(results):  # the schedules study, or one comparing optimizers
+        paths.append(plots.plot_schedules(results["configs"], steps, meta["settings"]["epochs"],
+                                          out_dir / "schedules.png"))
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON
     return paths

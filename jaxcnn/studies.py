@@ -20,12 +20,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jaxcnn import registry, stats
 from jaxcnn.configs import Configuration
 from jaxcnn.experiment import Experiment
-from jaxcnn.model import LAYERS, Network
-from jaxcnn.optax_optimizer import Optimizer
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig
+from jaxcnn.models import registry
+from jaxcnn.models.model import LAYERS, Network
+from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig
+from jaxcnn.optim.optax_optimizer import Optimizer
+from jaxcnn.stats import paired
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Variant:
 
     Attributes:
       optimizer: an ``optax.GradientTransformation`` (``optax.sgd(0.05, momentum=0.9)``),
-        a :class:`~jaxcnn.optax_optimizer.Optimizer` (a factory and its arguments: float
-        arguments become per-member data), or an :class:`~jaxcnn.optim.OptimizerConfig`
+        a :class:`~jaxcnn.optim.optax_optimizer.Optimizer` (a factory and its arguments: float
+        arguments become per-member data), or an :class:`~jaxcnn.optim.adam.OptimizerConfig`
         (the seed's Adam with PyTorch's rules); None: that Adam at ``--lr``.
       init: re-draw the model's kernels (and biases) with a scheme ("lecun", "glorot",
         "he", "torch", ...); None: the model's own initializers.
@@ -217,7 +218,7 @@ class Study:
 
     def statistics(self, results: dict, all_pairs: bool = False) -> dict:
         """results.json's ``statistics`` block for this study's results."""
-        return stats.study_statistics(
+        return paired.study_statistics(
             results, results["metadata"]["reference"], all_pairs=all_pairs,
             extra_pairs=[(c.better, c.worse) for c in self.claims])
 
@@ -366,21 +367,9 @@ def schedule_configs(ctx: StudyContext) -> dict[str, Configuration]:
     }
 
 
-def schedule_figures(results: dict, out_dir: Path) -> list[Path]:
-    """schedules.png: each configuration's learning rate as applied, by step."""
-    from jaxcnn import history, plots  # plotting only when figures are drawn
-
-    if not results["configs"]:
-        return []
-    steps = history.steps_per_epoch_of(results["metadata"])
-    return [plots.plot_schedules(results["configs"], steps,
-                                 results["metadata"]["settings"]["epochs"],
-                                 out_dir / "schedules.png")]
-
-
 SCHEDULES = Study(
     "schedules", "Learning-rate schedules", schedule_configs, reference="constant",
-    parity_reference="step", figures=schedule_figures, claims=(
+    parity_reference="step", claims=(
         Claim("cyclic", "step", 69.22, 67.84, _CYCLIC_QUOTE, _AFTER_SCHEDULES),
         Claim("cyclic", "exponential", 69.22, 66.30, _CYCLIC_QUOTE, _AFTER_SCHEDULES),
         Claim("step", "exponential", 67.84, 66.30, "Exponential Decay (blue) [...] achieves "

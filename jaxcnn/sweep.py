@@ -24,7 +24,7 @@ from pathlib import Path
 
 from jaxcnn.configs import Configuration
 from jaxcnn.errors import ConfigError
-from jaxcnn.optax_optimizer import Optimizer
+from jaxcnn.optim.optax_optimizer import Optimizer
 from jaxcnn.studies import STUDIES, Study, StudyContext
 
 
@@ -191,7 +191,7 @@ def sweep_study(params: list[tuple[str, list[float]]], base: str = "regularizati
 def plot_sweep(results: dict, out_dir: Path, names: list[str]) -> Path:
     # Imported here, one way only (plots does not import sweep): building a sweep's
     # configurations needs no matplotlib.
-    from jaxcnn import plots
+    from jaxcnn.reporting import plots
 
     names_here = [*results["configs"], results["metadata"]["reference"]]
     values = {name: values_of(name) for name in names_here}

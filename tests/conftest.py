@@ -37,7 +37,7 @@ def tiny_data():
     """Device-resident synthetic splits: 100 train, 50 val, 50 test images."""
     from jaxcnn.data import prepare_data
     from jaxcnn.data.synthetic import make_synthetic
-    from jaxcnn.runner import DeviceData
+    from jaxcnn.training.runner import DeviceData
 
     return DeviceData(prepare_data(make_synthetic(300, 50), val_size=50,
                                    train_examples=TINY_TRAIN))
@@ -48,7 +48,7 @@ def programs():
     """One set of compiled chunk programs for the whole test session. A run of the package
     compiles its own (``Programs.for_run``); the tests' many tiny runs share this one
     instead (:func:`runs_share_programs`), so each program compiles once per session."""
-    from jaxcnn.runner import Programs
+    from jaxcnn.training.runner import Programs
 
     return Programs()
 
@@ -57,7 +57,7 @@ def programs():
 def runs_share_programs(programs):
     """Every run_studies of the session trains with the shared ``programs`` (a test that
     checks what one run compiles on its own undoes this with its monkeypatch)."""
-    from jaxcnn.runner import Programs
+    from jaxcnn.training.runner import Programs
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Programs, "for_run", classmethod(lambda cls: programs))

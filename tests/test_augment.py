@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import augment, regularizers, train
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.data import prepare_data
+from jaxcnn.data import augment, prepare_data
 from jaxcnn.data.synthetic import make_synthetic
-from jaxcnn.model import Network
-from jaxcnn.modelfns import seed_cnn_fns
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.optim import regularizers
+from jaxcnn.training import train
 
 PAD = augment.PAD
 

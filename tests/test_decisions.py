@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxcnn import decisions as dc
+from jaxcnn.stats import decisions as dc
 
 ALPHA = 0.05
 STUDIES = 4000  # simulated studies per case; the Monte-Carlo s.e. of a 5% rate is 0.34%
@@ -348,7 +348,7 @@ def test_without_the_family_adjustment_the_family_wise_error_is_exceeded():
 def test_a_continued_design_keeps_the_earlier_runs_last_looks():
     """A run capped at 12 seeds looked at 12; a rerun with --max-seeds 16 plans its
     looks on from there (issue 18: the rerun continues, it does not re-plan the past)."""
-    from jaxcnn.decisions import Design
+    from jaxcnn.stats.decisions import Design
 
     assert Design(max_seeds=12).look_sizes() == [5, 10, 12]
     assert Design(max_seeds=16, caps=(12,)).look_sizes() == [5, 10, 12, 16]

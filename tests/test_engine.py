@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxcnn import checkpoint
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.experiment import Experiment, Runtime
-from jaxcnn.members import Member
-from jaxcnn.model import Network
+from jaxcnn.models.model import Network
 from jaxcnn.pipeline import run_studies
-from jaxcnn.progress import EpochLines, StepBoard
-from jaxcnn.runner import Programs, RunSettings, train_members
+from jaxcnn.platform.progress import EpochLines, StepBoard
 from jaxcnn.studies import REGULARIZATION, StudyContext
+from jaxcnn.training import checkpoint
+from jaxcnn.training.members import Member
+from jaxcnn.training.runner import Programs, RunSettings, train_members
 from tests.chunks import PerChunk, finished_members
 from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 
@@ -292,7 +292,7 @@ def test_a_signal_landing_on_a_worker_thread_is_handled_within_a_wake(monkeypatc
     chunks wakes every WAKE_SECONDS, so the handler runs at once, not when the chunk ends."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from jaxcnn import runner
+    from jaxcnn.training import runner
 
     class StoppedError(Exception):
         pass

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jaxcnn import exports
+from jaxcnn.reporting import exports
 
 
 def _seed(seed: int, epochs: int, spe: int, diverged: int | None = None) -> dict:

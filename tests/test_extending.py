@@ -18,13 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import registry, regularizers, schedules
 from jaxcnn.cli import study_main
 from jaxcnn.configs import Configuration
 from jaxcnn.data import sources
 from jaxcnn.data.synthetic import make_synthetic
-from jaxcnn.model import Network
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig
+from jaxcnn.models import registry
+from jaxcnn.models.model import Network
+from jaxcnn.optim import regularizers, schedules
+from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig
 from jaxcnn.studies import Study, StudyContext
 
 WARMUP = 4.0  # steps of linear warm-up in the added schedule
@@ -167,9 +168,9 @@ def test_a_users_linen_model_from_outside(fresh_registries, tmp_path, capsys):
 def test_the_registered_model_trains_a_member_through_train_py(fresh_registries):
     """What the runner does with a registered model, one member, by hand: parameters and
     BatchNorm statistics move, the statistics are used at evaluation."""
-    from jaxcnn import train
     from jaxcnn.configs import hyperparams
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
 
     register_all()
     network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE, model="tiny")
@@ -208,7 +209,7 @@ def test_a_registered_model_loads_in_a_process_that_never_registered_it(
     from jaxcnn.inference import _import_model
 
     module = tmp_path / "my_models.py"
-    module.write_text("from jaxcnn import registry\n"
+    module.write_text("from jaxcnn.models import registry\n"
                       "from tests.test_extending import TinyNet\n"
                       "registry.register_model('mine', lambda network, **_: "
                       "TinyNet(network.num_classes))\n")
@@ -241,9 +242,9 @@ class Counter(nn.Module):
 def test_a_padded_last_batch_never_reaches_a_models_state(fresh_registries):
     """90 examples in batches of 16: the state sees exactly 90 a epoch (the last batch at
     its own size, 10), never the 6 padded slots; the collection's name is the model's."""
-    from jaxcnn import train
     from jaxcnn.configs import hyperparams
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
 
     registry.register_model("counter", lambda network: Counter(network.num_classes))
     network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE, model="counter")
@@ -267,9 +268,9 @@ def vmapped_against_alone(fns, network: Network, data, norm, tolerance: float):
     """Three members (three configurations, seeds 0-2) of ``network`` trained two epochs of
     6 steps in one vmapped program, each checked against the member trained alone: every
     parameter and state leaf within ``tolerance``. Returns (initial, trained) states."""
-    from jaxcnn import train
-    from jaxcnn.batching import over_members
     from jaxcnn.configs import hyperparams, stack
+    from jaxcnn.training import train
+    from jaxcnn.training.batching import over_members
 
     configs = [Configuration(network), Configuration(network, init="he"),
                Configuration(network, optimizer=OptimizerConfig(lr=3e-3))]
@@ -302,8 +303,8 @@ def test_member_k_of_a_vmapped_run_equals_its_single_run(fresh_registries):
     sum in another order). A shared dropout key or shared statistics would differ by far more: the
     members' keys and seeds differ. (With a bias before the BatchNorm, that bias alone
     drifted by 3e-3: a zero true gradient that Adam turns into +-lr steps of noise.)"""
-    from jaxcnn import train
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
 
     register_all()
     network = Network(num_classes=DIGITS_CLASSES, image_shape=DIGITS_SHAPE, model="tiny")
@@ -321,11 +322,11 @@ def test_a_models_state_is_checkpointed_and_restored(system, fresh_registries, t
     """The chunk checkpoint (what resume after a kill reads) holds the members' BatchNorm
     statistics beside their parameters, and restores both, for a linen model and an NNX
     one (tests/test_nnx.py's Net)."""
-    from jaxcnn import train
-    from jaxcnn.batching import over_members
-    from jaxcnn.checkpoint import ChunkCheckpointer, ChunkProgress
     from jaxcnn.configs import hyperparams, stack
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.modelfns import model_fns
+    from jaxcnn.training import train
+    from jaxcnn.training.batching import over_members
+    from jaxcnn.training.checkpoint import ChunkCheckpointer, ChunkProgress
     from tests.test_nnx import Net
 
     register_all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from jaxcnn.distributed import _BannerFilter
+from jaxcnn.platform.distributed import _BannerFilter
 
 TEXT = (b"training 4 members, process 1 of 2\n"
         b"[Gloo] Rank 0 is connected to 1 peer ranks. Expected number of connected peer "

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from jaxcnn import history as hist
+from jaxcnn.training import history as hist
 
 
 def test_record_epoch_keeps_the_means_and_every_100th_step():

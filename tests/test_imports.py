@@ -49,7 +49,8 @@ def test_importing_every_module_leaves_the_process_as_it_was():
     """No environment variable, umask, matplotlib backend or logging level is changed by
     an import: they are set where needed, scoped."""
     seen = run_python(EVERY_MODULE)
-    assert "jaxcnn.runner" in seen["modules"] and "jaxcnn.plots" in seen["modules"]
+    assert "jaxcnn.training.runner" in seen["modules"]
+    assert "jaxcnn.reporting.plots" in seen["modules"]
     before, after = seen["before"], seen["after"]
     changed = {k for k in {*before["environ"], *after["environ"]}
                if before["environ"].get(k) != after["environ"].get(k)}
@@ -60,7 +61,7 @@ def test_importing_every_module_leaves_the_process_as_it_was():
 
 LOADING = """
 import json, sys
-import jaxcnn.inference, jaxcnn.checkpoint, jaxcnn.results
+import jaxcnn.inference, jaxcnn.training.checkpoint, jaxcnn.training.results
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("jaxcnn."))))
 """
 
@@ -69,31 +70,32 @@ def test_loading_a_model_imports_neither_the_runner_nor_the_plots():
     """inference, checkpoint and results are the lower layers: loading a trained model
     pulls in no training machinery and no plotting."""
     modules = run_python(LOADING)
-    assert "jaxcnn.checkpoint" in modules
-    for higher in ("jaxcnn.runner", "jaxcnn.engine", "jaxcnn.plots", "jaxcnn.pipeline",
-                   "jaxcnn.reporting"):
+    assert "jaxcnn.training.checkpoint" in modules
+    for higher in ("jaxcnn.training.runner", "jaxcnn.training.engine", "jaxcnn.reporting.plots",
+                   "jaxcnn.pipeline", "jaxcnn.reporting.report"):
         assert higher not in modules, higher
 
 
 STORE = """
 import json, sys
-import jaxcnn.store
+import jaxcnn.training.store
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("jaxcnn."))))
 """
 
 
 def test_the_results_store_does_not_import_the_training_machinery():
-    """The store takes finished members (``jaxcnn.members``) and writes them; the engine
+    """The store takes finished members (``jaxcnn.training.members``) and writes them; the engine
     and runner that produce them sit above it, and so does the pipeline that joins them."""
     modules = run_python(STORE)
-    assert "jaxcnn.members" in modules and "jaxcnn.checkpoint" in modules
-    for higher in ("jaxcnn.runner", "jaxcnn.engine", "jaxcnn.pipeline", "jaxcnn.plots"):
+    assert "jaxcnn.training.members" in modules and "jaxcnn.training.checkpoint" in modules
+    for higher in ("jaxcnn.training.runner", "jaxcnn.training.engine",
+                   "jaxcnn.pipeline", "jaxcnn.reporting.plots"):
         assert higher not in modules, higher
 
 
 PLANNER = """
 import json, sys
-import jaxcnn.plan, jaxcnn.members
+import jaxcnn.training.plan, jaxcnn.training.members
 print(json.dumps(sorted(m for m in sys.modules
                         if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "jaxcnn"))))
 """
@@ -104,7 +106,8 @@ def test_the_planner_needs_no_jax():
     the planner (and the members it plans) loads neither JAX nor any other jaxcnn layer
     but the error types."""
     modules = run_python(PLANNER)
-    assert set(modules) <= {"jaxcnn", "jaxcnn.plan", "jaxcnn.members", "jaxcnn.errors"}, modules
+    assert set(modules) <= {"jaxcnn", "jaxcnn.training", "jaxcnn.training.plan",
+                            "jaxcnn.training.members", "jaxcnn.errors"}, modules
 
 
 def test_no_function_in_the_package_is_over_60_lines():

@@ -8,11 +8,13 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxcnn import train
-from jaxcnn.batching import over_members
 from jaxcnn.configs import Configuration, hyperparams, stack
-from jaxcnn.members import Member
-from jaxcnn.memory import (
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.training import train
+from jaxcnn.training.batching import over_members
+from jaxcnn.training.members import Member
+from jaxcnn.training.memory import (
     SAFETY,
     MemoryEstimate,
     compiled_member_bytes,
@@ -20,9 +22,7 @@ from jaxcnn.memory import (
     member_bytes,
     plan_chunk,
 )
-from jaxcnn.model import Network
-from jaxcnn.modelfns import seed_cnn_fns
-from jaxcnn.runner import RunSettings, train_members
+from jaxcnn.training.runner import RunSettings, train_members
 from tests.chunks import finished_members
 
 MB = 2**20

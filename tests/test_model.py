@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import initializers, registry
 from jaxcnn.configs import Configuration
-from jaxcnn.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
-from jaxcnn.initializers import INIT_NAMES
-from jaxcnn.model import (
+from jaxcnn.models import initializers, registry
+from jaxcnn.models.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_xla, max_pool_2x2
+from jaxcnn.models.initializers import INIT_NAMES
+from jaxcnn.models.model import (
     CNN,
     Network,
     conv_pool,
@@ -23,7 +23,7 @@ from jaxcnn.model import (
     dropout,
     init_params,
 )
-from jaxcnn.modelfns import variable_shapes
+from jaxcnn.models.modelfns import variable_shapes
 
 X = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
 
@@ -246,8 +246,8 @@ def test_a_registered_model_is_initialized_by_the_member_scheme(monkeypatch):
     """A user's plain module keeps its own initializers under init "model", and is re-drawn
     by any other scheme: every kernel by the scheme, the bias beside it as the scheme says
     (of the kernel's fan-in), each member's scheme chosen by a traced index."""
-    from jaxcnn.initializers import INIT_CHOICES
-    from jaxcnn.modelfns import model_fns
+    from jaxcnn.models.initializers import INIT_CHOICES
+    from jaxcnn.models.modelfns import model_fns
 
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
     registry.register_model("linear", lambda network: Linear(network.num_classes))

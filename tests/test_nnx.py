@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxcnn import registry, train
-from jaxcnn.model import Network
-from jaxcnn.modelfns import check_model, model_fns
+from jaxcnn.models import registry
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import check_model, model_fns
+from jaxcnn.training import train
 from tests.test_api import assert_reproduced, python
 from tests.test_extending import vmapped_against_alone
 from tests.test_readme import README, python_blocks
@@ -108,7 +109,7 @@ def test_a_loaded_nnx_model_gives_its_module_back_with_a_seeds_weights(fresh_mod
     """``TrainedModel.module(seed)``: the NNX module holding that seed's parameters and
     statistics, in evaluation mode, computes the logits ``TrainedModel.logits`` gives."""
     from jaxcnn.inference import TrainedModel
-    from jaxcnn.modelfns import saved_weights
+    from jaxcnn.models.modelfns import saved_weights
 
     registry.register_model("nnx_net", Net)
     network = Network(num_classes=CLASSES, image_shape=SHAPE, model="nnx_net")
@@ -304,9 +305,9 @@ def test_an_nnx_run_that_dies_after_a_checkpoint_resumes_to_identical_results(
     import optax
 
     import jaxcnn as jc
-    from jaxcnn import checkpoint
     from jaxcnn.experiment import Experiment, Runtime
     from jaxcnn.pipeline import run_studies
+    from jaxcnn.training import checkpoint
     from tests.conftest import TINY_BATCH, TINY_TRAIN
     from tests.test_reliability import SimulatedCrashError, numbers
 

@@ -18,13 +18,13 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import train
 from jaxcnn.cli import study_main
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.model import Network
-from jaxcnn.modelfns import seed_cnn_fns
-from jaxcnn.optax_optimizer import Optimizer
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.optim.optax_optimizer import Optimizer
 from jaxcnn.studies import Study
+from jaxcnn.training import train
 from tests.conftest import TINY_FLAGS
 
 NET = Network()
@@ -94,7 +94,7 @@ def test_float_arguments_are_data_and_the_rest_make_the_program():
 FINGERPRINT = """
 import optax
 from jaxcnn.configs import Configuration
-from jaxcnn.optax_optimizer import Optimizer
+from jaxcnn.optim.optax_optimizer import Optimizer
 schedule = optax.warmup_cosine_decay_schedule(0.0, 0.1, 5, 100)
 found = (Configuration(optimizer=Optimizer(optax.sgd, learning_rate=schedule)).fingerprint(),
          Configuration(optimizer=optax.adamw(1e-3, weight_decay=0.01)).fingerprint())

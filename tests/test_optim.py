@@ -16,11 +16,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import train
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.model import Network, Rates, init_params
-from jaxcnn.modelfns import seed_cnn_fns
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig, describe_chain
+from jaxcnn.models.model import Network, Rates, init_params
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig, describe_chain
+from jaxcnn.training import train
 from tests.torch_oracles import build_optimizer, make_schedules
 
 STEPS, BATCH, STEPS_PER_EPOCH = 40, 8, 10
@@ -116,7 +116,7 @@ def test_member_chain_equals_the_configurations_own_chain_float64(name, member_s
         ref_losses, ref_params = reference_run(config, params, data, keys)
         hp = to_float64(jax.tree.map(jnp.asarray, hyperparams(config, STEPS_PER_EPOCH)))
         state = train.TrainState(params, None, jnp.zeros((), jnp.int32), hp)
-        from jaxcnn.optim import member_optimizer
+        from jaxcnn.optim.adam import member_optimizer
 
         state = state._replace(opt_state=member_optimizer(hp.optimizer).init(params))
         losses, applied = [], []
@@ -155,7 +155,7 @@ def test_zero_rates_and_decays_change_nothing_bit_for_bit_float32():
         params)
     chex.assert_trees_all_equal(with_ops, without)
 
-    from jaxcnn.optim import member_optimizer, member_values
+    from jaxcnn.optim.adam import member_optimizer, member_values
 
     values = jax.tree.map(jnp.float32, member_values(OptimizerConfig(), STEPS_PER_EPOCH))
     values = values._replace(schedule=values.schedule._replace(
@@ -215,15 +215,15 @@ def test_bad_schedule_config_is_rejected(kwargs, message):
 @pytest.fixture
 def fresh_registries(monkeypatch):
     """The schedule and regularizer registries as they are, restored after the test."""
-    from jaxcnn import regularizers, schedules
+    from jaxcnn.optim import regularizers, schedules
 
     monkeypatch.setattr(schedules, "_REGISTRY", dict(schedules._REGISTRY))
     monkeypatch.setattr(regularizers, "_REGISTRY", dict(regularizers._REGISTRY))
 
 
 def test_a_registered_schedule_runs_beside_the_built_ins_in_one_program(fresh_registries):
-    from jaxcnn import schedules
     from jaxcnn.configs import stack
+    from jaxcnn.optim import schedules
 
     schedules.register_schedule(
         "halving", lambda step, p: (p["lr"] * 0.5 ** jnp.floor(step / p["every"]), p["b1"] / 2),
@@ -250,7 +250,7 @@ def test_a_registered_schedule_runs_beside_the_built_ins_in_one_program(fresh_re
     (dict(kind="step", params={"every": 2}), "PyTorch-named fields"),
 ])
 def test_bad_registered_schedule_config_is_rejected(fresh_registries, kwargs, message):
-    from jaxcnn import schedules
+    from jaxcnn.optim import schedules
 
     schedules.register_schedule("halving2", lambda step, p: p["lr"], {"every": 3.0})
     with pytest.raises(ValueError, match=message):
@@ -258,7 +258,7 @@ def test_bad_registered_schedule_config_is_rejected(fresh_registries, kwargs, me
 
 
 def test_schedule_registration_is_checked(fresh_registries):
-    from jaxcnn import schedules
+    from jaxcnn.optim import schedules
 
     with pytest.raises(ValueError, match="already registered"):
         schedules.register_schedule("cyclic", lambda step, p: p["lr"])
@@ -274,8 +274,8 @@ def test_a_penalty_term_adds_its_gradient_times_the_strength_before_adam(fresh_r
     """An L1 term registered from outside: at strength 0 the chain's updates are the
     built-in chain's bit for bit; at strength s the gradient entering Adam gains
     s * sign(w), which the first Adam update shows as a changed direction."""
-    from jaxcnn import regularizers
-    from jaxcnn.optim import member_optimizer, member_values
+    from jaxcnn.optim import regularizers
+    from jaxcnn.optim.adam import member_optimizer, member_values
 
     params = {"w": jnp.array([0.5, -2.0, 3.0]), "b": jnp.array([1.0])}
     grads = {"w": jnp.array([1e-3, 1e-3, -1e-3]), "b": jnp.array([0.0])}

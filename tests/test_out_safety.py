@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from jaxcnn import outlock
 from jaxcnn.cli import study_main
 from jaxcnn.commands import report, sweep
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.experiment import Experiment, setting_differences
+from jaxcnn.platform import outlock
 from jaxcnn.studies import REGULARIZATION
 from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN
 
@@ -132,7 +132,7 @@ def test_processes_started_with_different_counts_name_the_mismatch(tmp_path):
 
 # --- item 2: one writer per --out ----------------------------------------------------------
 
-HOLDER = ("import sys, time; from pathlib import Path; from jaxcnn import outlock\n"
+HOLDER = ("import sys, time; from pathlib import Path; from jaxcnn.platform import outlock\n"
           "with outlock.hold(Path(sys.argv[1])):\n"
           "    print('held', flush=True); time.sleep(120)\n")
 
@@ -302,7 +302,7 @@ def test_a_corrupt_file_report_advice_works(tmp_path, trainer, capsys):
 
 
 def test_a_corrupt_file_then_study_fresh_sets_it_aside_and_starts_over(tmp_path):
-    from jaxcnn.store import check_fresh, start_over
+    from jaxcnn.training.store import check_fresh, start_over
 
     corrupt = tmp_path / "regularization" / "results.json"
     (corrupt.parent / "params" / "baseline").mkdir(parents=True)

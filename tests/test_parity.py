@@ -20,16 +20,17 @@ from scipy import stats
 torch = pytest.importorskip("torch")
 
 from benchmarks.torch_models import SeedCNN, SeedDropoutCNN, init_weights  # noqa: E402
-from jaxcnn import schedules, train  # noqa: E402
 from jaxcnn.configs import Configuration, hyperparams  # noqa: E402
-from jaxcnn.model import CNN, Network, init_params  # noqa: E402
-from jaxcnn.modelfns import seed_cnn_fns  # noqa: E402
-from jaxcnn.optim import (  # noqa: E402
+from jaxcnn.models.model import CNN, Network, init_params  # noqa: E402
+from jaxcnn.models.modelfns import seed_cnn_fns  # noqa: E402
+from jaxcnn.optim import schedules  # noqa: E402
+from jaxcnn.optim.adam import (  # noqa: E402
     OptimizerConfig,
     ScheduleConfig,
     member_optimizer,
     schedule_params,
 )
+from jaxcnn.training import train  # noqa: E402
 from tests.torch_oracles import (  # noqa: E402
     flax_to_torch_arrays,
     make_schedules,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from jaxcnn.errors import ResumeError
-from jaxcnn.plan import plan_round, round_line, same_model_counts, same_models
+from jaxcnn.training.plan import plan_round, round_line, same_model_counts, same_models
 
 
 @dataclasses.dataclass(frozen=True)

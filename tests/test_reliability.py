@@ -14,17 +14,17 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn import checkpoint
 from jaxcnn.cli import study_main
 from jaxcnn.configs import Configuration, hyperparams
 from jaxcnn.data.synthetic import make_synthetic
 from jaxcnn.experiment import Experiment, Runtime
 from jaxcnn.inference import load_model
-from jaxcnn.members import Member
-from jaxcnn.model import Network
+from jaxcnn.models.model import Network
 from jaxcnn.pipeline import run_studies
-from jaxcnn.runner import ChunkProgress, RunSettings, train_members
 from jaxcnn.studies import REGULARIZATION
+from jaxcnn.training import checkpoint
+from jaxcnn.training.members import Member
+from jaxcnn.training.runner import ChunkProgress, RunSettings, train_members
 from tests.chunks import PerChunk, finished_members
 from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN, count_compiles
 
@@ -220,7 +220,7 @@ class NaNInSeed:
             return x
 
         params = jax.tree.map(poison, template.params)
-        from jaxcnn.history import empty_history
+        from jaxcnn.training.history import empty_history
 
         members = len(jax.tree.leaves(template)[0])
         return ChunkProgress(0, template._replace(params=params),

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from jaxcnn import plots
-from jaxcnn import reporting as jreport
 from jaxcnn.commands import report
-from jaxcnn.reporting import comparison_sentence, console_table, verdict
-from jaxcnn.stats import MIN_BOOTSTRAP_N
+from jaxcnn.reporting import plots
+from jaxcnn.reporting import report as jreport
+from jaxcnn.reporting.report import comparison_sentence, console_table, verdict
+from jaxcnn.stats.paired import MIN_BOOTSTRAP_N
 from tests.conftest import TINY_BATCH, TINY_TRAIN
 
 FLAGS = ["--data", "synthetic", "--seeds", "2", "--epochs", "2", "--train-examples",
@@ -283,7 +283,7 @@ def _tiny_configs(epochs: int) -> dict:
 
 
 def test_importing_plots_selects_no_backend():
-    code = ("import sys, matplotlib; import jaxcnn.plots, jaxcnn.sweep; "
+    code = ("import sys, matplotlib; import jaxcnn.reporting.plots, jaxcnn.sweep; "
             "print(matplotlib.rcParams._get_backend_or_none(), 'matplotlib.pyplot' in "
             "sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

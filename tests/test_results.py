@@ -10,8 +10,8 @@ import stat
 
 import pytest
 
-from jaxcnn import results
 from jaxcnn.errors import ResumeError
+from jaxcnn.training import results
 
 
 def test_atomic_write_leaves_no_temp_file_and_the_usual_permissions(tmp_path):
@@ -113,7 +113,7 @@ def test_results_record_whether_the_checkout_was_dirty(tmp_path):
     None outside git."""
     import subprocess
 
-    from jaxcnn.environment import git_dirty
+    from jaxcnn.platform.environment import git_dirty
 
     assert git_dirty(tmp_path) is None
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxcnn import rounds
 from jaxcnn.cli import study_main
-from jaxcnn.decisions import Design
+from jaxcnn.stats import rounds
+from jaxcnn.stats.decisions import Design
 from jaxcnn.studies import REGULARIZATION
 from tests.conftest import TINY_FLAGS
 
@@ -131,8 +131,8 @@ def test_auto_stopped_between_rounds_and_continued_equals_one_run(tmp_path: Path
 
 
 def test_a_larger_budget_continues_from_the_recorded_cap_and_a_smaller_is_refused():
-    from jaxcnn import rounds
-    from jaxcnn.decisions import Design
+    from jaxcnn.stats import rounds
+    from jaxcnn.stats.decisions import Design
 
     grown = rounds.continued(Design(max_seeds=12), Design(max_seeds=16))
     assert grown.caps == (12,) and rounds.planned_size(grown, 12) == 12

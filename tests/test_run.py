@@ -20,9 +20,9 @@ STUDY_FILE = textwrap.dedent('''
     """A study of one's own: a plain linen model with BatchNorm and Dropout."""
     import flax.linen as nn
 
-    from jaxcnn import registry
+    from jaxcnn.models import registry
     from jaxcnn.configs import Configuration
-    from jaxcnn.model import Network
+    from jaxcnn.models.model import Network
     from jaxcnn.studies import Study
 
 

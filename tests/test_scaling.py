@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from jaxcnn.experiment import Experiment, Runtime
-from jaxcnn.memory import member_bytes
-from jaxcnn.model import Network
+from jaxcnn.models.model import Network
 from jaxcnn.pipeline import run_studies
 from jaxcnn.studies import REGULARIZATION
+from jaxcnn.training.memory import member_bytes
 from tests.conftest import TINY_BATCH, TINY_FLAGS, TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from jaxcnn import stats
+from jaxcnn.stats import paired
 
 X = np.array([66.1, 67.3, 65.9, 68.0, 66.7])
 Y = np.array([65.2, 66.9, 66.1, 66.8, 65.0])
@@ -17,16 +17,16 @@ def test_t_interval_against_hand_computed_values():
     """X: mean 66.8, sd sqrt(0.75) = 0.866025 (squared deviations 0.49 + 0.25 + 0.81 +
     1.44 + 0.01 = 3.0, / 4), se 0.387298; textbook t table, 4 df: t(0.975) = 2.776.
     66.8 +- 2.776 x 0.387298 = 66.8 +- 1.0751 (the table's 3 decimals: +- 5e-4)."""
-    assert stats.t_interval(X) == pytest.approx((65.7249, 67.8751), abs=5e-4)
+    assert paired.t_interval(X) == pytest.approx((65.7249, 67.8751), abs=5e-4)
     # d = 1..5: mean 3, se sqrt(2.5 / 5); the 90% interval uses t(0.95, 4 df) = 2.132
-    assert stats.t_interval(np.arange(1.0, 6.0), 0.90) == pytest.approx((1.4925, 4.5075),
+    assert paired.t_interval(np.arange(1.0, 6.0), 0.90) == pytest.approx((1.4925, 4.5075),
                                                                          abs=5e-4)
-    assert stats.t_interval(np.full(4, 2.5)) == (2.5, 2.5)  # no spread, no width
-    assert np.isnan(stats.t_interval(X[:1])[0])
+    assert paired.t_interval(np.full(4, 2.5)) == (2.5, 2.5)  # no spread, no width
+    assert np.isnan(paired.t_interval(X[:1])[0])
 
 
 def test_paired_comparison_matches_scipy():
-    c = stats.compare(X, Y, np.random.default_rng(0))
+    c = paired.compare(X, Y, np.random.default_rng(0))
     d = X - Y
     test = sps.ttest_rel(X, Y)
     assert c["mean_difference"] == pytest.approx(d.mean())
@@ -53,32 +53,32 @@ def test_paired_comparison_matches_scipy():
 def test_wilcoxon_with_ties_and_zeros_against_hand_enumeration(d, p):
     """Up to 13 nonzero differences scipy enumerates every sign flip of the midranks,
     so the p-value is the exact permutation p, counted here by hand."""
-    assert stats.wilcoxon_p(d) == pytest.approx(p)
+    assert paired.wilcoxon_p(d) == pytest.approx(p)
 
 
 def test_wilcoxon_all_zero_differences_is_one_not_an_error():
-    assert stats.wilcoxon_p(np.zeros(5)) == 1.0
+    assert paired.wilcoxon_p(np.zeros(5)) == 1.0
 
 
 def test_holm_known_values():
     # m = 4: sorted p 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (running max), 0.5
-    assert stats.holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
-    assert stats.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
-    assert stats.holm([]) == []
+    assert paired.holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert paired.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert paired.holm([]) == []
 
 
 def test_bootstrap_is_reproducible_with_a_fixed_generator():
     values = np.random.default_rng(0).normal(65, 1.5, size=20)
-    a = stats.bootstrap_ci(values, np.random.default_rng(7))
-    b = stats.bootstrap_ci(values, np.random.default_rng(7))
-    c = stats.bootstrap_ci(values, np.random.default_rng(8))
+    a = paired.bootstrap_ci(values, np.random.default_rng(7))
+    b = paired.bootstrap_ci(values, np.random.default_rng(7))
+    c = paired.bootstrap_ci(values, np.random.default_rng(8))
     assert a == b and a != c
     assert a[0] < values.mean() < a[1]
 
 
 def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
     values = np.random.default_rng(0).normal(65, 1.5, size=20)
-    ours = stats.bootstrap_ci(values, np.random.default_rng(1))
+    ours = paired.bootstrap_ci(values, np.random.default_rng(1))
     ref = sps.bootstrap((values,), np.mean, method="percentile", n_resamples=10_000,
                         rng=np.random.default_rng(2)).confidence_interval
     assert ours == pytest.approx((ref.low, ref.high), abs=0.08)
@@ -87,20 +87,20 @@ def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
 def test_bootstrap_is_omitted_below_ten_seeds():
     """Below 10 seeds the percentile bootstrap is far too narrow (about 60 % of the t
     width at 5): no interval at all, while the t interval stays."""
-    assert stats.MIN_BOOTSTRAP_N == 10
+    assert paired.MIN_BOOTSTRAP_N == 10
     nine = np.random.default_rng(0).normal(65, 1.5, size=9)
-    assert all(np.isnan(stats.bootstrap_ci(nine, np.random.default_rng(0))))
+    assert all(np.isnan(paired.bootstrap_ci(nine, np.random.default_rng(0))))
     for few in (X, nine):
-        summary = stats.summarize(few, np.random.default_rng(0))
+        summary = paired.summarize(few, np.random.default_rng(0))
         assert summary["ci95_bootstrap"] is None and summary["ci95_t"] is not None
-    assert stats.compare(X, Y, np.random.default_rng(0))["ci95_bootstrap"] is None
+    assert paired.compare(X, Y, np.random.default_rng(0))["ci95_bootstrap"] is None
     ten = np.append(nine, 66.0)
-    assert stats.summarize(ten, np.random.default_rng(0))["ci95_bootstrap"] is not None
+    assert paired.summarize(ten, np.random.default_rng(0))["ci95_bootstrap"] is not None
 
 
 def test_minimum_detectable_difference_has_the_stated_power():
     n, sd = 5, 1.3
-    mdd = stats.minimum_detectable_difference(sd, n)
+    mdd = paired.minimum_detectable_difference(sd, n)
     df, t_crit = n - 1, sps.t.ppf(0.975, n - 1)
     nc = mdd / sd * np.sqrt(n)
     power = sps.nct.sf(t_crit, df, nc) + sps.nct.cdf(-t_crit, df, nc)
@@ -115,16 +115,16 @@ def test_minimum_detectable_difference_has_the_stated_power():
 def test_the_same_difference_on_every_seed_gives_no_verdict():
     """Accuracies move in steps of 100/N: with few seeds every difference can be equal,
     and an undefined t-test must not read as infinitely significant."""
-    c = stats.compare(X + 0.05, X, np.random.default_rng(0))
+    c = paired.compare(X + 0.05, X, np.random.default_rng(0))
     assert c["p_ttest"] is None and "undefined" in c["note"]
-    block = stats.study_statistics(_results({"base": list(X), "a": list(X + 0.05)}), "base")
+    block = paired.study_statistics(_results({"base": list(X), "a": list(X + 0.05)}), "base")
     assert block["comparisons"][0]["p_holm"] is None
 
 
 def test_fewer_than_two_seeds_gives_a_note_not_nan():
-    c = stats.compare(X[:1], Y[:1], np.random.default_rng(0))
+    c = paired.compare(X[:1], Y[:1], np.random.default_rng(0))
     assert c["p_ttest"] is None and c["ci95"] is None and "no intervals" in c["note"]
-    s = stats.summarize(X[:1], np.random.default_rng(0))
+    s = paired.summarize(X[:1], np.random.default_rng(0))
     assert s["std"] is None and s["ci95_t"] is None and s["mean"] == X[0]
 
 
@@ -145,32 +145,32 @@ def _results(scores: dict[str, list[float | None]], diverged=None):
 
 def test_study_statistics_block():
     results = _results({"base": list(Y), "a": list(X), "b": list(X + 0.1)})
-    block = stats.study_statistics(results, "base")
+    block = paired.study_statistics(results, "base")
     assert set(block["summary"]) == {"base", "a", "b"}
     assert [c["config"] for c in block["comparisons"]] == ["a", "b"]
     ps = [c["p_ttest"] for c in block["comparisons"]]
-    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(stats.holm(ps))
+    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(paired.holm(ps))
     assert block["comparisons"][0]["pairing"] == "paired on data order and initial weights"
     assert len(block["summary"]["a"]["curves"]["val_accuracy"]["mean"]) == 2
-    all_pairs = stats.study_statistics(results, "base", all_pairs=True)
+    all_pairs = paired.study_statistics(results, "base", all_pairs=True)
     assert len(all_pairs["comparisons"]) == 3
 
 
 def test_extra_pairs_join_the_holm_family_once():
     results = _results({"base": list(Y), "a": list(X),
                         "b": list(X + np.array([0.1, -0.2, 0.3, 0.05, 0.0]))})
-    block = stats.study_statistics(results, "base", extra_pairs=[("b", "a"), ("base", "a")])
+    block = paired.study_statistics(results, "base", extra_pairs=[("b", "a"), ("base", "a")])
     pairs = [(c["config"], c["reference"]) for c in block["comparisons"]]
     assert pairs == [("a", "base"), ("b", "base"), ("b", "a")]  # (base, a) is (a, base)
     ps = [c["p_ttest"] for c in block["comparisons"]]
-    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(stats.holm(ps))
-    c, sign = stats.find_comparison(block, "base", "a")
+    assert [c["p_holm"] for c in block["comparisons"]] == pytest.approx(paired.holm(ps))
+    c, sign = paired.find_comparison(block, "base", "a")
     assert c["config"] == "a" and sign == -1
 
 
 def test_diverged_seeds_are_excluded_and_named():
     results = _results({"base": list(Y), "a": list(X)}, diverged={"a": {2: 1}})
-    block = stats.study_statistics(results, "base")
+    block = paired.study_statistics(results, "base")
     assert block["summary"]["a"]["n"] == 4
     assert block["summary"]["a"]["diverged_seeds"] == [2]
     comp = block["comparisons"][0]
@@ -178,7 +178,7 @@ def test_diverged_seeds_are_excluded_and_named():
 
 
 def test_seed_ranges_are_runs_of_consecutive_seeds():
-    from jaxcnn.stats import seed_ranges
+    from jaxcnn.stats.paired import seed_ranges
 
     assert seed_ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
     assert seed_ranges([3]) == "3"

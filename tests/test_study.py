@@ -167,7 +167,7 @@ def test_help_lists_defaults_and_configurations(capsys):
 
 
 def test_batch_size_notice():
-    from jaxcnn.plan import batch_size_notice
+    from jaxcnn.training.plan import batch_size_notice
 
     assert batch_size_notice(64, 64) is None
     assert "--batch-size 65 is larger than the 64 training images" in batch_size_notice(65, 64)

@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcnn import train
-from jaxcnn.batching import over_members
 from jaxcnn.configs import Configuration, hyperparams, stack
-from jaxcnn.members import Member
-from jaxcnn.model import Network
-from jaxcnn.modelfns import seed_cnn_fns
-from jaxcnn.optim import OptimizerConfig, ScheduleConfig, member_optimizer
-from jaxcnn.runner import RunSettings, train_members
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import seed_cnn_fns
+from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig, member_optimizer
+from jaxcnn.training import train
+from jaxcnn.training.batching import over_members
+from jaxcnn.training.members import Member
+from jaxcnn.training.runner import RunSettings, train_members
 from tests.chunks import finished_members
 from tests.conftest import TINY_BATCH, TINY_TRAIN, count_compiles
 

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import schedules
-from jaxcnn.optim import OptimizerConfig
+from jaxcnn.optim import schedules
+from jaxcnn.optim.adam import OptimizerConfig
 
 Schedule = schedules.Schedule
 FC1_INPUT = (4, 4, 32)  # H, W, C of conv3's pooled output

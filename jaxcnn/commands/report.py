@@ -26,13 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxcnn import cli, outlock, rounds
+from jaxcnn import cli
 from jaxcnn.errors import ConfigError, JaxcnnError, ResumeError
 from jaxcnn.experiment import DecisionOptions, Experiment, setting_differences
-from jaxcnn.progress import log
-from jaxcnn.reporting import STUDY_ORDER, build_report
-from jaxcnn.results import read_results, write_json_atomic
+from jaxcnn.platform import outlock
+from jaxcnn.platform.progress import log
+from jaxcnn.reporting.report import STUDY_ORDER, build_report
+from jaxcnn.stats import rounds
 from jaxcnn.studies import STUDIES, Study
+from jaxcnn.training.results import read_results, write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from PIL import Image
 from jaxcnn.data.dataset import Dataset
 from jaxcnn.data.files import FileTree
 from jaxcnn.errors import DataError
-from jaxcnn.progress import log
+from jaxcnn.platform.progress import log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAY = ("L", "LA", "1", "I", "I;16", "F")  # modes read as one channel; any other as RGB

@@ -5,7 +5,7 @@ or for a Flax NNX model ``factory(network, rngs) -> nnx.Module`` (or the ``nnx.M
 class itself: ``nnx_model.py`` says how it is built), written as its author would write it
 for any code base:
 
-- ``network`` (:class:`~jaxcnn.model.Network`) gives the data's image shape
+- ``network`` (:class:`~jaxcnn.models.model.Network`) gives the data's image shape
   (``network.image_shape``, (H, W, C)) and class count (``network.num_classes``);
 - ``module(x)`` or ``module(x, train=...)`` maps (N, H, W, C) normalised floats to
   (N, num_classes) logits; ``nn.Dropout`` and ``nn.BatchNorm`` (or any layer keeping a

@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import optax
 
-from jaxcnn import augment
+from jaxcnn.data import augment
 
 KINDS = ("link", "term", "batch")
 # Set through OptimizerConfig(weight_decay, decay), not Configuration.regularizers.

@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from jaxcnn import environment
 from jaxcnn.errors import ConfigError, OutBusyError
+from jaxcnn.platform import environment
 
 LOCK_NAME = ".jaxcnn.lock"
 

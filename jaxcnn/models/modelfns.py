@@ -13,7 +13,7 @@ The engine never asks what a model is. :func:`model_fns` turns a :class:`Network
 
 Three kinds of model become these functions:
 
-- the seed CNN (``network.model == "cnn"``, :class:`jaxcnn.model.CNN`): its dropout rates
+- the seed CNN (``network.model == "cnn"``, :class:`jaxcnn.models.model.CNN`): its dropout rates
   are the member's data (``rates``), so every configuration shares one program;
 - a user's Flax NNX module (``nnx_model.py``: split into the same two pytrees; nothing
   below this module knows which module system a model came from);
@@ -43,10 +43,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcnn import initializers, nnx_model, registry
-from jaxcnn.initializers import OWN, SchemeRef
-from jaxcnn.model import CNN, Network, Rates, init_params
-from jaxcnn.nnx_model import NnxModel
+from jaxcnn.models import initializers, nnx_model, registry
+from jaxcnn.models.initializers import OWN, SchemeRef
+from jaxcnn.models.model import CNN, Network, Rates, init_params
+from jaxcnn.models.nnx_model import NnxModel
 
 
 class ModelFns(NamedTuple):

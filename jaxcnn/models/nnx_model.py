@@ -29,7 +29,7 @@ where it has one (``modelfns.mode_flag``). A ``__call__`` taking ``rngs`` gets
 Three ways to give the model (``registry.register_model`` / ``Study(model=...)``):
 
 - ``lambda data, rngs: Net(data.num_classes, rngs=rngs)``: a function of the data
-  (:class:`~jaxcnn.model.Network`) and the member's ``nnx.Rngs``;
+  (:class:`~jaxcnn.models.model.Network`) and the member's ``nnx.Rngs``;
 - ``Net``, an ``nnx.Module`` class: built as ``Net(rngs=rngs, num_classes=...)`` with the
   constructor's data arguments filled in by name (:data:`DATA_ARGUMENTS`);
 - ``functools.partial(Net, hidden=64)``: the class with some arguments fixed.

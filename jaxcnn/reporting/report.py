@@ -1,6 +1,6 @@
 """Tables and the Markdown report, generated from the studies' results files.
 
-Every number and every verdict comes from the computed statistics (``stats.py``);
+Every number and every verdict comes from the computed statistics (``stats/paired.py``);
 the only constants are the seed notebook's own single-run numbers (the studies'
 claims), quoted so its conclusions can be checked against ours. Each comparison
 has one verdict, from one Holm family per study (the comparisons with the
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from jaxcnn.progress import plural
-from jaxcnn.stats import (
+from jaxcnn.platform.progress import plural
+from jaxcnn.stats.paired import (
     ALPHA,
     MIN_BOOTSTRAP_N,
     NO_REFERENCE,
@@ -610,7 +610,7 @@ def _drawn_interval(c: dict) -> list[float] | None:
 
 
 def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) -> list[dict]:
-    """The rows of :func:`jaxcnn.plots.estimation_figure` for one study: per comparison
+    """The rows of :func:`jaxcnn.reporting.plots.estimation_figure` for one study: per comparison
     with the reference, ``{"name", "differences" (per paired seed, config minus
     reference), "interval", "verdict"}``. ``verdicts`` (as :func:`comparison_verdicts`
     gives them) override today's four-way reading of the Holm verdicts."""

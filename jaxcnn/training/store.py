@@ -27,21 +27,24 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from jaxcnn import checkpoint, distributed, environment, registry, rounds
 from jaxcnn.errors import ConfigError, ResumeError
 from jaxcnn.experiment import Experiment, Runtime, check_compatible, setting_differences
-from jaxcnn.members import Member, MemberResult
-from jaxcnn.optax_optimizer import Optimizer
-from jaxcnn.optim import describe_chain
-from jaxcnn.plan import RoundPlan, Want
-from jaxcnn.progress import log
-from jaxcnn.results import SCHEMA_VERSION, read_results, write_json_atomic
+from jaxcnn.models import registry
+from jaxcnn.optim.adam import describe_chain
+from jaxcnn.optim.optax_optimizer import Optimizer
+from jaxcnn.platform import distributed, environment
+from jaxcnn.platform.progress import log
+from jaxcnn.stats import rounds
+from jaxcnn.training import checkpoint
+from jaxcnn.training.members import Member, MemberResult
+from jaxcnn.training.plan import RoundPlan, Want
+from jaxcnn.training.results import SCHEMA_VERSION, read_results, write_json_atomic
 
 if TYPE_CHECKING:
     from jaxcnn.configs import Configuration
-    from jaxcnn.prepared import Prepared
-    from jaxcnn.runner import Checkpointer, RunSettings
     from jaxcnn.studies import Study
+    from jaxcnn.training.prepared import Prepared
+    from jaxcnn.training.runner import Checkpointer, RunSettings
 
 
 def same_protocol_in_out(out: str | Path, study: str, settings: dict) -> bool:

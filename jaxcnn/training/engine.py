@@ -1,12 +1,12 @@
 """The engine: trains a round's members and yields them as they finish.
 
 An :class:`Engine` is created per run and dropped with it. It holds what the run's
-rounds share: the resolved :class:`~jaxcnn.runner.RunSettings`, the data on the
-devices (:class:`~jaxcnn.runner.DeviceData`) and the compiled programs
-(:class:`~jaxcnn.runner.Programs`). :meth:`Engine.train` takes the members to
+rounds share: the resolved :class:`~jaxcnn.training.runner.RunSettings`, the data on the
+devices (:class:`~jaxcnn.training.runner.DeviceData`) and the compiled programs
+(:class:`~jaxcnn.training.runner.Programs`). :meth:`Engine.train` takes the members to
 train, groups them by program (network and optimizer structure; ``runner.py``),
 sizes each group's chunks to the memory the device has, and yields each chunk
-(:class:`~jaxcnn.runner.FinishedChunk`) as it finishes. It calls nothing of its
+(:class:`~jaxcnn.training.runner.FinishedChunk`) as it finishes. It calls nothing of its
 caller's: the caller (``pipeline.py``) hands what comes out to the results store.
 """
 
@@ -18,16 +18,16 @@ from collections.abc import Iterator
 
 import jax
 
-from jaxcnn import distributed
-from jaxcnn.checkpoint import CheckpointFolder
 from jaxcnn.configs import ProgramSpec
 from jaxcnn.errors import ConfigError
 from jaxcnn.experiment import Runtime
-from jaxcnn.members import Member, MemberResult
-from jaxcnn.memory import free_bytes, member_bytes, plan_chunk
-from jaxcnn.model import Network
-from jaxcnn.progress import EpochLines, StepBoard, log, plural
-from jaxcnn.runner import (
+from jaxcnn.models.model import Network
+from jaxcnn.platform import distributed
+from jaxcnn.platform.progress import EpochLines, StepBoard, log, plural
+from jaxcnn.training.checkpoint import CheckpointFolder
+from jaxcnn.training.members import Member, MemberResult
+from jaxcnn.training.memory import free_bytes, member_bytes, plan_chunk
+from jaxcnn.training.runner import (
     DeviceData,
     FinishedChunk,
     Programs,

@@ -1,7 +1,7 @@
 """Train the members of one network: compiled chunk programs, epochs, checkpoints.
 
 A *group* is every member (configuration, seed) whose configuration has the same
-:class:`~jaxcnn.model.Network`; one :class:`ChunkProgram` (init, epoch,
+:class:`~jaxcnn.models.model.Network`; one :class:`ChunkProgram` (init, epoch,
 evaluation, compiled once) trains all of them, a chunk of members at a time.
 With several local devices the chunk's member axis is split over them
 (``shard_map`` over a one-axis ``Mesh``, the data replicated), each device
@@ -37,19 +37,19 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxcnn import history as hist
-from jaxcnn import train
-from jaxcnn.batching import BATCHINGS, default_batching, default_workers, over_members
-from jaxcnn.checkpoint import ChunkProgress
 from jaxcnn.configs import Hyperparams, ProgramSpec, as_program, stack
-from jaxcnn.conv import check_conv, default_conv
 from jaxcnn.data.splits import PreparedData
-from jaxcnn.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
-from jaxcnn.members import Member, MemberResult
-from jaxcnn.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
-from jaxcnn.model import Network
-from jaxcnn.modelfns import model_fns, saved_weights
-from jaxcnn.progress import EpochLines, StepBoard, Stopwatch, log
+from jaxcnn.models.conv import check_conv, default_conv
+from jaxcnn.models.model import Network
+from jaxcnn.models.modelfns import model_fns, saved_weights
+from jaxcnn.platform.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
+from jaxcnn.platform.progress import EpochLines, StepBoard, Stopwatch, log
+from jaxcnn.training import history as hist
+from jaxcnn.training import train
+from jaxcnn.training.batching import BATCHINGS, default_batching, default_workers, over_members
+from jaxcnn.training.checkpoint import ChunkProgress
+from jaxcnn.training.members import Member, MemberResult
+from jaxcnn.training.memory import MemoryEstimate, compiled_member_bytes, plan_chunk
 
 REPORT_EVERY = 25  # steps between updates of the progress bar from inside an epoch
 MEMBERS = "members"  # the mesh axis the member axis is split over
@@ -198,7 +198,7 @@ def member_mesh(devices: int) -> Mesh | None:
 class StepHook:
     """The host callback each compiled epoch makes at every step boundary: ``(slot, steps)``.
 
-    It checks the run's :class:`~jaxcnn.interrupt.StopFlag` (raising there abandons the
+    It checks the run's :class:`~jaxcnn.platform.interrupt.StopFlag` (raising there abandons the
     epoch within one step of Ctrl-C) and feeds the run's step bar every ``REPORT_EVERY``
     steps. The compiled epochs close over this object, so it belongs to the
     :class:`Programs` that holds them; each run :meth:`attach`-es its own board and flag.
@@ -547,7 +547,7 @@ def train_members(spec: Network | ProgramSpec, members: list[Member], data: Devi
     new one, dropped on return, when None); ``programs.compile_seconds`` says what
     compilation cost. Compilation and training run in worker threads while the calling
     thread waits, so Ctrl-C reaches it at once: the workers then abandon their epochs at
-    the next step and are joined before :class:`~jaxcnn.interrupt.Interrupted`
+    the next step and are joined before :class:`~jaxcnn.platform.interrupt.Interrupted`
     propagates (their last checkpoints are finished epochs). Closing the generator early
     (the caller failed) stops and joins the workers the same way.
     """

@@ -33,8 +33,8 @@ from typing import NamedTuple
 import jax
 import optax
 
-from jaxcnn import regularizers, schedules
-from jaxcnn.schedules import ScheduleParams
+from jaxcnn.optim import regularizers, schedules
+from jaxcnn.optim.schedules import ScheduleParams
 
 BUILTIN_SCHEDULES = ("constant", "step", "exponential", "cyclic")
 

@@ -1,6 +1,6 @@
 """Any Optax optimizer for a configuration: :class:`Optimizer`.
 
-The seed's studies train Adam with PyTorch's rules (``optim.py``). A configuration may
+The seed's studies train Adam with PyTorch's rules (``adam.py``). A configuration may
 instead name any Optax optimizer, in one of two forms:
 
 - ``Optimizer(optax.sgd(0.05, momentum=0.9))``: a ready ``GradientTransformation``

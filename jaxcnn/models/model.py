@@ -41,9 +41,9 @@ import jax
 import jax.numpy as jnp
 from jax.nn.initializers import Initializer
 
-from jaxcnn import initializers, registry
-from jaxcnn.conv import check_conv, conv3x3_patches, conv3x3_pool, conv3x3_xla, max_pool_2x2
-from jaxcnn.initializers import FanInInit, SchemeRef
+from jaxcnn.models import initializers, registry
+from jaxcnn.models.conv import check_conv, conv3x3_patches, conv3x3_pool, conv3x3_xla, max_pool_2x2
+from jaxcnn.models.initializers import FanInInit, SchemeRef
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1")  # the layers a ReLU may follow
 POOLS = 3  # each conv halves H and W (rounding down): inputs need at least 2**3 pixels

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxcnn import decisions, stats
-from jaxcnn.decisions import Design, Looks
+from jaxcnn.stats import decisions, paired
+from jaxcnn.stats.decisions import Design, Looks
 
 Comparison = tuple[str, str, str]  # (study, configuration, reference)
 
@@ -49,7 +49,7 @@ def comparisons(studies: Sequence, references: Mapping[str, str],
     out = {}
     for study in studies:
         claims = [(c.better, c.worse) for c in study.claims]
-        for config, reference in stats.comparison_pairs(list(names[study.name]),
+        for config, reference in paired.comparison_pairs(list(names[study.name]),
                                                         references[study.name], claims,
                                                         all_pairs):
             out[comparison_name(study.name, config, reference)] = (study.name, config,
@@ -99,8 +99,8 @@ def differences(results: Mapping[str, dict], comps: Mapping[str, Comparison],
         configs = results[study]["configs"]
         if config not in configs or reference not in configs:
             continue
-        a = stats.kept_scores(configs[config]["seeds"])
-        b = stats.kept_scores(configs[reference]["seeds"])
+        a = paired.kept_scores(configs[config]["seeds"])
+        b = paired.kept_scores(configs[reference]["seeds"])
         common = sorted(set(a) & set(b))
         n = planned_size(design, len(common))
         if n:

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import regularizers
 from jaxcnn.configs import Hyperparams
-from jaxcnn.model import Rates
-from jaxcnn.modelfns import ModelFns
-from jaxcnn.optax_optimizer import applied_rates
-from jaxcnn.optim import member_optimizer
+from jaxcnn.models.model import Rates
+from jaxcnn.models.modelfns import ModelFns
+from jaxcnn.optim import regularizers
+from jaxcnn.optim.adam import member_optimizer
+from jaxcnn.optim.optax_optimizer import applied_rates
 
 # hparams.optimizer -> the member's optax transformation: the built-in Adam chain
 # (optim.member_optimizer) or a configuration's own (configs.ProgramSpec.transform).

@@ -27,9 +27,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from jaxcnn import stats
-from jaxcnn.history import step_loss_every, step_loss_steps
-from jaxcnn.progress import plural
+from jaxcnn.platform.progress import plural
+from jaxcnn.stats import paired
+from jaxcnn.training.history import step_loss_every, step_loss_steps
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
@@ -50,7 +50,7 @@ MIN_T_BAND = 3
 def _spread(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and band per column: the 95% t-interval, or the range below MIN_T_BAND seeds."""
     if matrix.shape[0] >= MIN_T_BAND:
-        return stats.curve_band(matrix)
+        return paired.curve_band(matrix)
     with np.errstate(all="ignore"):
         return (np.nanmean(matrix, axis=0), np.nanmin(matrix, axis=0),
                 np.nanmax(matrix, axis=0))
@@ -316,7 +316,7 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax.set_xlim(-0.6, len(names) - 0.3)
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{title}: test accuracy per seed" + (
-        "" if reference in configs else f"\n({stats.NO_REFERENCE}: '{reference}')"))
+        "" if reference in configs else f"\n({paired.NO_REFERENCE}: '{reference}')"))
     ax.grid(axis="y", alpha=0.3)
     if not any_points:
         _no_data(ax, "every seed diverged: no test accuracy to show")

@@ -26,9 +26,9 @@ from typing import Any
 
 import jax
 
-from jaxcnn.model import Network, count_params
-from jaxcnn.modelfns import variable_shapes
-from jaxcnn.train import EVAL_BATCH
+from jaxcnn.models.model import Network, count_params
+from jaxcnn.models.modelfns import variable_shapes
+from jaxcnn.training.train import EVAL_BATCH
 
 SAFETY = 0.8  # plan for this fraction of the free memory: the allocator needs headroom
 FLOAT_BYTES = 4

@@ -9,7 +9,7 @@ they can be regenerated at any time (the report does):
 - ``steps.csv``: one row per member and recorded optimizer step (the step losses
   the history keeps);
 - ``summary.csv``: one row per member: test accuracy, test loss, diverged epoch;
-- ``tb/CONFIG/seed_N/``: one TensorBoard run per member (:mod:`jaxcnn.tensorboard`),
+- ``tb/CONFIG/seed_N/``: one TensorBoard run per member (:mod:`jaxcnn.reporting.tensorboard`),
   so ``tensorboard --logdir OUT`` shows every seed of every study.
 
 Missing numbers (a diverged member's, stored as null) are empty CSV cells and
@@ -22,9 +22,9 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from jaxcnn import tensorboard
-from jaxcnn.history import HISTORY_KEYS, step_loss_steps, steps_per_epoch_of
-from jaxcnn.progress import log
+from jaxcnn.platform.progress import log
+from jaxcnn.reporting import tensorboard
+from jaxcnn.training.history import HISTORY_KEYS, step_loss_steps, steps_per_epoch_of
 
 # history key -> CSV column / TensorBoard tag, for the per-epoch curves: every list the
 # history records except the step losses (their own file), so a new curve is exported too

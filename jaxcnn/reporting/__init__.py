@@ -1,0 +1,1 @@
+"""What a run leaves to read: REPORT.md, figures, CSV and TensorBoard exports."""

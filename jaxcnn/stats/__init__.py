@@ -1,0 +1,2 @@
+"""Statistics across seeds: paired comparisons, the sequential decisions, rounds of
+seeds."""
