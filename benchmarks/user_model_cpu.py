@@ -2,14 +2,15 @@
 
     python -m benchmarks.user_model_cpu --steps 40
 
-One member, batch 64, random CIFAR-shaped data; the same architecture three ways:
+One member, batch 64, random CIFAR-shaped data; the engine's own chunk program
+(``training.runner.ChunkProgram``, as a run compiles it on the CPU) for:
 
-- ``seed CNN (scan)``: the seed CNN as training runs it (its own convolution, an epoch as
-  ``lax.scan`` over the steps: ``train.make_train_epoch``);
-- ``nn.Conv (scan)``: the seed's layers written with stock ``nn.Conv`` / ``nn.max_pool``,
-  registered as a user's model and trained by the same epoch (what the engine does with
-  a user's model today);
-- ``nn.Conv (step loop)``: that module, one jitted train step per batch from Python.
+- ``seed CNN (scan)``: the seed CNN, an epoch as one ``lax.scan`` over the steps;
+- ``nn.Conv (stepped)``: the seed's layers written with stock ``nn.Conv`` /
+  ``nn.max_pool``, registered as a user's model: one compiled step per batch, what the
+  engine does with a user's model on the CPU;
+- ``nn.Conv (scan)``: that model forced into the one-``lax.scan`` epoch (what it got
+  before the engine stepped user models on the CPU).
 
 GUIDE section 3 measured a convolution inside ``lax.scan`` on XLA:CPU at 30-50x slower than
 outside a loop (jax 0.10.2). Prints images/s of each (median of ``--repeats`` timed epochs
@@ -41,19 +42,6 @@ def conv_model():
     return StockCNN
 
 
-def timed(run, repeats: int) -> tuple[float, float]:
-    """(compile-and-first-run seconds, median seconds of the next ``repeats`` runs)."""
-    start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.user_model_cpu",
                                      description=__doc__.split("\n")[0])
@@ -62,51 +50,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import jax
-    import jax.numpy as jnp
 
-    from benchmarks.common import random_cifar
-    from jaxcnn.configs import Configuration, hyperparams
+    from jaxcnn.configs import Configuration, hyperparams, stack
+    from jaxcnn.data.splits import prepare_data
+    from jaxcnn.data.synthetic import make_synthetic
     from jaxcnn.models import registry
     from jaxcnn.models.model import Network
-    from jaxcnn.models.modelfns import model_fns
     from jaxcnn.training import train
+    from jaxcnn.training.runner import ChunkProgram, DeviceData
 
     registry.register_model("stock_cnn", lambda network: conv_model()(network.num_classes))
-    n = 64 * args.steps
-    images, labels = random_cifar(n)
-    data = train.ImageData(jnp.asarray(images), jnp.asarray(labels, jnp.int32))
-    norm = train.Normalizer(jnp.full(3, 0.5), jnp.full(3, 0.5))
-    keys = train.seed_keys(0)
-    rows = []
-    for name, network, conv in (("seed CNN (scan)", Network(), "winograd"),
-                                ("nn.Conv (scan)", Network(model="stock_cnn"), "xla")):
-        fns = model_fns(network, conv)
-        hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(network), args.steps))
-        state = train.init_state(keys, fns, hp)
-        epoch = jax.jit(train.make_train_epoch(fns, num_train=n, batch_size=64))
-        first, median = timed(lambda e=epoch, s=state: jax.block_until_ready(
-            e(s, keys, data, norm, jnp.int32(0))), args.repeats)
-        rows.append((name, first, n / median))
-    network = Network(model="stock_cnn")
-    fns = model_fns(network)
-    hp = jax.tree.map(jnp.asarray, hyperparams(Configuration(network), args.steps))
-    state = train.init_state(keys, fns, hp)
-    step = jax.jit(train.make_train_step(fns))
-    batches = [train.Batch(train.normalize(data.images[i:i + 64], norm), data.labels[i:i + 64],
-                           jnp.ones(64, bool)) for i in range(0, n, 64)]
-
-    def loop():
-        s = state
-        for i, batch in enumerate(batches):
-            s, _ = step(s, batch, jax.random.fold_in(keys.dropout, i))
-        jax.block_until_ready(s.params)
-
-    first, median = timed(loop, args.repeats)
-    rows.append(("nn.Conv (step loop)", first, n / median))
+    dataset = make_synthetic(64 * args.steps + 100, 100, seed=0)
+    data = DeviceData(prepare_data(dataset, val_size=100, train_examples=None,
+                                   normalization="dataset"))
+    keys = train.stack_seed_keys([0])
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, one member, batch 64, "
           f"{args.steps} steps an epoch")
-    for name, first, rate in rows:
-        print(f"{name:22s} {rate:8.0f} images/s   (compile + first epoch {first:.1f} s)")
+    for name, network, conv, stepped in (
+            ("seed CNN (scan)", Network(), "winograd", None),
+            ("nn.Conv (stepped)", Network(model="stock_cnn"), "xla", None),
+            ("nn.Conv (scan)", Network(model="stock_cnn"), "xla", False)):
+        hparams = hyperparams(Configuration(network), args.steps)
+        program = ChunkProgram(network, conv, "threads", 1, data.num_train, 64, None,
+                               stepped=stepped)
+        start = time.perf_counter()
+        program.warm_up(data, hparams)
+        compile_s = time.perf_counter() - start
+        states = program.init(keys, stack([hparams]))
+        times = []
+        for epoch in range(args.repeats + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            states, _ = program.epoch(states, keys, data, epoch, 0)
+            jax.block_until_ready(states.params)
+            times.append(time.perf_counter() - start)
+        rate = data.num_train / statistics.median(times[1:])
+        print(f"{name:20s} {rate:8.0f} images/s   (compile {compile_s:.1f} s)", flush=True)
     return 0
 
 

@@ -1,9 +1,10 @@
 """A researcher's own Flax NNX model (issue 31), trained as a linen model is.
 
 README's NNX example runs as written on a 28x28 grayscale tree of 3 classes (SGD with
-momentum and AdamW, 2 seeds x 2 epochs), again through ``jaxcnn run FILE.py:study``, and
-``jaxcnn evaluate`` in a new process gives back every recorded test accuracy; member k of a
-vmapped run equals its single run; bad models end in one line before anything trains.
+momentum and AdamW, 2 seeds x 2 epochs), through the Python API and (slow tier) through
+``jaxcnn run FILE.py:study`` and ``jaxcnn sweep``, and ``jaxcnn evaluate`` in a new process
+gives back every recorded test accuracy; member k of a vmapped run equals its single run;
+bad models end in one line before anything trains.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import json
 import re
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -214,12 +216,19 @@ BAD_STUDY = textwrap.dedent('''
 ''')
 
 
-def test_the_readmes_nnx_example_runs_as_written(tmp_path):
-    """Python API and ``jaxcnn run``, evaluated in new processes; then a bad model run
-    into the same --out ends in one line and exit status 2, the results intact."""
+def readme_nnx_study(root: Path) -> None:
+    """README's NNX example as ``root/nnxstudy.py``, beside a 28x28 grayscale tree of 3
+    classes (``my_images``; 26 steps of 64 in 2 epochs)."""
     block = next(b for b in python_blocks(README.read_text()) if "nnx.Module" in b)
-    (tmp_path / "nnxstudy.py").write_text(block)
-    grayscale_tree(tmp_path / "my_images", train=300)  # 26 steps of 64 in 2 epochs
+    (root / "nnxstudy.py").write_text(block)
+    grayscale_tree(root / "my_images", train=300)
+
+
+def test_the_readmes_nnx_example_runs_as_written(tmp_path):
+    """The Python API (SGD with momentum and AdamW, 2 seeds x 2 epochs), evaluated in new
+    processes; then a bad model run into the same --out ends in one line and exit status 2,
+    the results intact."""
+    readme_nnx_study(tmp_path)
     proc = python(["nnxstudy.py"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -232,27 +241,6 @@ def test_the_readmes_nnx_example_runs_as_written(tmp_path):
         accuracies = [s["test_accuracy"] for s in results["configs"][config]["seeds"]]
         assert len(accuracies) == 2 and min(accuracies) > 100 / 3, (config, accuracies)
     assert results["metadata"]["command"].startswith("jaxcnn run nnxstudy.py:study ")
-    # The same study from the shell, into its own --out: the same numbers (what differs is
-    # the entry point, not the training).
-    proc = jaxcnn(["run", "nnxstudy.py:study", "--data", "my_images", "--seeds", "2",
-                   "--epochs", "2", "--no-progress", "--out", "cli"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cli = json.loads((tmp_path / "cli" / "mine_nnx" / "results.json").read_text())
-    for config in ("sgd", "adamw"):
-        assert ({s["seed"]: s["test_accuracy"] for s in cli["configs"][config]["seeds"]}
-                == {s["seed"]: s["test_accuracy"]
-                    for s in results["configs"][config]["seeds"]}), config
-    # A sweep of the study's own optimizer argument, from the study file (issue 26 item 5):
-    # the base's 3e-3 is added to the values; both train in one program.
-    proc = jaxcnn(["sweep", "--param", "learning_rate=0.001", "--base",
-                   "nnxstudy.py:study/adamw", "--data", "my_images", "--seeds", "2",
-                   "--epochs", "1", "--no-progress", "--out", "cli"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    swept = json.loads((tmp_path / "cli" / "sweep" / "results.json").read_text())
-    assert set(swept["configs"]) == {"learning_rate=0.001", "learning_rate=0.003"}
-    assert swept["configs"]["learning_rate=0.001"]["model"]["model"] == "mine_nnx"
-    assert "training 4 members (2 configurations x seeds) of one network" in proc.stderr, (
-        proc.stderr[-2000:])
     before = (tmp_path / "results" / "mine_nnx" / "results.json").read_bytes()
     (tmp_path / "bad.py").write_text(BAD_STUDY)
     proc = jaxcnn(["run", "bad.py:study", "--data", "my_images", "--seeds", "2",
@@ -262,6 +250,30 @@ def test_the_readmes_nnx_example_runs_as_written(tmp_path):
         "model 'mine_nnx' returns float32 (2, 5) on 2 images; it must return float logits "
         "(N, 3), one per class of the data"), proc.stderr[-2000:]
     assert (tmp_path / "results" / "mine_nnx" / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow  # two runs and two evaluations in new processes: about 30 s on 2 cores
+def test_the_readmes_nnx_study_runs_and_sweeps_from_the_shell(tmp_path):
+    """``jaxcnn run nnxstudy.py:study``: both variants trained above chance and evaluated in
+    new processes; ``jaxcnn sweep`` of its own optimizer's learning rate (issue 26 item 5):
+    the base's 3e-3 added to the values, both in one program."""
+    readme_nnx_study(tmp_path)
+    proc = jaxcnn(["run", "nnxstudy.py:study", "--data", "my_images", "--seeds", "2",
+                   "--epochs", "2", "--no-progress", "--out", "results"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = assert_reproduced(tmp_path, "mine_nnx")
+    for config in ("sgd", "adamw"):
+        accuracies = [s["test_accuracy"] for s in results["configs"][config]["seeds"]]
+        assert len(accuracies) == 2 and min(accuracies) > 100 / 3, (config, accuracies)
+    proc = jaxcnn(["sweep", "--param", "learning_rate=0.001", "--base",
+                   "nnxstudy.py:study/adamw", "--data", "my_images", "--seeds", "2",
+                   "--epochs", "1", "--no-progress", "--out", "results"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    swept = json.loads((tmp_path / "results" / "sweep" / "results.json").read_text())
+    assert set(swept["configs"]) == {"learning_rate=0.001", "learning_rate=0.003"}
+    assert swept["configs"]["learning_rate=0.001"]["model"]["model"] == "mine_nnx"
+    assert "training 4 members (2 configurations x seeds) of one network" in proc.stderr, (
+        proc.stderr[-2000:])
 
 
 def test_a_sweep_takes_a_float_argument_of_a_studys_own_optimizer(fresh_models):

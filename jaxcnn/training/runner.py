@@ -42,6 +42,7 @@ from jaxcnn.data.splits import PreparedData
 from jaxcnn.models.conv import check_conv, default_conv
 from jaxcnn.models.model import Network
 from jaxcnn.models.modelfns import model_fns, saved_weights
+from jaxcnn.models.registry import DEFAULT_MODEL
 from jaxcnn.platform.interrupt import Interrupted, StopFlag, is_stop_error, quiet_stop_traces
 from jaxcnn.platform.progress import EpochLines, StepBoard, Stopwatch, log
 from jaxcnn.training import history as hist
@@ -236,15 +237,31 @@ class ChunkProgram:
 
     def __init__(self, spec: Network | ProgramSpec, conv: str, batching: str, width: int,
                  num_train: int, batch_size: int, on_step: StepHook | None,
-                 mesh: Mesh | None = None):
+                 mesh: Mesh | None = None, stepped: bool | None = None):
         spec = as_program(spec)
         self.network, self.width, self.mesh = spec.network, width, mesh
         self.compile_seconds = 0.0
+        # A user's model on the CPU trains one compiled step per batch, called from Python:
+        # XLA:CPU runs a stock convolution inside a loop (the epoch's lax.scan, or lax.map
+        # over members) tens of times slower (docs/performance.md). The seed CNN's own
+        # convolutions do not fall into it, and keep the one-program epoch.
+        self.stepped = (stepped if stepped is not None else
+                        mesh is None and spec.network.model != DEFAULT_MODEL
+                        and jax.default_backend() == "cpu")
+        self.on_step = on_step
         local = "map" if batching == "threads" else batching
+        if self.stepped and width == 1:
+            local = "vmap"  # one member: no loop over members either
         fns = model_fns(spec.network, conv)  # network.model: the CNN or a user's module
         tx = spec.transform()  # the built-in Adam chain, or the configurations' own optax
         init = over_members(lambda keys, hparams: train.init_state(keys, fns, hparams, tx),
                             local, 2)
+        split_last = fns.stateful and num_train % batch_size != 0
+        order = over_members(lambda keys, epoch: train.epoch_order(
+            keys, epoch, num_train, batch_size, split_last), local, 1)
+        batch_step = train.make_batch_step(fns, tx)
+        step = over_members(lambda state, keys, rows, mask, data, norm: batch_step(
+            state, keys, data, norm, rows, mask), local, 4)
         epoch = over_members(train.make_train_epoch(
             fns, num_train=num_train, batch_size=batch_size, report_every=1, optimizer=tx,
             on_step=on_step if mesh is None or on_step is None else on_step.check_stop),
@@ -264,7 +281,8 @@ class ChunkProgram:
             if self._vmap_eval:
                 evaluate = shard(evaluate, in_specs=(m, m, r, r), out_specs=m)
         self._jitted = {"init": jax.jit(init), "epoch": jax.jit(epoch, donate_argnums=0),
-                        "evaluate": jax.jit(evaluate)}
+                        "evaluate": jax.jit(evaluate), "order": jax.jit(order),
+                        "step": jax.jit(step, donate_argnums=0)}
         self._first_device = (mesh.devices.flat[0] if mesh is not None
                               else jax.local_devices()[0])
         self._compiled: dict[Any, Any] = {}
@@ -298,9 +316,28 @@ class ChunkProgram:
 
     def epoch(self, states: train.TrainState, keys: train.SeedKeys, data: DeviceData,
               epoch: int, slot: int) -> tuple[train.TrainState, dict]:
+        if self.stepped:
+            return self._stepped_epoch(states, self.place(keys), data, epoch, slot)
         args = (states, self.place(keys), data.train, data.norm, jnp.int32(epoch),
                 jnp.int32(slot))
         return self._call("epoch", "epoch", *args)
+
+    def _stepped_epoch(self, states: train.TrainState, keys: train.SeedKeys, data: DeviceData,
+                       epoch: int, slot: int) -> tuple[train.TrainState, dict]:
+        """The epoch of :func:`train.make_train_epoch`, one compiled step per batch: the
+        same batches and steps, ``{name: (M, T)}`` metrics."""
+        rows, masks, rest = self._call("order", "order", keys, jnp.int32(epoch))
+        batches = [(rows[:, i], masks[:, i]) for i in range(rows.shape[1])]
+        if rest.shape[1]:  # a stateful model's last, partial batch at its own size
+            batches.append((rest, jnp.ones(rest.shape, bool)))
+        metrics = []
+        for i, (indices, mask) in enumerate(batches):
+            states, step_metrics = self._call("step", ("step", indices.shape[1]), states, keys,
+                                              indices, mask, data.train, data.norm)
+            metrics.append(step_metrics)
+            if self.on_step is not None:
+                self.on_step(slot, i + 1)
+        return states, jax.tree.map(lambda *steps: jnp.stack(steps, axis=1), *metrics)
 
     def evaluate(self, states: train.TrainState, data: DeviceData, name: str
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -328,10 +365,11 @@ class ChunkProgram:
         compiled evaluation (after :meth:`warm_up`)."""
         evals = sorted((k[1], v) for k, v in self._compiled.items()
                        if isinstance(k, tuple) and k[0] == "evaluate")
-        if "epoch" not in self._compiled or not evals:
+        train_key = next((k for k in self._compiled if k == "epoch" or k[0] == "step"), None)
+        if train_key is None or not evals:
             return None
         data_bytes = sum(x.nbytes for x in jax.tree.leaves((data.train, data.norm)))
-        return compiled_member_bytes(self._compiled["epoch"], evals[-1][1], self.width,
+        return compiled_member_bytes(self._compiled[train_key], evals[-1][1], self.width,
                                      self.width if self._vmap_eval else 1, data_bytes,
                                      lockstep=self._vmap_eval)
 
@@ -339,8 +377,15 @@ class ChunkProgram:
         """Compiles everything with a dummy chunk, before workers start."""
         keys = train.stack_seed_keys([0] * self.width)
         states = self.init(keys, stack([hparams] * self.width))
-        self._compiled_for("epoch", "epoch", states, self.place(keys), data.train, data.norm,
-                           jnp.int32(0), jnp.int32(0))
+        if self.stepped:
+            rows, masks, rest = self._call("order", "order", self.place(keys), jnp.int32(0))
+            for indices in (rows[:, 0], rest) if rest.shape[1] else (rows[:, 0],):
+                self._compiled_for("step", ("step", indices.shape[1]), states,
+                                   self.place(keys), indices, jnp.ones(indices.shape, bool),
+                                   data.train, data.norm)
+        else:
+            self._compiled_for("epoch", "epoch", states, self.place(keys), data.train,
+                               data.norm, jnp.int32(0), jnp.int32(0))
         for name in data.eval_splits():
             split = getattr(data, name)
             key = ("evaluate", split.labels.shape[0])

@@ -178,6 +178,45 @@ def make_train_step(fns: ModelFns, optimizer: OptimizerOf = member_optimizer
     return train_step
 
 
+def epoch_order(keys: SeedKeys, epoch: jax.Array, num_train: int, batch_size: int,
+                split_last: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One member's batches of one epoch: (rows (S, B) example indices, mask (S, B), rest).
+
+    A permutation of the N examples from ``fold_in(keys.data, epoch)``, sliced into S
+    batches of B. The last batch's padding (where it is padded) takes example 0, masked
+    out; with ``split_last`` the last, partial batch is ``rest`` (N mod B indices), taken
+    at its own size instead (``rest`` is empty otherwise).
+    """
+    perm = jax.random.permutation(jax.random.fold_in(keys.data, epoch), num_train)
+    full = num_train // batch_size if split_last else steps_per_epoch(num_train, batch_size)
+    padded = full * batch_size
+    order = jnp.pad(perm[:padded], (0, max(padded - num_train, 0)))
+    mask = jnp.arange(padded) < num_train
+    return (order.reshape(full, batch_size), mask.reshape(full, batch_size),
+            perm[padded:] if split_last else perm[:0])
+
+
+def make_batch_step(fns: ModelFns, optimizer: OptimizerOf = member_optimizer
+                    ) -> Callable[..., tuple[TrainState, dict]]:
+    """``batch_step(state, keys, data, norm, indices, mask) -> (state, metrics)``: one
+    training step on the examples ``indices`` (B,) of ``data`` (batch regularizers on the
+    uint8 images, normalisation, then :func:`make_train_step` with the dropout key of the
+    member's step)."""
+    train_step = make_train_step(fns, optimizer)
+
+    def batch_step(state: TrainState, keys: SeedKeys, data: ImageData, norm: Normalizer,
+                   indices: jax.Array, mask: jax.Array) -> tuple[TrainState, dict]:
+        dtype = jax.tree.leaves(state.params)[0].dtype
+        # Batch regularizers (augmentation) act on the uint8 images; at strength 0 they
+        # return them unchanged.
+        images = regularizers.transform_batch(keys.data, state.step, data.images[indices],
+                                              state.hparams.transforms)
+        batch = Batch(normalize(images, norm, dtype), data.labels[indices], mask)
+        return train_step(state, batch, jax.random.fold_in(keys.dropout, state.step))
+
+    return batch_step
+
+
 def make_train_epoch(fns: ModelFns, *, num_train: int, batch_size: int,
                      on_step: Callable[[Any, Any], None] | None = None, report_every: int = 25,
                      optimizer: OptimizerOf = member_optimizer
@@ -197,44 +236,30 @@ def make_train_epoch(fns: ModelFns, *, num_train: int, batch_size: int,
     The returned function takes one member's state and keys (SeedKeys), data (ImageData
     of the training split), norm (Normalizer), epoch (() int32, 0-based) and slot (()
     int32, passed to ``on_step`` to say which worker reports), and returns the new state
-    and ``{name: (T,)}`` for each of "loss", "learning_rate" and "beta1".
+    and ``{name: (T,)}`` for each of "loss", "learning_rate" and "beta1": the steps of
+    :func:`make_batch_step` over :func:`epoch_order`'s batches, as one ``lax.scan``.
 
     A model without state takes the last, partial batch padded to B and masked; a
     model with state (BatchNorm) takes it at its own size (N mod B, a second traced
     step), so padding never enters its batch statistics.
     """
-    train_step = make_train_step(fns, optimizer)
-    num_steps = steps_per_epoch(num_train, batch_size)
+    batch_step = make_batch_step(fns, optimizer)
     split_last = fns.stateful and num_train % batch_size != 0
-    full = num_train // batch_size if split_last else num_steps
-    padded = full * batch_size if split_last else num_steps * batch_size
 
     def train_epoch(state: TrainState, keys: SeedKeys, data: ImageData, norm: Normalizer,
                     epoch: jax.Array, slot: jax.Array | int = 0) -> tuple[TrainState, dict]:
-        dtype = jax.tree.leaves(state.params)[0].dtype
-        perm = jax.random.permutation(jax.random.fold_in(keys.data, epoch), num_train)
+        rows, masks, rest = epoch_order(keys, epoch, num_train, batch_size, split_last)
 
         def body(state, xs):
             indices, batch_mask, i = xs
-            # Batch regularizers (augmentation) act on the uint8 images; at strength 0 they
-            # return them unchanged.
-            images = regularizers.transform_batch(keys.data, state.step, data.images[indices],
-                                                  state.hparams.transforms)
-            batch = Batch(normalize(images, norm, dtype), data.labels[indices], batch_mask)
-            state, metrics = train_step(state, batch, jax.random.fold_in(keys.dropout, state.step))
+            state, metrics = batch_step(state, keys, data, norm, indices, batch_mask)
             _report(on_step, report_every, slot, i)
             return state, metrics
 
-        # The last batch's padding (where it is padded): slots at example 0, masked out.
-        order = jnp.pad(perm[:padded], (0, max(padded - num_train, 0)))
-        mask = jnp.arange(padded) < num_train
-        state, metrics = jax.lax.scan(body, state, (order.reshape(full, batch_size),
-                                                    mask.reshape(full, batch_size),
-                                                    jnp.arange(full)))
+        state, metrics = jax.lax.scan(body, state, (rows, masks, jnp.arange(len(rows))))
         if not split_last:
             return state, metrics
-        rest = perm[padded:]
-        state, last = body(state, (rest, jnp.ones(rest.shape, bool), jnp.int32(full)))
+        state, last = body(state, (rest, jnp.ones(rest.shape, bool), jnp.int32(len(rows))))
         return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
 
     return train_epoch
