@@ -173,6 +173,10 @@ class Runtime:
     memory_budget: float | None = option(None, "plan chunks as if each device had this many "
                                          "MiB free (default: what the device reports)",
                                          group="speed")
+    compile_cache: bool = option(True, "keep compiled programs in CACHE_DIR/xla (JAX's "
+                                 "persistent compilation cache), so a rerun does not compile "
+                                 "them again (--no-compile-cache: compile every time)",
+                                 group="speed")
     deterministic: bool = option(False, "GPU only: set XLA_FLAGS=--xla_gpu_deterministic_ops="
                                  "true so reruns give identical numbers (slower); CPU runs are "
                                  "always deterministic", group="speed")

@@ -32,10 +32,12 @@ import jax
 
 from jaxcnn.configs import hyperparams
 from jaxcnn.data import load_dataset, prepare_data
+from jaxcnn.data.cache import default_cache_dir
 from jaxcnn.errors import ConfigError, DataError
 from jaxcnn.experiment import DecisionOptions, Experiment, Runtime, parity_default
 from jaxcnn.models.modelfns import check_model
-from jaxcnn.platform import distributed, outlock
+from jaxcnn.platform import compile_cache, distributed, outlock
+from jaxcnn.platform.compile_cache import phrase as cache_phrase
 from jaxcnn.platform.progress import log, plural
 from jaxcnn.reporting.report import console_table, estimation_comparisons, schedules_differ
 from jaxcnn.stats import rounds
@@ -173,6 +175,8 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
     """:func:`run_studies`' work, once --out is this run's: rounds of seeds (one round
     for a fixed --seeds N) until every comparison is decided or the budget is spent."""
     started = time.perf_counter()
+    cache = compile_cache.enable(runtime.cache_dir or default_cache_dir(), runtime.compile_cache)
+    looked_up = compile_cache.counts()
     prep = prepare(studies, experiment, runtime, configs)
     experiment = prep.experiment  # with the data's own --val-size, where defaulted
     run = resolve_settings(runtime, experiment.epochs, experiment.batch_size)
@@ -215,13 +219,24 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
         if not plan.wants and before == {name: len(history) for name, history in looks.items()}:
             break  # nothing trained and no new look: every comparison is where it stays
     if distributed.is_main():
-        total = round(time.perf_counter() - started, 2)
-        store.finish(total, engine.compile_seconds)
-        for study in studies:
-            _show(study, store.results[study.name], store.paths[study.name])
-        log(f"total wall time {total:.1f} s ({plural(store.members_trained, 'member')} trained)")
+        counted = compile_cache.counts()
+        _finish(studies, store, engine, round(time.perf_counter() - started, 2),
+                {"folder": str(cache) if cache else None,
+                 **{k: counted[k] - looked_up[k] for k in counted}})
     distributed.barrier("jaxcnn: finished")
     return store.results
+
+
+def _finish(studies: list[Study], store: ResultsStore, engine: Engine, total: float,
+            cached: dict) -> None:
+    """Writes the studies' results and figures (process 0) and the run's last line: wall
+    time, members trained, compiling and what the compile cache gave."""
+    store.finish(total, engine.compile_seconds, cached)
+    for study in studies:
+        _show(study, store.results[study.name], store.paths[study.name])
+    compiling = sum(engine.compile_seconds.values())
+    log(f"total wall time {total:.1f} s ({plural(store.members_trained, 'member')} trained; "
+        f"{compiling:.1f} s compiling, {cache_phrase(cached)})")
 
 
 def compared_names(run_configs: dict, results: dict) -> list[str]:

@@ -7,6 +7,9 @@ import pytest
 
 # Tests must not touch the user's cache or the network.
 os.environ.setdefault("JAXCNN_CACHE", str(Path(__file__).parent / ".cache-unused"))
+# Nor JAX's persistent compilation cache: a test that checks it turns it on in its own
+# processes (tests/test_run.py).
+os.environ.setdefault("JAXCNN_COMPILE_CACHE", "0")
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.xz"
 

@@ -131,3 +131,35 @@ def test_a_bad_target_is_one_line(target, message, tmp_path, monkeypatch, capsys
     assert run.main([target, "--seeds", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.slow  # three runs in new processes: about 30 s on 2 cores
+def test_a_second_process_takes_its_programs_from_the_compile_cache(tmp_path):
+    """The persistent compilation cache is on by default, in the cache directory: the first
+    run compiles and writes, the second finds every program there but the one-scan epoch
+    (it calls back to the host every step for the progress bar and Ctrl-C, and JAX does not
+    cache a program with host callbacks: its log says "Not writing persistent cache entry
+    ... because it uses host callbacks"); results.json and the run's last line say so.
+    --no-compile-cache leaves the cache alone."""
+    env = {**os.environ, "JAXCNN_CACHE": str(tmp_path / "cache"), "JAXCNN_COMPILE_CACHE": "1"}
+    flags = ["--data", "synthetic", "--seeds", "1", "--epochs", "1", "--train-examples", "64",
+             "--val-size", "50", "--batch-size", "16", "--configs", "baseline", "--no-progress"]
+
+    def run(out: str, *more: str) -> tuple[dict, str]:
+        proc = subprocess.run([sys.executable, "-m", "jaxcnn.console", "regularization", *flags,
+                               *more, "--out", out], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results = json.loads((tmp_path / out / "regularization" / "results.json").read_text())
+        return results["metadata"]["compile_cache"], proc.stderr
+
+    (first, _), (second, said) = run("a"), run("b")
+    assert first["hits"] == 0 and first["requests"] > 2
+    assert first["folder"].startswith(str(tmp_path / "cache" / "xla" / "jax"))
+    assert second["folder"] == first["folder"]
+    assert second["requests"] == first["requests"]
+    assert second["hits"] == second["requests"] - 1  # all but the epoch with host callbacks
+    assert f"{second['hits']} of {second['requests']} programs from the compile cache" in said
+    files = sorted((tmp_path / "cache" / "xla").rglob("*"))
+    assert run("c", "--no-compile-cache")[0]["folder"] is None
+    assert sorted((tmp_path / "cache" / "xla").rglob("*")) == files

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from jaxcnn.platform.compile_cache import phrase
 from jaxcnn.platform.progress import plural
 from jaxcnn.stats.paired import (
     ALPHA,
@@ -529,24 +530,29 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
 def run_cost(all_results: dict[str, dict]) -> dict:
     """What the studies cost: ``{"seeds": sorted seeds per configuration, "epochs",
     "models": distinct models, "members": model x seed trained, "wall_seconds", and
-    "members_timed": how many of the members those seconds trained (None if unrecorded)}``.
+    "members_timed": how many of the members those seconds trained (None if unrecorded),
+    "compile_seconds": of those seconds, compiling, "compile_cache": the last run's record
+    of the persistent compilation cache}``.
 
     A model shared by studies counts once; studies run together record one invocation's
     time, so equal recorded times count once.
     """
     models: dict[str, int] = {}
-    seeds, times = set(), {}
+    seeds, times, compiles, cache = set(), {}, {}, None
     for study, results in all_results.items():
         meta = results["metadata"]
         time = round(float(meta.get("total_wall_seconds_this_invocation") or 0.0), 1)
         times[time] = meta.get("members_trained_this_invocation")
+        compiles[time] = sum((meta.get("compile_seconds") or {}).values())
+        cache = meta.get("compile_cache", cache)
         for name, cfg in results["configs"].items():
             models[cfg.get("trained_as") or f"{study}/{name}"] = len(cfg["seeds"])
             seeds.add(len(cfg["seeds"]))
     epochs = sorted({r["metadata"]["settings"]["epochs"] for r in all_results.values()})
     return {"seeds": sorted(seeds), "epochs": epochs, "models": len(models),
             "members": sum(models.values()), "wall_seconds": sum(times),
-            "members_timed": (None if None in times.values() else sum(times.values()))}
+            "members_timed": (None if None in times.values() else sum(times.values())),
+            "compile_seconds": sum(compiles.values()), "compile_cache": cache}
 
 
 def _verdict_item(v: dict) -> str:
@@ -586,7 +592,15 @@ def answer_paragraph(verdicts: list[dict], cost: dict, margin: float | None = No
             f"{counted(cost['epochs'], 'epoch')}, "
             f"{plural(cost['models'], 'distinct model')}, {plural(cost['members'], 'member')} "
             f"(model x seed), {cost['wall_seconds']:,.0f} s of recorded wall time"
-            + _earlier(cost) + ".")
+            + _earlier(cost) + _compiling(cost) + ".")
+
+
+def _compiling(cost: dict) -> str:
+    """How much of the recorded time went to compiling, and what the cache gave."""
+    if not cost.get("compile_seconds"):
+        return ""
+    return (f", {cost['compile_seconds']:,.0f} s of it compiling ("
+            f"{phrase(cost.get('compile_cache'))})")
 
 
 def _earlier(cost: dict) -> str:

@@ -361,7 +361,8 @@ class ResultsStore:
 
     # -- the end of a run -----------------------------------------------------------------
 
-    def finish(self, total_seconds: float, compile_seconds: dict) -> None:
+    def finish(self, total_seconds: float, compile_seconds: dict,
+               compile_cache: dict | None = None) -> None:
         """Orders each study's configurations as its study does, recomputes statistics and
         verdict annotations, records the run's totals, and writes (process 0)."""
         for name, study in self.studies.items():
@@ -375,5 +376,6 @@ class ResultsStore:
                 rounds.annotate({name: current}, current["decisions"])
             current["metadata"]["total_wall_seconds_this_invocation"] = total_seconds
             current["metadata"]["compile_seconds"] = compile_seconds
+            current["metadata"]["compile_cache"] = compile_cache
             current["metadata"]["members_trained_this_invocation"] = self.members_trained
         self.save()
