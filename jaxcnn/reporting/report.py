@@ -3,9 +3,9 @@
 Every number and every verdict comes from the computed statistics (``stats/paired.py``);
 the only constants are the seed notebook's own single-run numbers (the studies'
 claims), quoted so its conclusions can be checked against ours. Each comparison
-has one verdict, from one Holm family per study (the comparisons with the
-reference and the notebook's claims in that study), shown identically in the
-console table, the report's tables, its sentences and its claims table.
+has one verdict, the sequential decisions' (``stats/decisions.py``), shown identically
+in the console table, the report's tables, its sentences and its claims table;
+Holm-adjusted p-values within a study are a labelled column beside it, never a verdict.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def console_table(results: dict) -> str:
              f"'{reference}'; "
              + ("verdicts from the decisions (see the report); Holm p within the study for "
                 "reference" if results.get("decisions") else
-                "Holm-adjusted p over the study's comparisons")
+                "one seed decides nothing; Holm p within the study for reference")
              + (f"\n{missing}" if missing else ""),
              f"{'config':<{width}} {'n':>2} {'mean ± std':>14} {'95% CI':>20} {'diff':>7} "
              f"{'diff 95% CI':>17} {'Holm p':>8}  verdict"]
@@ -696,9 +696,9 @@ def report_header(all_results: dict[str, dict]) -> list[str]:
         + ("the verdict column is the decisions' (see Verdicts below); Holm-adjusted "
            "p-values over each study's comparisons are shown beside it for reference"
            if decided_run else
-           "every verdict uses Holm-adjusted p-values over its study's comparisons (each "
-           "configuration against the reference, and the notebook's claims in that study): "
-           "one family per study, so each comparison has one verdict wherever it appears")
+           "no run here made decisions (one seed per configuration decides nothing: every "
+           "verdict reads not testable or undecided); Holm-adjusted p-values over each "
+           "study's comparisons are shown for reference")
         + "; d_z is the mean paired difference over its std; P(impr.) is P(config > "
         "reference) over all run pairs.", ""]
 
