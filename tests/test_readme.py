@@ -61,7 +61,9 @@ def test_readme_python_blocks_run_after_the_quick_start(tmp_path, monkeypatch):
         namespace: dict = {"__name__": "__readme__"}
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+            # dont_inherit: not this file's `from __future__ import annotations` (string
+            # annotations make a dataclass look its module up in sys.modules).
+            exec(compile(block, "README.md", "exec", dont_inherit=True), namespace)  # noqa: S102
         check_inference_block(namespace, printed.getvalue())
 
 

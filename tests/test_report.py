@@ -48,6 +48,8 @@ def test_suggested_command_carries_the_flags_of_the_studies_already_there(report
     for study in ("regularization", "initialization"):
         (partial / study).mkdir(parents=True)
         (partial / study / "results.json").write_text((out / study / "results.json").read_text())
+    # The run's decisions live once per --out (issue 26 item 6): they travel with the studies.
+    (partial / "decisions.json").write_text((out / "decisions.json").read_text())
     assert report.main(["--out", str(partial)]) == 0
     err = capsys.readouterr().err
     assert "schedules missing" in err
@@ -117,7 +119,7 @@ def test_report_has_one_verdict_per_comparison(report_run):
     assert "hold with our seeds" in text and f"omitted below {MIN_BOOTSTRAP_N} seeds" in text
     # four verdicts, the family stated, and no "not distinguishable" read as "the same"
     assert "not distinguishable" not in text
-    assert "over one family of every comparison in this report (sizes all: 15)" in text
+    assert "over one family of every comparison of these studies (sizes all: 15)" in text
     with_reference = sum(c["reference"] == results[s]["metadata"]["reference"]
                          for s in STUDIES for c in results[s]["statistics"]["comparisons"])
     assert text.splitlines()[2].startswith(f"**Answer.** Of {with_reference} comparisons")

@@ -150,3 +150,58 @@ def test_the_schema_version_is_read_or_refused_in_one_line(tmp_path):
     path.write_text(json.dumps(_minimal(schema_version="two")))
     with pytest.raises(ResumeError, match="schema_version is 'two'"):
         results.read_results(path)
+
+
+def _block(*studies: str, looks: int = 1) -> dict:
+    """A decisions block over ``studies``' comparisons (one per study), ``looks`` looks."""
+    return {"design": {"kind": "sequential", "margin": 1.0},
+            "family": {"mode": "run", "size": {"all": len(studies)}, "members": {}},
+            "comparisons": {f"{s}/b vs {s}/a": {"looks": [{"n": 2 * (i + 1)}
+                                                           for i in range(looks)],
+                                                 "final": None} for s in studies}}
+
+
+def test_a_runs_decisions_are_stored_once_per_out(tmp_path):
+    """Studies run together refer to one block in OUT/decisions.json (issue 26 item 6),
+    read back as the block itself; a later round replaces it; a report that merges separate
+    runs drops the blocks no study refers to; a version-2 file with its own copy still
+    reads; a missing decisions.json is one line."""
+    out = tmp_path / "out"
+    together = _block("regularization", "schedules")
+    for study in ("regularization", "schedules"):
+        results.write_results(out / study / "results.json",
+                              {**_minimal(schema_version=3), "experiment": study,
+                               "decisions": together})
+    raw = json.loads((out / "schedules" / "results.json").read_text())
+    assert raw["decisions"] == {"stored_in": "decisions.json", "run": "regularization+schedules"}
+    stored = json.loads((out / "decisions.json").read_text())["runs"]
+    assert stored == {"regularization+schedules": together}
+    for study in ("regularization", "schedules"):
+        assert results.read_results(out / study / "results.json")["decisions"] == together
+    later = _block("regularization", "schedules", looks=2)  # the next round, same run
+    results.write_results(out / "schedules" / "results.json",
+                          {**_minimal(schema_version=3), "decisions": later})
+    assert json.loads((out / "decisions.json").read_text())["runs"] == {
+        "regularization+schedules": later}
+    alone = _block("initialization")  # a separate run into the same --out
+    results.write_results(out / "initialization" / "results.json",
+                          {**_minimal(schema_version=3), "decisions": alone})
+    assert set(json.loads((out / "decisions.json").read_text())["runs"]) == {
+        "regularization+schedules", "initialization"}
+    merged = _block("initialization", "regularization", "schedules")  # a report's merge
+    everything = {s: {**_minimal(), "decisions": merged}
+                  for s in ("initialization", "regularization", "schedules")}
+    for study, payload in everything.items():
+        results.write_results(out / study / "results.json", payload)
+    results.keep_decisions(out, everything)
+    assert set(json.loads((out / "decisions.json").read_text())["runs"]) == {
+        "initialization+regularization+schedules"}
+    old = tmp_path / "old" / "s" / "results.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({**_minimal(schema_version=2), "decisions": together}))
+    assert results.read_results(old)["decisions"] == together
+    (out / "decisions.json").unlink()
+    with pytest.raises(ResumeError) as err:
+        results.read_results(out / "schedules" / "results.json")
+    assert "are not in" in str(err.value) and "--fresh" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -5,7 +5,6 @@ continued equal to one that was not)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from jaxcnn.cli import study_main
 from jaxcnn.stats import rounds
 from jaxcnn.stats.decisions import Design
 from jaxcnn.studies import REGULARIZATION
+from jaxcnn.training.results import read_results
 from tests.conftest import TINY_FLAGS
 
 
@@ -102,7 +102,7 @@ AUTO = [*TINY_FLAGS, "--configs", "baseline", "l2", "--seeds", "auto", "--first-
 
 def _run(out: Path, *flags: str) -> dict:
     assert study_main(REGULARIZATION, [*AUTO, *flags, "--out", str(out)]) == 0
-    return json.loads((out / "regularization" / "results.json").read_text())
+    return read_results(out / "regularization" / "results.json")  # decisions resolved
 
 
 def _numbers(results: dict) -> dict:

@@ -7,7 +7,6 @@ of every built-in study (``-m slow``)."""
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from jaxcnn.cli import config_names_for, study_main
 from jaxcnn.commands import report
 from jaxcnn.studies import STUDIES
+from jaxcnn.training.results import read_results
 from tests.conftest import TINY_FLAGS
 
 FIGURES = ("curves.png", "test_accuracy.png", "estimation.png")
@@ -31,9 +31,9 @@ def run_subset(study: str, subset: tuple[str, ...], out: Path, capsys,
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Traceback" not in captured.err
-    results = json.loads((out / study / "results.json").read_text())
+    results = read_results(out / study / "results.json")  # decisions resolved
     assert "git_dirty" in results["metadata"] and "git_commit" in results["metadata"]
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3
     for figure in FIGURES:
         assert (out / study / figure).stat().st_size > 0, figure
     return results, captured.out
@@ -148,6 +148,6 @@ def test_a_64x64_rgb_tree_trains_the_seed_cnn(tmp_path, capsys):
         "--batch-size", "8", "--configs", "baseline", "--no-progress",
         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
     assert rc == 0, capsys.readouterr().err
-    results = json.loads((tmp_path / "out/regularization/results.json").read_text())
+    results = read_results(tmp_path / "out/regularization/results.json")
     assert results["configs"]["baseline"]["model"]["image_shape"] == [64, 64, 3]
     assert results["configs"]["baseline"]["model"]["num_classes"] == 3

@@ -34,7 +34,7 @@ from jaxcnn.platform.progress import log
 from jaxcnn.reporting.report import STUDY_ORDER, build_report
 from jaxcnn.stats import rounds
 from jaxcnn.studies import STUDIES, Study
-from jaxcnn.training.results import read_results, write_json_atomic
+from jaxcnn.training.results import keep_decisions, read_results, write_results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,8 +242,9 @@ def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = N
             results["statistics"] = studies[name].statistics(results, all_pairs)
             results["decisions"] = block
             rounds.annotate({name: results}, block)
-            write_json_atomic(path, results)
+            write_results(path, results)
             write_figures(studies[name], results, path.parent)
+    keep_decisions(out, all_results)
     report = out / "REPORT.md"
     report.write_text(build_report(all_results, margin=block["design"]["margin"],
                                    missing=incomplete))

@@ -22,6 +22,13 @@ Layout (one file per study, ``OUT/<study>/results.json``)::
 before 2026-12-07, the same layout), which this code reads as they are; a file of a later
 version than :data:`SCHEMA_VERSION` was written by a newer jaxcnn and is refused in one line.
 
+The sequential decisions of a run (its design, family and every look, one block for all the
+studies it trained together) are stored once per --out, in ``OUT/decisions.json``
+(``{"runs": {"<its studies joined by +>": block}}``); each study's results.json holds
+``"decisions": {"stored_in": "decisions.json", "run": "<key>"}`` (schema 3 on).
+:func:`write_results` and :func:`read_results` do the swap, so every reader sees the block
+itself; a version-2 file holding its own copy is read as it is.
+
 Non-finite numbers are written as null (JSON has no NaN); a diverged seed has
 null test numbers and the epoch it diverged in. :func:`read_results` checks this
 shape (what the code reads from it), so a hand-edited or damaged file is one
@@ -38,7 +45,9 @@ from typing import Any
 
 from jaxcnn.errors import ResumeError
 
-SCHEMA_VERSION = 2  # 1: no "schema_version" key; 2: the key, and metadata.git_dirty
+SCHEMA_VERSION = 3  # 1: no "schema_version" key; 2: the key, and metadata.git_dirty;
+# 3: the decisions block in OUT/decisions.json, a reference to it in results.json
+DECISIONS = "decisions.json"
 FIX = ("restore the file, or rerun that study with --fresh to start it over (its "
        "finished results are then lost)")
 
@@ -87,7 +96,62 @@ def read_results(path: Path) -> dict | None:
     if problem is not None:
         raise ResumeError(f"{path}: {problem} (edited by hand, or not a jaxcnn results file); "
                           f"{FIX}")
+    reference = payload.get("decisions")
+    if isinstance(reference, dict) and "stored_in" in reference:
+        block = _read_blocks(path.parent.parent / DECISIONS).get(reference.get("run"))
+        if block is None:
+            raise ResumeError(f"{path}: its decisions (run {reference.get('run')!r}) are not in "
+                              f"{path.parent.parent / DECISIONS}; restore that file, or rerun "
+                              "the study with --fresh")
+        payload["decisions"] = block
     return payload
+
+
+def _block_key(block: dict, study: str) -> str:
+    """A run's key in decisions.json: the studies its comparisons belong to, joined by +
+    (``study``'s name for a block of no comparison)."""
+    studies = {name.split("/")[0] for name in block.get("comparisons", {})}
+    return "+".join(sorted(studies)) or study
+
+
+def _read_blocks(path: Path) -> dict:
+    """The runs' decisions blocks in ``path`` (OUT/decisions.json), {} if there is none."""
+    if not path.exists():
+        return {}
+    try:
+        with open(path) as handle:
+            runs = json.load(handle).get("runs")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise ResumeError(f"{path}: cannot read the recorded decisions ({err}); restore it, "
+                          "or rerun with --fresh") from None
+    return runs if isinstance(runs, dict) else {}
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Writes a study's results to ``path`` (OUT/<study>/results.json): its decisions
+    block once into OUT/decisions.json (first, so a reference never points at nothing),
+    a reference in results.json."""
+    block = results.get("decisions")
+    if isinstance(block, dict) and "design" in block:
+        key, store = _block_key(block, path.parent.name), path.parent.parent / DECISIONS
+        blocks = _read_blocks(store)
+        if blocks.get(key) != block:
+            write_json_atomic(store, {"schema_version": SCHEMA_VERSION,
+                                      "runs": {**blocks, key: block}})
+        results = {**results, "decisions": {"stored_in": DECISIONS, "run": key}}
+    write_json_atomic(path, results)
+
+
+def keep_decisions(out: Path, all_results: dict[str, dict]) -> None:
+    """Drops from OUT/decisions.json every block no study of ``all_results`` (every study
+    in --out) refers to any more (a report merging separate runs replaces theirs)."""
+    store = Path(out) / DECISIONS
+    blocks = _read_blocks(store)
+    used = {_block_key(r["decisions"], name) for name, r in all_results.items()
+            if isinstance(r.get("decisions"), dict) and "design" in r["decisions"]}
+    if set(blocks) - used:
+        write_json_atomic(store, {"schema_version": SCHEMA_VERSION,
+                                  "runs": {k: v for k, v in blocks.items() if k in used}})
 
 
 def _is_number(value: Any) -> bool:

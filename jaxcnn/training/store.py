@@ -38,7 +38,7 @@ from jaxcnn.stats import rounds
 from jaxcnn.training import checkpoint
 from jaxcnn.training.members import Member, MemberResult
 from jaxcnn.training.plan import RoundPlan, Want
-from jaxcnn.training.results import SCHEMA_VERSION, read_results, write_json_atomic
+from jaxcnn.training.results import SCHEMA_VERSION, read_results, write_results
 
 if TYPE_CHECKING:
     from jaxcnn.configs import Configuration
@@ -134,7 +134,7 @@ def start_over(path: Path, names: list[str]) -> None:
             for name in names:
                 existing["metadata"].get(key, {}).pop(name, None)
         existing.pop("statistics", None)  # recomputed when the run finishes
-        write_json_atomic(path, existing)
+        write_results(path, existing)
         log(f"--fresh: starting {', '.join(names)} over; keeping {', '.join(kept)} in {path}")
     for name in names:
         shutil.rmtree(folder / "params" / name, ignore_errors=True)
@@ -222,7 +222,7 @@ class ResultsStore:
         current["metadata"].update(study_metadata(study, experiment, runtime, run, prep))
         current["metadata"].setdefault("finished_after_seconds", {})
         try:
-            write_json_atomic(path, current)
+            write_results(path, current)
         except (NotADirectoryError, FileExistsError):
             raise ConfigError(f"--out {runtime.out}: a part of that path is a file; "
                               "give another --out") from None
@@ -235,7 +235,7 @@ class ResultsStore:
         """Writes every study's results dict (process 0)."""
         if distributed.is_main():
             for name, path in self.paths.items():
-                write_json_atomic(path, self.results[name])
+                write_results(path, self.results[name])
 
     # -- one round ---------------------------------------------------------------------
 
@@ -284,7 +284,7 @@ class ResultsStore:
                                        self._params_meta(want.config))
                 results["statistics"] = self.studies[want.study].statistics(
                     results, self.all_pairs)
-                write_json_atomic(self.paths[want.study], results)
+                write_results(self.paths[want.study], results)
         self.clear_checkpoints({m.member.key for m in members})
 
     def _params_meta(self, config: Configuration) -> dict:
