@@ -413,8 +413,27 @@ def test_an_early_training_claim_is_tested_after_its_epoch():
 
     configs = {"torch": {"seeds": seeds([[60, 66], [62, 65], [61, 67]])},
                "he": {"seeds": seeds([[55, 67], [58, 66], [56, 68]])}}
-    c = jreport.epoch_comparison(configs, "torch", "he", 1)
-    assert c["n_pairs"] == 3 and c["mean_difference"] == pytest.approx(14 / 3)
-    assert jreport.epoch_comparison(configs, "torch", "he", 2)["mean_difference"] == \
-        pytest.approx(-1.0)
+    d = jreport.epoch_comparison(configs, "torch", "he", 1)
+    assert d.tolist() == [5, 4, 5]
+    assert jreport.epoch_comparison(configs, "torch", "he", 2).mean() == pytest.approx(-1.0)
     assert jreport.epoch_comparison(configs, "torch", "glorot", 1) is None
+
+
+def test_an_early_training_claim_gets_the_decisions_verdict():
+    """Issue 26 item 6: one verdict system. An early-training claim is decided by
+    decisions.look at alpha / (early claims): clear and consistent seeds make it hold,
+    the same mean over 3 noisy seeds leaves it undecided (no "not shown" of a p-value)."""
+    from jaxcnn.studies import Claim
+
+    def configs(gaps):
+        return {"torch": {"seeds": [{"seed": i, "history": {"val_accuracy": [50 + g]}}
+                                    for i, g in enumerate(gaps)]},
+                "he": {"seeds": [{"seed": i, "history": {"val_accuracy": [50]}}
+                                 for i in range(len(gaps))]}}
+
+    claim = Claim("torch", "he", 60, 55, "outperform", "cell 9", epoch=1)
+    clear = {"configs": configs([5 + 0.1 * (i % 3) for i in range(12)])}
+    row, which, holds = jreport._claim_row(claim, clear, 0.05, 2)
+    assert (which, holds) == ("better", True) and row.endswith("| holds |")
+    noisy = {"configs": configs([9, -4, 10])}
+    assert jreport._claim_row(claim, noisy, 0.05, 2)[1] == "undecided"

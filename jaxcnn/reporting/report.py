@@ -19,6 +19,7 @@ from scipy import stats as sps
 
 from jaxcnn.platform.compile_cache import phrase
 from jaxcnn.platform.progress import plural
+from jaxcnn.stats.decisions import Design, look
 from jaxcnn.stats.paired import (
     ALPHA,
     MIN_BOOTSTRAP_N,
@@ -363,9 +364,9 @@ def study_section(name: str, results: dict, figure_prefix: str,
 
 
 def epoch_comparison(configs: Mapping[str, dict], better: str, worse: str, epoch: int
-                     ) -> dict | None:
-    """``better`` minus ``worse`` in validation accuracy after ``epoch``, paired by seed
-    (stats.compare's dict), or None when either configuration is missing."""
+                     ) -> np.ndarray | None:
+    """``better`` minus ``worse`` in validation accuracy after ``epoch``, paired by seed:
+    (n,) differences in seed order, or None when either configuration is missing."""
     if better not in configs or worse not in configs:
         return None
 
@@ -378,42 +379,46 @@ def epoch_comparison(configs: Mapping[str, dict], better: str, worse: str, epoch
         return out
 
     a, b = at_epoch(better), at_epoch(worse)
-    common = sorted(set(a) & set(b))
-    return compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
-                   np.random.default_rng(0))
+    return np.array([a[s] - b[s] for s in sorted(set(a) & set(b))], dtype=float)
 
 
 def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, str, bool]:
-    """One claims-table row: (the row, how it came out, whether it holds)."""
+    """One claims-table row: (the row, how it came out, whether it holds).
+
+    A claim about early training gets its verdict from the same rule as every other
+    (``decisions.look``): one look at level alpha / (early-training claims), a family of
+    their own, at the run's margin."""
+    margin = (results.get("decisions") or {}).get("design", {}).get("margin", Design.margin)
     if claim.epoch is None:
         c, sign = find_comparison(results["statistics"], claim.better, claim.worse)
         if c is None:
             return "", "", False
         which = decided(c, sign) or verdict(c, sign)
+        margin = c.get("decision", {}).get("margin", margin)
         p_adj, when = c["p_holm"], "end of training"
+        n, diff, ci, p = (c.get("decision", {}).get("n", c["n_pairs"]), c["mean_difference"],
+                          c["ci95"], c["p_ttest"])
+        diff = None if diff is None else sign * diff
     else:
-        c, sign = epoch_comparison(results["configs"], claim.better, claim.worse,
-                                   claim.epoch), 1
-        if c is None:
+        d = epoch_comparison(results["configs"], claim.better, claim.worse, claim.epoch)
+        if d is None:
             return "", "", False
-        # Bonferroni over the early-training claims (a family of their own).
-        p_adj = None if c["p_ttest"] is None else min(1.0, c["p_ttest"] * n_early)
-        which = ("not testable" if p_adj is None else "not shown" if p_adj >= alpha
-                 else "better" if c["mean_difference"] > 0 else "worse")
+        level = alpha / n_early
+        seen = look(d, level, level, margin)
+        which = "not testable" if seen.interval is None else seen.verdict
+        c = compare(d, np.zeros_like(d), np.random.default_rng(0))
+        p, sign, n, diff, ci = c["p_ttest"], 1, d.size, seen.mean, c["ci95"]
+        p_adj = None if p is None else min(1.0, p * n_early)  # Bonferroni, a column only
         when = f"validation accuracy after epoch {claim.epoch} (\"early training\")"
-    margin = c.get("decision", {}).get("margin")
     text = {"better": "holds", "worse": "reversed: significant the other way",
-            "equivalent": f"not supported: equivalent within ±{margin:g} points"
-                          if margin else "",
-            "undecided": f"undecided at {c.get('decision', {}).get('n', c['n_pairs'])} seeds",
-            "not shown": f"not shown at {c['n_pairs']} seeds (adjusted p {fmt_p(p_adj)})",
-            "not testable": "not testable (fewer than 2 paired seeds)"}[which]
+            "equivalent": f"not supported: equivalent within ±{margin:g} points",
+            "undecided": f"undecided at {n} seeds",
+            "not testable": "not testable (fewer than 2 paired seeds, or no spread)"}[which]
     gap = (fmt(claim.acc_better - claim.acc_worse, signed=True)
            if claim.acc_worse is not None else "n/a (run cut off)")
-    diff = None if c["mean_difference"] is None else sign * c["mean_difference"]
     row = (f"| \"{claim.quote}\" ({claim.cell}) | `{claim.better}` > `{claim.worse}`, {when} | "
-           f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(c['ci95'], sign)} | "
-           f"{fmt_p(c['p_ttest'])} | {fmt_p(p_adj)} | {text} |")
+           f"{gap} | {fmt(diff, signed=True)} | {fmt_interval(ci, sign)} | "
+           f"{fmt_p(p)} | {fmt_p(p_adj)} | {text} |")
     return row, which, which == "better"
 
 
@@ -432,9 +437,10 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
              "from the notebook with its place, and tested as a paired comparison (first "
              "minus second, by seed). A claim about the end of training carries the verdict "
              "of that comparison in its study (p adj.: Holm within the study, beside the "
-             "decisions' verdict); a claim about early training is tested on the validation "
-             "accuracy after epoch 1 (paired t, Bonferroni over the "
-             f"{plural(n_early, 'early-training claim')}). "
+             "decisions' verdict); a claim about early training is decided by the same rule on "
+             "the validation accuracy after epoch 1 (one look, the "
+             f"{plural(n_early, 'early-training claim')} a family of their own, p adj. "
+             "Bonferroni). "
              + ("These runs follow the notebook's protocol (`--torch-parity`)."
                 if parity else
                 "These runs use jaxcnn's corrected defaults, not the notebook's protocol "
