@@ -21,7 +21,7 @@ from typing import Any
 # public name -> the module that defines it
 _EXPORTS = {
     "Study": "jaxcnn.studies", "Variant": "jaxcnn.studies", "STUDIES": "jaxcnn.studies",
-    "Optimizer": "jaxcnn.optim.optax_optimizer",
+    "Optimizer": "jaxcnn.optim.optax_optimizer", "Metric": "jaxcnn.metric",
     "OptimizerConfig": "jaxcnn.optim.adam", "ScheduleConfig": "jaxcnn.optim.adam",
     "Configuration": "jaxcnn.configs", "Network": "jaxcnn.models.model",
     "run": "jaxcnn.api", "report": "jaxcnn.api", "load": "jaxcnn.api",

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcnn.metric import Metric
 from jaxcnn.models.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
 from jaxcnn.models.model import Network, Rates
 from jaxcnn.optim import regularizers
@@ -33,7 +34,8 @@ from jaxcnn.optim.optax_optimizer import Optimizer, OptimizerProgram, is_transfo
 # fingerprints while at the default, so a configuration's identity (and the folders
 # and resumed runs keyed by it) is what it was before the field existed.
 LATER_DEFAULTS = {("regularizers",): [], ("optimizer", "schedule", "params"): [],
-                  ("network", "image_shape"): [32, 32, 3], ("network", "model"): "cnn"}
+                  ("network", "image_shape"): [32, 32, 3], ("network", "model"): "cnn",
+                  ("metric",): None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Configuration:
       regularizers: strength of each registered regularizer used, name -> value
         (e.g. ``{"augment": 1.0}``); stored as sorted pairs. Weight decay is set in
         ``optimizer``.
+      metric: a study's own :class:`~jaxcnn.metric.Metric`, computed in the
+        evaluation program (None: test accuracy and loss only).
     """
 
     network: Network = Network()
@@ -63,6 +67,7 @@ class Configuration:
     optimizer: OptimizerConfig | Optimizer = OptimizerConfig()
     description: str = ""
     regularizers: Mapping[str, float] | tuple = ()
+    metric: Metric | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regularizers", tuple(sorted(dict(self.regularizers).items())))
@@ -98,6 +103,7 @@ class Configuration:
         record = dataclasses.asdict(self.identity())
         if isinstance(self.optimizer, Optimizer):  # its stable text, never an address
             record["optimizer"] = self.optimizer.identity
+        record["metric"] = self.metric.identity if self.metric else None
         record = json.loads(json.dumps(record, default=str))
         for path, default in LATER_DEFAULTS.items():
             *parents, leaf = path
@@ -112,7 +118,8 @@ class Configuration:
     def program(self) -> ProgramSpec:
         """What fixes this configuration's compiled program."""
         opt = self.optimizer
-        return ProgramSpec(self.network, opt.program() if isinstance(opt, Optimizer) else None)
+        return ProgramSpec(self.network, opt.program() if isinstance(opt, Optimizer) else None,
+                           self.metric)
 
     def model_record(self) -> dict:
         """The network, initializer, dropout rates and other regularizers in use, for
@@ -129,6 +136,7 @@ class ProgramSpec(NamedTuple):
 
     network: Network
     optimizer: OptimizerProgram | None = None
+    metric: Metric | None = None
 
     def transform(self) -> Callable[[Any], optax.GradientTransformation]:
         """``hparams.optimizer -> GradientTransformation`` of a member of this program."""

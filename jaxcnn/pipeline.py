@@ -83,7 +83,7 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
     ctx = StudyContext(experiment, experiment.steps_per_epoch(len(prepared.train)),
                        dataset.num_classes, tuple(dataset.image_shape))
     try:
-        all_configs = {s.name: s.build_configs(ctx) for s in studies}
+        all_configs = {s.name: s.configs(ctx) for s in studies}
     except ValueError as err:  # e.g. images too small for the network's three poolings
         raise DataError(f"{dataset.source}: {err}") from None
     for network in {c.network for built in all_configs.values() for c in built.values()}:

@@ -22,6 +22,7 @@ from typing import Any
 
 from jaxcnn.configs import Configuration
 from jaxcnn.experiment import Experiment
+from jaxcnn.metric import Metric, as_metric
 from jaxcnn.models import registry
 from jaxcnn.models.model import LAYERS, Network
 from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig
@@ -153,6 +154,9 @@ class Study:
         flax.linen.Module``, or a Flax NNX one, ``factory(data, rngs) -> nnx.Module`` or the
         ``nnx.Module`` class itself (``nnx_model.py``).
       variants: name -> :class:`Variant`, in display order.
+      metric: what the verdicts compare (``metric.py``): "test_accuracy" (default),
+        "test_loss", a :class:`~jaxcnn.metric.Metric`, or a function
+        ``(logits, labels) -> (N,)`` of one's own.
     """
 
     name: str
@@ -169,8 +173,10 @@ class Study:
     model: Callable[[Any], Any] | None = dataclasses.field(default=None, compare=False)
     variants: Mapping[str, Variant] = dataclasses.field(default_factory=dict, hash=False,
                                                         compare=False)
+    metric: Metric | str | Callable | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", as_metric(self.metric))
         built = (isinstance(self.build_configs, functools.partial)
                  and self.build_configs.func is _variant_configs)  # dataclasses.replace
         if (self.build_configs is None or built) == (not self.variants):
@@ -206,6 +212,14 @@ class Study:
         """The command that runs this study: ``entry`` (``jaxcnn run FILE.py:NAME`` for a
         study of one's own), else the built-in ``python -m experiments.NAME``."""
         return self.entry or ("python", "-m", f"experiments.{self.name}")
+
+    def configs(self, ctx: StudyContext) -> dict[str, Configuration]:
+        """The configurations of this run, each computing the study's own metric (if any)
+        in its evaluation program."""
+        built = self.build_configs(ctx)
+        if self.metric.per_example is None:
+            return built
+        return {name: dataclasses.replace(c, metric=self.metric) for name, c in built.items()}
 
     def reference_for(self, torch_parity: bool) -> str:
         return self.parity_reference if torch_parity else self.reference

@@ -165,8 +165,8 @@ def comparison_sentence(c: dict, alpha: float) -> str:
     head = f"**{c['config']}** vs {c['reference']}"
     if c["p_holm"] is None:
         return f"{head}: {c['note'] or 'not testable'}."
-    diff = c["mean_difference"]
-    detail = (f"{fmt(diff, signed=True)} points (95% CI {fmt_interval(c['ci95'])}; paired t "
+    diff, unit = c["mean_difference"], c.get("decision", {}).get("unit", "points")
+    detail = (f"{fmt(diff, signed=True)} {unit} (95% CI {fmt_interval(c['ci95'])}; paired t "
               f"{p_equals(c['p_ttest'])}, Holm {p_equals(c['p_holm'])}, Wilcoxon "
               f"{p_equals(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
               f"P(improvement) = {fmt(c['prob_improvement'])})")
@@ -184,22 +184,23 @@ def comparison_sentence(c: dict, alpha: float) -> str:
 def decision_sentence(c: dict) -> str:
     """What the decisions say of a comparison, in words that match its verdict."""
     d, word = c["decision"], decided(c)
+    unit = d.get("unit", "points")
     where = (f"at {d['n']} seeds ({plural(d['looks'], 'look')}, family of "
              f"{d['family_size']} comparisons)")
     if word in ("better", "worse"):
-        margin = (f"; the difference is also within ±{d['margin']:g} points"
+        margin = (f"; the difference is also within ±{d['margin']:g} {unit}"
                   if d.get("within_margin") else "")
         return (f"**{word.capitalize()}** {where}: the adjusted interval "
                 f"{fmt_interval(d['interval'])} excludes 0{margin}.")
     if word == "equivalent":
-        return (f"**Equivalent within ±{d['margin']:g} points** {where}: the equivalence "
+        return (f"**Equivalent within ±{d['margin']:g} {unit}** {where}: the equivalence "
                 f"interval {fmt_interval(d['equivalence_interval'])} lies inside "
                 f"(-{d['margin']:g}, {d['margin']:g}), so {c['config']} ends where "
                 f"{c['reference']} does.")
     needed = (f"; about {d['seeds_needed']} seeds would decide it at the observed spread"
               if d.get("seeds_needed") else "")
     return (f"**Undecided** {where}: neither a difference (adjusted interval "
-            f"{fmt_interval(d['interval'])}) nor equivalence within ±{d['margin']:g} points "
+            f"{fmt_interval(d['interval'])}) nor equivalence within ±{d['margin']:g} {unit} "
             f"is shown{needed}.")
 
 
@@ -520,7 +521,7 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                             "verdict": d["verdict"], "difference": d["mean"],
                             "interval": d["interval"], "n": d["n"],
                             "equivalence_interval": d.get("equivalence_interval"),
-                            "seeds_needed": d["seeds_needed"]})
+                            "seeds_needed": d["seeds_needed"], "unit": d.get("unit", "points")})
                 continue
             verdict_now = four_way(c)
             needed = seeds_to_detect(c.get("mean_difference"), c.get("sd_difference"), alpha)
@@ -569,7 +570,8 @@ def _verdict_item(v: dict) -> str:
         interval = f"equivalence interval {fmt_interval(v['equivalence_interval'])}"
     else:
         interval = f"CI {fmt_interval(v['interval'])}"
-    text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} points{at}, "
+    text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} "
+            f"{v.get('unit', 'points')}{at}, "
             f"{interval}")
     if v["verdict"] == "undecided" and v.get("seeds_needed"):
         text += f"; about {v['seeds_needed']} seeds would decide it at this spread"

@@ -212,10 +212,29 @@ def compare(values: np.ndarray, reference: np.ndarray, rng: np.random.Generator)
 CURVES = ("train_loss", "val_loss", "val_accuracy")
 
 
-def kept_scores(seeds: list[dict]) -> dict[int, float]:
-    """seed -> test accuracy, for the seeds that finished without diverging."""
-    return {s["seed"]: s["test_accuracy"] for s in seeds
-            if s.get("diverged_epoch") is None and s.get("test_accuracy") is not None}
+def metric_of(results: dict) -> dict:
+    """The metric a study's verdicts compare (``metadata.metric``; test accuracy for
+    results written before studies could name one): name, key, higher_is_better, unit."""
+    return results.get("metadata", {}).get("metric") or dict(ACCURACY_METRIC)
+
+
+ACCURACY_METRIC = {"name": "test_accuracy", "key": "test_accuracy", "higher_is_better": True,
+                   "unit": "points", "margin": None}
+
+
+def metric_scale(metric: dict, margin: float) -> float:
+    """What the decisions see per unit of the metric: -1 where lower is better (so that
+    positive is better), times the run's margin over the metric's own (so that its
+    equivalence margin is the run's)."""
+    sign = 1.0 if metric["higher_is_better"] else -1.0
+    return sign * margin / (metric.get("margin") or margin)
+
+
+def kept_scores(seeds: list[dict], key: str = "test_accuracy") -> dict[int, float]:
+    """seed -> its ``key`` value (test accuracy unless a study names another metric), for
+    the seeds that finished without diverging."""
+    return {s["seed"]: s[key] for s in seeds
+            if s.get("diverged_epoch") is None and s.get(key) is not None}
 
 
 def pairing_note(config: dict, reference: dict) -> str:
@@ -256,10 +275,10 @@ def comparison_pairs(names: Sequence[str], reference: str,
 
 
 def paired_comparison(config: dict, reference: dict, name: str, ref: str,
-                      rng: np.random.Generator) -> dict:
+                      rng: np.random.Generator, key: str = "test_accuracy") -> dict:
     """One entry of ``statistics.comparisons``: ``name`` minus ``ref`` (their results.json
-    records) on the seeds both kept, with a note on the seeds left out."""
-    a, b = kept_scores(config["seeds"]), kept_scores(reference["seeds"])
+    records) in ``key`` on the seeds both kept, with a note on the seeds left out."""
+    a, b = kept_scores(config["seeds"], key), kept_scores(reference["seeds"], key)
     common = sorted(set(a) & set(b))
     entry = {"config": name, "reference": ref,
              **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
@@ -290,9 +309,10 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
     """
     rng = np.random.default_rng(seed)
     configs = results["configs"]
+    metric = metric_of(results)
     summary = {}
     for name, cfg in configs.items():
-        kept = kept_scores(cfg["seeds"])
+        kept = kept_scores(cfg["seeds"], metric["key"])
         entry = summarize(np.array(list(kept.values())), rng)
         diverged = [s["seed"] for s in cfg["seeds"] if s["seed"] not in kept]
         entry["diverged_seeds"] = diverged
@@ -307,7 +327,7 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
                                         "ci95_high": _list(high)}
         summary[name] = entry
 
-    comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng)
+    comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng, metric["key"])
                    for name, ref in comparison_pairs(list(configs), reference, extra_pairs,
                                                      all_pairs)]
     testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]
@@ -316,7 +336,7 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
         c["p_holm"] = None
     for i, p in zip(testable, adjusted):
         comparisons[i]["p_holm"] = p
-    out = {"metric": "test_accuracy", "confidence": CONFIDENCE, "alpha": ALPHA,
+    out = {"metric": metric["name"], "confidence": CONFIDENCE, "alpha": ALPHA,
             "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "generator_seed": seed,
                           "min_n": MIN_BOOTSTRAP_N},
             "holm_family": f"the {len(testable)} comparisons listed here (each configuration "

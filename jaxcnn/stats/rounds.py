@@ -91,20 +91,24 @@ def planned_size(design: Design, n: int) -> int:
 
 def differences(results: Mapping[str, dict], comps: Mapping[str, Comparison],
                 design: Design) -> dict[str, np.ndarray]:
-    """comparison -> (n,) paired differences (config minus reference, accuracy points) on
-    the seeds both kept (diverged seeds left out), in seed order, cut to a planned look
-    size. A comparison with fewer seeds than the first round is left out."""
+    """comparison -> (n,) paired differences in the study's metric, as the decisions see
+    them (config minus reference, times ``paired.metric_scale``: positive is better, the
+    run's margin is the metric's) on the seeds both kept (diverged seeds left out), in
+    seed order, cut to a planned look size. A comparison with fewer seeds than the first
+    round is left out."""
     out = {}
     for name, (study, config, reference) in comps.items():
         configs = results[study]["configs"]
         if config not in configs or reference not in configs:
             continue
-        a = paired.kept_scores(configs[config]["seeds"])
-        b = paired.kept_scores(configs[reference]["seeds"])
+        metric = paired.metric_of(results[study])
+        a = paired.kept_scores(configs[config]["seeds"], metric["key"])
+        b = paired.kept_scores(configs[reference]["seeds"], metric["key"])
         common = sorted(set(a) & set(b))
         n = planned_size(design, len(common))
+        scale = paired.metric_scale(metric, design.margin)
         if n:
-            out[name] = np.array([a[s] - b[s] for s in common[:n]], dtype=float)
+            out[name] = np.array([scale * (a[s] - b[s]) for s in common[:n]], dtype=float)
     return out
 
 
@@ -188,13 +192,26 @@ def annotate(results: Mapping[str, dict], block: Mapping) -> None:
         for c in current.get("statistics", {}).get("comparisons", []):
             entry = block["comparisons"].get(comparison_name(study, c["config"], c["reference"]))
             if entry and entry["looks"]:
-                last = entry["looks"][-1]
+                metric = paired.metric_of(current)
+                margin = block["design"]["margin"]
+                last = _as_measured(entry["looks"][-1], paired.metric_scale(metric, margin))
                 c["decision"] = {**{k: last[k] for k in ("verdict", "n", "mean", "interval",
                                                           "equivalence_interval",
                                                           "seeds_needed", "within_margin")},
                                  "final": entry["final"], "looks": len(entry["looks"]),
-                                 "margin": block["design"]["margin"],
+                                 "margin": metric.get("margin") or margin,
+                                 "unit": metric["unit"],
                                  "family_size": _family_size(block, study)}
+
+
+def _as_measured(look: Mapping, scale: float) -> dict:
+    """A look's mean and intervals in the metric's own units and direction (config minus
+    reference): the decisions saw them times ``scale``."""
+    if scale == 1.0:
+        return dict(look)
+    ends = {key: None if look[key] is None else sorted(v / scale for v in look[key])
+            for key in ("interval", "equivalence_interval")}
+    return {**look, **ends, "mean": None if look["mean"] is None else look["mean"] / scale}
 
 
 def _family_size(block: Mapping, study: str) -> int:

@@ -270,7 +270,8 @@ class ChunkProgram:
         # one-member program on the first device, whatever the chunk's width or device
         # count (see train.make_evaluate: the same executable, so the same bits).
         self._vmap_eval = local == "vmap"
-        evaluate = train.make_evaluate(fns)
+        evaluate = train.make_evaluate(
+            fns, metric=spec.metric.per_example if spec.metric is not None else None)
         if self._vmap_eval:
             evaluate = over_members(evaluate, "vmap", 2)
         if mesh is not None:
@@ -340,22 +341,23 @@ class ChunkProgram:
         return states, jax.tree.map(lambda *steps: jnp.stack(steps, axis=1), *metrics)
 
     def evaluate(self, states: train.TrainState, data: DeviceData, name: str
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (losses, correct) of every member of ``states`` on split ``name``
-        ("val" or "test") of ``data``: (M, N) each."""
+                 ) -> tuple[np.ndarray, ...]:
+        """Per-example (losses, correct[, metric]) of every member of ``states`` on split
+        ``name`` ("val" or "test") of ``data``: (M, N) each."""
         split = getattr(data, name)
         key = ("evaluate", split.labels.shape[0])
         weights = (states.params, states.model_state)
         if self._vmap_eval:
-            losses, correct = self._call("evaluate", key, *weights, split, data.norm)
-            return np.asarray(losses), np.asarray(correct)
+            outputs = self._call("evaluate", key, *weights, split, data.norm)
+            return tuple(np.asarray(o) for o in outputs)
         split, norm = data.on_first_device(name)
         # Through the host: slicing an array split over devices on the devices would
         # itself be a program (with collectives) competing with training for the cores.
         host = to_host(weights) if self.mesh is not None else weights
         outputs = [self._call("evaluate", key, *self._member(host, i), split, norm)
                    for i in range(self.width)]
-        return tuple(np.stack([np.asarray(o[j]) for o in outputs]) for j in range(2))
+        return tuple(np.stack([np.asarray(o[j]) for o in outputs])
+                     for j in range(len(outputs[0])))
 
     def _member(self, params: Any, i: int) -> Any:
         return jax.device_put(jax.tree.map(lambda x: x[i], params), self._first_device)
@@ -507,7 +509,8 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
         if board is not None:
             board.begin_epoch(slot, len(members) if lockstep else 1)
         states, metrics = program.epoch(states, keys, data, epoch, slot)
-        val_loss, val_acc = train.summarize_evaluation(*program.evaluate(states, data, "val"))
+        val_loss, val_acc, _ = train.summarize_evaluation(*program.evaluate(states, data,
+                                                                            "val"))
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
             reported = 0 if program.mesh is not None else (steps // REPORT_EVERY) * REPORT_EVERY
@@ -521,10 +524,11 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
                 _epoch_line(lines, m, histories[i], epoch + 1, fresh=True)
         if checkpointer is not None:
             checkpointer.save(ChunkProgress(epoch + 1, to_host(states), histories, schedules))
-    test_loss, test_acc = train.summarize_evaluation(*program.evaluate(states, data, "test"))
+    test_loss, test_acc, own = train.summarize_evaluation(*program.evaluate(states, data,
+                                                                            "test"))
     params = to_host(saved_weights(states.params, states.model_state))
     return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
-                                               test_acc[i]),
+                                               test_acc[i], None if own is None else own[i]),
                          schedules[i], jax.tree.map(lambda x, i=i: x[i], params),
                          resumed_from_epoch=start)
             for i, m in enumerate(members)]

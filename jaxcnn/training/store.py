@@ -86,7 +86,7 @@ def study_metadata(study: Study, experiment: Experiment, runtime: Runtime, run: 
                  "normalization_mean": split.normalization.mean.tolist(),
                  "normalization_std": split.normalization.std.tolist()},
         "title": study.title, "settings": prep.settings,
-        "reference": study.reference_in(prep.ctx),
+        "reference": study.reference_in(prep.ctx), "metric": study.metric.record(),
         "runtime": {"batching": run.batching, "conv": run.conv, "workers": run.workers,
                     "members_per_chunk": run.members_per_chunk, "devices": run.devices,
                     "processes": jax.process_count()},

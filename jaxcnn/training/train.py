@@ -12,7 +12,7 @@ Shapes: B batch size, N examples, T = ceil(N / B) steps per epoch.
 - :func:`make_train_epoch` gives ``train_epoch(state, keys, data, norm, epoch,
   slot) -> (state, metrics)``: one epoch as a ``lax.scan`` over the T steps.
 - :func:`make_evaluate` gives ``evaluate(params, data, norm) -> (losses, correct)``,
-  per example.
+  per example (and a study's own metric).
 
 Nothing here is jitted; callers jit at the call site. The dataset is an
 argument, never a closure constant, so one compiled epoch serves every call.
@@ -279,10 +279,12 @@ def _report(on_step: Callable[[Any, Any], None] | None, every: int, slot: Any,
 EVAL_BATCH = 250  # images per evaluation step
 
 
-def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH
-                  ) -> Callable[..., tuple[jax.Array, jax.Array]]:
+def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH,
+                  metric: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+                  ) -> Callable[..., tuple[jax.Array, ...]]:
     """Builds ``evaluate(params, model_state, data, norm) -> (losses (M,), correct (M,))``
-    for one member (the model in evaluation mode: no dropout, its running statistics).
+    for one member (the model in evaluation mode: no dropout, its running statistics),
+    and a third output, ``metric(logits, labels)`` (M,), when a study's metric is given.
 
     data is an ImageData of M examples, taken ``eval_batch`` at a time by a loop inside
     the program; the result is each example's cross-entropy and whether it was
@@ -294,7 +296,7 @@ def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH
     """
 
     def evaluate(params: Any, model_state: Any, data: ImageData, norm: Normalizer
-                 ) -> tuple[jax.Array, jax.Array]:
+                 ) -> tuple[jax.Array, ...]:
         m = data.labels.shape[0]
         chunks = math.ceil(m / eval_batch)
         indices = jnp.minimum(jnp.arange(chunks * eval_batch), m - 1).reshape(chunks, eval_batch)
@@ -304,17 +306,20 @@ def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH
             logits, _ = fns.apply(params, model_state, normalize(data.images[idx], norm, dtype))
             labels = data.labels[idx]
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-            return losses, logits.argmax(-1) == labels
+            own = () if metric is None else (jnp.asarray(metric(logits, labels), dtype),)
+            return losses, logits.argmax(-1) == labels, *own
 
-        losses, correct = jax.lax.map(one_chunk, indices)
-        return losses.reshape(-1)[:m], correct.reshape(-1)[:m]
+        return tuple(out.reshape(-1)[:m] for out in jax.lax.map(one_chunk, indices))
 
     return evaluate
 
 
-def summarize_evaluation(losses: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member mean loss and accuracy (%) from :func:`make_evaluate`'s (..., M) outputs,
-    in float64 on the host: 6672 right of 10000 reads exactly 66.72."""
+def summarize_evaluation(losses: Any, correct: Any, values: Any = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-member mean loss, accuracy (%) and own metric (None without one) from
+    :func:`make_evaluate`'s (..., M) outputs, in float64 on the host: 6672 right of 10000
+    reads exactly 66.72."""
     losses = np.asarray(losses, np.float64)
     correct = np.asarray(correct)
-    return losses.mean(axis=-1), 100.0 * correct.sum(axis=-1) / correct.shape[-1]
+    mean = None if values is None else np.asarray(values, np.float64).mean(axis=-1)
+    return losses.mean(axis=-1), 100.0 * correct.sum(axis=-1) / correct.shape[-1], mean
