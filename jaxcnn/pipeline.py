@@ -313,22 +313,24 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
     meta = results["metadata"]
     val_name = "test" if meta["data"]["val_is_test"] else "val"
     steps = history.steps_per_epoch_of(meta)
-    paths = [plots.plot_curves(results["configs"], out_dir / "curves.png", study.title,
-                               val_name=val_name, steps_per_epoch=steps)]
+    paths = [plots.save(plots.draw_curves(results["configs"], study.title, val_name, steps),
+                        out_dir / "curves.png")]
     if "statistics" in results:
-        paths.append(plots.plot_final_accuracy(
-            results["configs"], results["statistics"], meta["reference"],
-            out_dir / "test_accuracy.png", study.title))
+        paths.append(plots.save(plots.draw_final_accuracy(
+            results["configs"], results["statistics"], meta["reference"], study.title),
+            out_dir / "test_accuracy.png"))
     if results.get("decisions") and "statistics" in results:
-        paths.append(plots.estimation_figure(
+        paths.append(plots.save(plots.draw_estimation(
             estimation_comparisons(results), results["decisions"]["design"]["margin"],
-            out_dir / "estimation.png", f"{study.title}: paired differences by seed",
+            f"{study.title}: paired differences by seed",
             empty=(f"{NO_REFERENCE}: '{meta['reference']}' is in neither this run nor --out"
-                   if "no_reference" in results["statistics"] else "no comparison to show")))
+                   if "no_reference" in results["statistics"] else "no comparison to show")),
+            out_dir / "estimation.png"))
     if study.figures is not None:
         paths += study.figures(results, out_dir)
     elif schedules_differ(results):  # the schedules study, or one comparing optimizers
-        paths.append(plots.plot_schedules(results["configs"], steps, meta["settings"]["epochs"],
-                                          out_dir / "schedules.png"))
+        paths.append(plots.save(plots.draw_schedules(results["configs"], steps,
+                                                     meta["settings"]["epochs"]),
+                                out_dir / "schedules.png"))
     exports.write_exports(results, out_dir)  # CSV files and TensorBoard runs, beside the JSON
     return paths

@@ -195,7 +195,7 @@ def plot_sweep(results: dict, out_dir: Path, names: list[str]) -> Path:
 
     names_here = [*results["configs"], results["metadata"]["reference"]]
     values = {name: values_of(name) for name in names_here}
-    return plots.plot_sweep(results, out_dir / "sweep.png", names, values)
+    return plots.save(plots.draw_sweep(results, names, values), out_dir / "sweep.png")
 
 
 def values_of(config_name: str) -> dict[str, float]:

@@ -316,8 +316,8 @@ def test_one_epoch_curves_have_whole_epochs_and_points_set_apart(tmp_path):
     assert all(float(t).is_integer() for t in ax_step.get_xticks())
     assert "loss of every step" in ax_step.get_xlabel()
     assert "1 epoch;" in fig._suptitle.get_text()
-    assert plots.plot_curves(_tiny_configs(2), tmp_path / "c.png", "Tiny", steps_per_epoch=7
-                             ).stat().st_size > 10_000
+    assert plots.save(plots.draw_curves(_tiny_configs(2), "Tiny", steps_per_epoch=7),
+                      tmp_path / "c.png").stat().st_size > 10_000
 
 
 def test_schedules_use_a_log_rate_axis_and_plurals():
@@ -366,7 +366,7 @@ def test_estimation_figure_shows_each_comparison_and_its_verdict(tmp_path):
     assert band.get_x() == -1.0 and band.get_width() == 2.0
     intervals = [tuple(line.get_xdata()) for line in ax.get_lines() if len(line.get_xdata()) == 2]
     assert (-4.5, 0.5) in intervals and (-0.4, 0.7) in intervals
-    path = plots.estimation_figure(comparisons, 1.0, tmp_path / "estimation.png")
+    path = plots.save(plots.draw_estimation(comparisons, 1.0), tmp_path / "estimation.png")
     assert path.stat().st_size > 10_000
 
 

@@ -1,21 +1,21 @@
 """Figures, as PNG files readable without the code.
 
-- :func:`plot_curves`: training loss against the optimizer step (every 100th
+- :func:`draw_curves`: training loss against the optimizer step (every 100th
   step's loss, as the notebook recorded it; about ten per epoch when epochs are
   shorter), validation loss and accuracy per epoch; per configuration a mean and
   a 95% t-interval (a band over several points, error bars at a single one).
-- :func:`plot_final_accuracy`: each seed's test accuracy as a point, with the
+- :func:`draw_final_accuracy`: each seed's test accuracy as a point, with the
   mean and its 95% interval per configuration; the reference is marked.
-- :func:`plot_schedules`: the learning rate (log axis) and beta1 the optimizer
+- :func:`draw_schedules`: the learning rate (log axis) and beta1 the optimizer
   applied, as recorded in results.json, against the step.
-- :func:`plot_sweep`: final test accuracy against a swept hyperparameter.
-- :func:`estimation_figure`: per comparison, the per-seed paired differences,
+- :func:`draw_sweep`: final test accuracy against a swept hyperparameter.
+- :func:`draw_estimation`: per comparison, the per-seed paired differences,
   their interval, the equivalence band ±m and the verdict.
 
-Diverged seeds are left out and counted in the legend; a figure with nothing to
-show says so in words. Figures are drawn on :class:`matplotlib.figure.Figure`
-objects and saved with Agg directly: importing this module selects no backend and
-opens no window (pyplot is not used).
+:func:`save` writes one as PNG. Diverged seeds are left out and counted in the legend;
+a figure with nothing to show says so in words. Figures are drawn on
+:class:`matplotlib.figure.Figure` objects and saved with Agg directly: importing this
+module selects no backend and opens no window (pyplot is not used).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _no_data(ax, text: str) -> None:
             color="0.3", wrap=True)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     """Writes ``fig`` as PNG; bbox "tight" keeps legends placed outside the axes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -139,12 +139,6 @@ def _step_axis(ax, steps_per_epoch: int, epochs: int, recorded: bool) -> None:
         ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.6, ls=":")
 
 
-def plot_curves(configs: Mapping[str, dict], path: Path, title: str, val_name: str = "val",
-                steps_per_epoch: int | None = None) -> Path:
-    """Writes :func:`draw_curves` to ``path`` (PNG)."""
-    return _save(draw_curves(configs, title, val_name, steps_per_epoch), path)
-
-
 def draw_curves(configs: Mapping[str, dict], title: str, val_name: str = "val",
                 steps_per_epoch: int | None = None) -> Figure:
     """Training loss by step, validation loss and accuracy by epoch; mean and 95% interval.
@@ -191,12 +185,6 @@ def draw_curves(configs: Mapping[str, dict], title: str, val_name: str = "val",
                  f"{band_words(fewest)}")
     fig.tight_layout()
     return fig
-
-
-def plot_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int,
-                   path: Path) -> Path:
-    """Writes :func:`draw_schedules` to ``path`` (PNG)."""
-    return _save(draw_schedules(configs, steps_per_epoch, epochs), path)
 
 
 def draw_schedules(configs: Mapping[str, dict], steps_per_epoch: int, epochs: int) -> Figure:
@@ -266,12 +254,6 @@ def _interval_for(entry: dict, values: np.ndarray) -> tuple[list[float] | None, 
     if entry["ci95_t"] is None:
         return None, False
     return [float(np.clip(v, *ACCURACY_RANGE)) for v in entry["ci95_t"]], False
-
-
-def plot_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
-                        path: Path, title: str) -> Path:
-    """Writes :func:`draw_final_accuracy` to ``path`` (PNG)."""
-    return _save(draw_final_accuracy(configs, statistics, reference, title), path)
 
 
 def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
@@ -372,12 +354,6 @@ def _sweep_line(ax, points: list[tuple[float, list[float]]], scale: str, color: 
     return bool(xs)
 
 
-def plot_sweep(results: dict, path: Path, names: list[str],
-               values: Mapping[str, Mapping[str, float]]) -> Path:
-    """Writes :func:`draw_sweep` to ``path`` (PNG)."""
-    return _save(draw_sweep(results, names, values), path)
-
-
 def draw_sweep(results: dict, names: list[str],
                values: Mapping[str, Mapping[str, float]]) -> Figure:
     """Final test accuracy against the swept value: every seed's point, the mean and a
@@ -433,13 +409,6 @@ def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> N
         ax.plot(list(interval), [y, y], color=color, lw=3, zorder=3)
     ax.text(1.01, y, comparison["verdict"], transform=ax.get_yaxis_transform(), va="center",
             fontsize=9, color=color, fontweight="bold")
-
-
-def estimation_figure(comparisons: list[dict], margin: float, path: Path,
-                      title: str = "Paired differences by seed",
-                      empty: str = "no comparison to show") -> Path:
-    """Writes :func:`draw_estimation` to ``path`` (PNG)."""
-    return _save(draw_estimation(comparisons, margin, title, empty), path)
 
 
 def draw_estimation(comparisons: list[dict], margin: float,

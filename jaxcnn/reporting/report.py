@@ -632,7 +632,7 @@ def _drawn_interval(c: dict) -> list[float] | None:
 
 
 def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) -> list[dict]:
-    """The rows of :func:`jaxcnn.reporting.plots.estimation_figure` for one study: per comparison
+    """The rows of :func:`jaxcnn.reporting.plots.draw_estimation` for one study: per comparison
     with the reference, ``{"name", "differences" (per paired seed, config minus
     reference), "interval", "verdict"}``. ``verdicts`` (as :func:`comparison_verdicts`
     gives them) override today's four-way reading of the Holm verdicts."""
