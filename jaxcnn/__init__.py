@@ -24,6 +24,7 @@ _EXPORTS = {
     "Optimizer": "jaxcnn.optim.optax_optimizer", "Metric": "jaxcnn.metric",
     "OptimizerConfig": "jaxcnn.optim.adam", "ScheduleConfig": "jaxcnn.optim.adam",
     "Configuration": "jaxcnn.configs", "Network": "jaxcnn.models.model",
+    "member_value": "jaxcnn.models.model", "dropout": "jaxcnn.models.model",
     "run": "jaxcnn.api", "report": "jaxcnn.api", "load": "jaxcnn.api",
     "TrainedModel": "jaxcnn.inference",
     "register_model": "jaxcnn.models.registry", "register_source": "jaxcnn.data.sources",

@@ -25,7 +25,7 @@ import optax
 
 from jaxcnn.metric import Metric
 from jaxcnn.models.initializers import DEFAULT, INIT_CHOICES, OWN, check_init
-from jaxcnn.models.model import Network, Rates
+from jaxcnn.models.model import Network
 from jaxcnn.optim import regularizers
 from jaxcnn.optim.adam import MemberOptimizer, OptimizerConfig, member_optimizer, member_values
 from jaxcnn.optim.optax_optimizer import Optimizer, OptimizerProgram, is_transform
@@ -35,7 +35,7 @@ from jaxcnn.optim.optax_optimizer import Optimizer, OptimizerProgram, is_transfo
 # and resumed runs keyed by it) is what it was before the field existed.
 LATER_DEFAULTS = {("regularizers",): [], ("optimizer", "schedule", "params"): [],
                   ("network", "image_shape"): [32, 32, 3], ("network", "model"): "cnn",
-                  ("metric",): None}
+                  ("metric",): None, ("values",): []}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,10 @@ class Configuration:
         ``optimizer``.
       metric: a study's own :class:`~jaxcnn.metric.Metric`, computed in the
         evaluation program (None: test accuracy and loss only).
+      values: numbers a linen model reads while training with
+        ``jaxcnn.member_value(self, name)`` (a dropout rate, a noise scale), name ->
+        float; members' data, so configurations differing only in them share one
+        compiled program. Stored as sorted pairs.
     """
 
     network: Network = Network()
@@ -68,9 +72,17 @@ class Configuration:
     description: str = ""
     regularizers: Mapping[str, float] | tuple = ()
     metric: Metric | None = None
+    values: Mapping[str, float] | tuple = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regularizers", tuple(sorted(dict(self.regularizers).items())))
+        object.__setattr__(self, "values", tuple(sorted(dict(self.values).items())))
+        for name, value in self.values:
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ValueError(f"value name {name!r}: use letters, digits and _ only")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not \
+                    np.isfinite(value):
+                raise ValueError(f"value {name} must be a finite number, got {value!r}")
         regularizers.check_strengths(dict(self.regularizers))
         if is_transform(self.optimizer):
             object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
@@ -84,6 +96,9 @@ class Configuration:
             raise ValueError(f"regularizer {links[0]!r} links into the built-in Adam chain; "
                              "with an optax optimizer put it in the optax chain instead")
         seed_cnn = self.network.model == "cnn"
+        if seed_cnn and self.values:
+            raise ValueError("values are read by a model of one's own; the seed CNN's are "
+                             "its dropout rates (spatial_dropout=, dropout=)")
         if self.init is None or (seed_cnn and self.init == OWN):
             object.__setattr__(self, "init", DEFAULT if seed_cnn else OWN)
         check_init(self.init)
@@ -119,7 +134,7 @@ class Configuration:
         """What fixes this configuration's compiled program."""
         opt = self.optimizer
         return ProgramSpec(self.network, opt.program() if isinstance(opt, Optimizer) else None,
-                           self.metric)
+                           self.metric, tuple(name for name, _ in self.values))
 
     def model_record(self) -> dict:
         """The network, initializer, dropout rates and other regularizers in use, for
@@ -137,6 +152,7 @@ class ProgramSpec(NamedTuple):
     network: Network
     optimizer: OptimizerProgram | None = None
     metric: Metric | None = None
+    values: tuple[str, ...] = ()  # the names of the members' values (their structure)
 
     def transform(self) -> Callable[[Any], optax.GradientTransformation]:
         """``hparams.optimizer -> GradientTransformation`` of a member of this program."""
@@ -155,13 +171,14 @@ class Hyperparams(NamedTuple):
     """Everything numeric that tells one member's configuration from another's.
 
     Each leaf is a () array (a (M,) array once members are stacked).
-    init: int32 index into ``INIT_CHOICES``; rates: dropout; optimizer: see
+    init: int32 index into ``INIT_CHOICES``; values: name -> () float, what the model
+    reads from its ``"member"`` collection (the seed CNN: its dropout rates); optimizer: see
     ``optim.MemberOptimizer`` (link regularizers included); transforms: the
     strength of every registered batch regularizer (``augment``), by name.
     """
 
     init: jax.Array
-    rates: Rates
+    values: dict
     optimizer: MemberOptimizer | dict
     transforms: dict
 
@@ -188,9 +205,10 @@ def hyperparams(config: Configuration, steps_per_epoch: int) -> Hyperparams:
                               {k: np.float64(v) for k, v in opt.regularizers.items()})
     transforms = {k: np.float64(v)
                   for k, v in regularizers.member_strengths(strengths, "batch").items()}
+    values = ({"spatial_dropout": config.spatial_dropout, "dropout": config.dropout}
+              if config.network.model == "cnn" else dict(config.values))
     return Hyperparams(np.int32(INIT_CHOICES.index(config.init)),
-                       Rates(np.float64(config.spatial_dropout), np.float64(config.dropout)), opt,
-                       transforms)
+                       {k: np.float64(v) for k, v in values.items()}, opt, transforms)
 
 
 def stack(trees: list) -> object:

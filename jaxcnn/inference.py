@@ -87,7 +87,7 @@ class TrainedModel:
     def module(self, seed: int | None = None) -> Any:
         """The model as its author built it for this data. Linen: the module, to call as
         ``module().apply(variables(seed), x)`` (for the seed CNN ``model.CNN``, called as
-        ``apply(variables, x, rates=None, key=None)``). NNX: the ``nnx.Module`` holding
+        ``apply(variables, x)``: evaluation). NNX: the ``nnx.Module`` holding
         ``seed``'s weights (default: the first seed), in evaluation mode."""
         name = self.network.model
         if name == registry.DEFAULT_MODEL:

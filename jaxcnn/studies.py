@@ -89,7 +89,10 @@ class Variant:
         the study's ``model``).
       regularizers: registered regularizers and strengths, e.g. ``{"augment": 1.0}``.
       dropout, spatial_dropout: the seed CNN's dropout rates (a model of one's own keeps
-        its own ``nn.Dropout``).
+        its own ``nn.Dropout``, or reads a rate from ``values``).
+      values: numbers a linen model of one's own reads while training,
+        ``jaxcnn.member_value(self, name)``: members' data, so variants differing only in
+        them share one compiled program (``{"rate": 0.3}`` with ``jaxcnn.dropout``).
       description: for people.
     """
 
@@ -100,6 +103,7 @@ class Variant:
     dropout: float = 0.0
     spatial_dropout: float = 0.0
     description: str = ""
+    values: Mapping[str, float] | tuple = ()
 
 
 def _variant_configs(study_name: str, variants: Mapping[str, Variant], has_model: bool,
@@ -112,7 +116,7 @@ def _variant_configs(study_name: str, variants: Mapping[str, Variant], has_model
         network = dataclasses.replace(ctx.network(), model=model)
         optimizer = OptimizerConfig(lr=ctx.experiment.lr) if v.optimizer is None else v.optimizer
         config = Configuration(network, v.init, v.spatial_dropout, v.dropout, optimizer,
-                               v.description, v.regularizers)
+                               v.description, v.regularizers, values=v.values)
         text = config.optimizer.describe() if isinstance(config.optimizer, Optimizer) else (
             f"Adam {config.optimizer.lr:g}")
         out[name] = dataclasses.replace(

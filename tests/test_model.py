@@ -17,6 +17,7 @@ from jaxcnn.models.conv import conv3x3_patches, conv3x3_pool_winograd, conv3x3_x
 from jaxcnn.models.initializers import INIT_NAMES
 from jaxcnn.models.model import (
     CNN,
+    MEMBER,
     Network,
     conv_pool,
     count_params,
@@ -314,13 +315,17 @@ def test_rate_zero_is_exactly_no_dropout_and_eval_ignores_rates():
     model = CNN(conv="xla")
     plain = apply(model, params)
     key = jax.random.key(0)
+
+    def with_rates(p, r, key):  # the member's rates in its "member" collection
+        return model.apply({"params": p, MEMBER: {"spatial_dropout": r, "dropout": r}}, X, key)
+
     # Traced rates of 0, as members carry them: bit for bit the network without dropout.
-    zero = jax.jit(lambda p, r: model.apply({"params": p}, X, (r, r), key))(params, 0.0)
+    zero = jax.jit(with_rates)(params, 0.0, key)
     np.testing.assert_array_equal(zero, plain)
-    trained = apply(model, params, (0.3, 0.3), key)
+    trained = jax.jit(with_rates)(params, 0.3, key)
     assert not np.allclose(trained, plain)
     # No key: evaluation mode, rates ignored.
-    np.testing.assert_array_equal(apply(model, params, (0.3, 0.3)), plain)
+    np.testing.assert_array_equal(jax.jit(with_rates)(params, 0.3, None), plain)
 
 
 def test_relu_after_only_conv1_changes_the_function():

@@ -57,7 +57,7 @@ def test_a_factory_and_its_arguments_train_as_plain_optax():
     opt_state = tx.init(params)
     for i, batch in enumerate(batches):
         grads = jax.grad(lambda p, b=batch, i=i: train.masked_loss(
-            fns, p, {}, b, hp.rates, jax.random.key(i))[0])(params)
+            fns, p, {}, b, hp.values, jax.random.key(i))[0])(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
     for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)):

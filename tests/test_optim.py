@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from jaxcnn.configs import Configuration, hyperparams
-from jaxcnn.models.model import Network, Rates, init_params
+from jaxcnn.models.model import Network, init_params
 from jaxcnn.models.modelfns import seed_cnn_fns
 from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig, describe_chain
 from jaxcnn.training import train
@@ -81,7 +81,7 @@ def member_step():
 def reference_run(config: Configuration, params, data: list[train.Batch], keys):
     """The configuration's own chain and fixed dropout rates, step by step."""
     tx = build_optimizer(config.optimizer, STEPS_PER_EPOCH)
-    rates = Rates(config.spatial_dropout, config.dropout)
+    rates = {"spatial_dropout": config.spatial_dropout, "dropout": config.dropout}
 
     @jax.jit
     def step(params, opt_state, batch, key):
@@ -150,7 +150,7 @@ def test_zero_rates_and_decays_change_nothing_bit_for_bit_float32():
         return jax.jit(jax.grad(lambda p, r: train.masked_loss(MODEL, p, {}, batch, r, key)[0]))(
             params, rates)
 
-    with_ops = grads(Rates(jnp.float32(0.0), jnp.float32(0.0)))
+    with_ops = grads({"spatial_dropout": jnp.float32(0.0), "dropout": jnp.float32(0.0)})
     without = jax.jit(jax.grad(lambda p: train.masked_loss(MODEL, p, {}, batch, None, None)[0]))(
         params)
     chex.assert_trees_all_equal(with_ops, without)

@@ -89,7 +89,7 @@ def test_vmap_matches_a_member_alone_to_float_rounding(tiny_data):
     model = seed_cnn_fns(DEFAULT_NET, "patches")  # any convolution shows it; patches compiles fast
 
     def grads(state, key):
-        loss_fn = lambda p: train.masked_loss(model, p, {}, batch, state.hparams.rates,  # noqa: E731
+        loss_fn = lambda p: train.masked_loss(model, p, {}, batch, state.hparams.values,  # noqa: E731
                                               key)[0]
         return jax.value_and_grad(loss_fn)(state.params)
 
@@ -114,7 +114,7 @@ def test_epoch_visits_every_example_once_and_masks_the_last_batch():
 
         stateful = False
 
-        def apply(self, params, state, images, rates=None, key=None):
+        def apply(self, params, state, images, values=None, key=None):
             x, w = images[:, 0, 0, 0], params["w"]
             jax.debug.callback(lambda v, w: seen.append((np.asarray(v), float(w))), x, w,
                                ordered=True)

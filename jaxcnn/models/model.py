@@ -11,10 +11,11 @@ MaxPool2d: 28 -> 14 -> 7 -> 3); ``nn.Dense`` reads it from the input at init.
 
 Only the :class:`Network` (image shape, which layers a ReLU follows, the number
 of classes) fixes the shape of the compiled program. Everything numeric that
-tells one configuration from another is an input: the dropout rates
-(:class:`Rates`, one scalar each, a rate of 0 leaves the activations untouched
-bit for bit) and the initializer (a name, or an index into
-``initializers.INIT_NAMES`` that may be traced, see :func:`init_params`). So one
+tells one configuration from another is an input: the dropout rates (the
+member's values in the :data:`MEMBER` collection, the mechanism a user's model may
+use too; a rate of 0 leaves the activations untouched bit for bit) and the
+initializer (a name, or an index into ``initializers.INIT_NAMES`` that may be traced,
+see :func:`init_params`). So one
 compiled program trains every configuration of a network, each member with its
 own values.
 
@@ -34,7 +35,7 @@ weights between the two needs a row permutation (see ``torch_compat.py``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -91,14 +92,17 @@ class Network:
         return f"seed CNN, {images} images, {self.num_classes} classes, {relus}"
 
 
-class Rates(NamedTuple):
-    """Dropout rates of one member, () floats in [0, 1).
+# The variable collection holding a member's values (``Configuration.values``, the seed
+# CNN's dropout rates): numbers that differ between members of one compiled program.
+MEMBER = "member"
 
-    spatial: Dropout2d after conv2 (whole channels); dense: Dropout after fc1.
-    """
 
-    spatial: jax.Array | float
-    dense: jax.Array | float
+def member_value(module: nn.Module, name: str, default: float = 0.0) -> jax.Array | float:
+    """A member's value ``name`` inside a linen module's ``__call__``: what the
+    configuration gave (a () array, traced), or ``default`` where it gave none (in
+    evaluation, at init, and in a model loaded back). Read it in the top module and pass
+    it down: the collection is filled at the top level only."""
+    return module.get_variable(MEMBER, name, default)
 
 
 def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,
@@ -161,8 +165,9 @@ class CNN(nn.Module):
     Training applies parameters made by :func:`init_params`, which passes the
     initializers of a member's scheme (possibly chosen by a traced index).
 
-    Call with ``rates`` and ``dropout_key`` to train with dropout; without them the
-    network is deterministic (evaluation).
+    Call with ``dropout_key`` to train, with the member's dropout rates in the
+    :data:`MEMBER` collection (``spatial_dropout``, ``dropout``; 0 where absent); without
+    a key the network is deterministic (evaluation).
     """
 
     network: Network = Network()
@@ -171,13 +176,11 @@ class CNN(nn.Module):
     bias_init: FanInInit = initializers.bias_init(initializers.DEFAULT)
 
     @nn.compact
-    def __call__(self, x: jax.Array, rates: Rates | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         check_conv(self.conv)
         relus = self.network.relu_after
-        train = rates is not None and dropout_key is not None
+        train = dropout_key is not None
         if train:
-            rates = Rates(*rates)
             spatial_key, dense_key = jax.random.split(dropout_key)
 
         def act(name: str, y: jax.Array) -> jax.Array:
@@ -194,12 +197,13 @@ class CNN(nn.Module):
             # One draw per (image, channel), broadcast over H and W, as Dropout2d. Zeroing
             # or scaling a whole channel commutes with the pool and the ReLU, so the mask
             # may act after them.
-            x = dropout(x, rates.spatial, spatial_key, broadcast_dims=(1, 2))
+            x = dropout(x, member_value(self, "spatial_dropout"), spatial_key,
+                        broadcast_dims=(1, 2))
         x = act("conv3", conv(32, "conv3", x))
         x = x.reshape(x.shape[0], -1)  # (N, H/8 * W/8 * 32), H-W-C order
         x = act("fc1", self._dense(512, "fc1", x))
         if train:
-            x = dropout(x, rates.dense, dense_key)
+            x = dropout(x, member_value(self, "dropout"), dense_key)
         return self._dense(self.network.num_classes, "fc2", x)
 
     def _dense(self, features: int, name: str, x: jax.Array) -> jax.Array:

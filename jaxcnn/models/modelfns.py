@@ -6,15 +6,15 @@ The engine never asks what a model is. :func:`model_fns` turns a :class:`Network
 - ``init(key, scheme) -> (params, state)``: the member's initial parameters (the
   ``"params"`` collection) and its other variables (``state``: every other collection,
   e.g. ``{"batch_stats": ...}`` of ``nn.BatchNorm``; ``{}`` for a model with none);
-- ``apply(params, state, x, rates, key) -> (logits, state)``: (N, H, W, C) normalised
-  floats to (N, classes) logits. With ``rates`` and ``key`` the model runs in training
-  mode (dropout from ``key``, its state updated); with None it evaluates (state returned
-  unchanged).
+- ``apply(params, state, x, values, key) -> (logits, state)``: (N, H, W, C) normalised
+  floats to (N, classes) logits. With ``key`` the model runs in training mode (dropout
+  from ``key``, its state updated, the member's ``values`` in the ``"member"``
+  collection: ``model.member_value``); with None it evaluates (state returned unchanged).
 
 Three kinds of model become these functions:
 
 - the seed CNN (``network.model == "cnn"``, :class:`jaxcnn.models.model.CNN`): its dropout rates
-  are the member's data (``rates``), so every configuration shares one program;
+  are the member's values, so every configuration shares one program;
 - a user's Flax NNX module (``nnx_model.py``: split into the same two pytrees; nothing
   below this module knows which module system a model came from);
 - a user's plain Flax linen module, registered with ``registry.register_model(name,
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import initializers, nnx_model, registry
 from jaxcnn.models.initializers import OWN, SchemeRef
-from jaxcnn.models.model import CNN, Network, Rates, init_params
+from jaxcnn.models.model import CNN, MEMBER, Network, init_params
 from jaxcnn.models.nnx_model import NnxModel
 
 
@@ -61,6 +61,11 @@ class ModelFns(NamedTuple):
     stateful: bool
 
 
+def member(values: Mapping[str, Any] | None) -> dict:
+    """The ``"member"`` collection of a member's values ({} without any)."""
+    return {MEMBER: dict(values)} if values else {}
+
+
 def seed_cnn_fns(network: Network, conv: str = "xla") -> ModelFns:
     """The seed CNN: dropout rates as data, no state."""
     model = CNN(network, conv=conv)
@@ -68,9 +73,9 @@ def seed_cnn_fns(network: Network, conv: str = "xla") -> ModelFns:
     def init(key: jax.Array, scheme: SchemeRef) -> tuple[Any, Any]:
         return init_params(key, network, scheme), {}
 
-    def apply(params: Any, state: Any, x: jax.Array, rates: Rates | None = None,
+    def apply(params: Any, state: Any, x: jax.Array, values: dict | None = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
-        return model.apply({"params": params}, x, rates, key), state
+        return model.apply({"params": params, **member(values)}, x, key), state
 
     return ModelFns(init, apply, stateful=False)
 
@@ -149,11 +154,12 @@ def linen_fns(module: nn.Module, network: Network) -> ModelFns:
         state = {name: variables[name] for name in collections}
         return with_scheme(variables["params"], k_redraw, scheme), state
 
-    def apply(params: Any, state: Any, x: jax.Array, rates: Rates | None = None,
+    def apply(params: Any, state: Any, x: jax.Array, values: dict | None = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
         variables = {"params": params, **state}
-        if rates is None or key is None:  # evaluation: the running statistics, no dropout
+        if key is None:  # evaluation: the running statistics, no dropout, default values
             return module.apply(variables, x, **flags(False)), state
+        variables.update(member(values))
         logits, updates = module.apply(variables, x, **flags(True), rngs={"dropout": key},
                                        mutable=list(collections))
         return logits, {**state, **updates}
@@ -187,24 +193,28 @@ def nnx_fns(model: NnxModel) -> ModelFns:
     return ModelFns(init, model.apply, stateful=stateful)
 
 
-def check_model(network: Network) -> None:
+def check_model(network: Network, takes_values: bool = False) -> None:
     """Raises ValueError, one line, when a user's model cannot train on ``network``'s data:
     its factory fails, it fails on a batch of the data's images, its output is not
     (N, classes) float logits, it creates variables while it runs, or (NNX) its
-    parameters do not depend on the rngs it is given. The seed CNN is not checked."""
+    parameters do not depend on the rngs it is given, or it is given member values
+    (``takes_values``) it cannot read. The seed CNN is not checked."""
     if network.model == registry.DEFAULT_MODEL:
         return
     name = network.model
+    if takes_values and nnx_model.builder(registry.factory(name), name) is not None:
+        raise ValueError(f"model {name!r} is a Flax NNX module: member values reach linen "
+                         "models only (jaxcnn.member_value); give an NNX model its numbers "
+                         "as constructor arguments, one variant's model each")
     fns = model_fns(network)
     x = jax.ShapeDtypeStruct((2, *network.image_shape), jnp.float32)
     shape = "x".join(map(str, network.image_shape))
     try:
         params, state = jax.eval_shape(lambda: fns.init(jax.random.key(0), OWN))
         for train in (True, False):
-            rates = Rates(0.0, 0.0) if train else None
             logits, _ = jax.eval_shape(
-                lambda p, s, x, train=train, rates=rates: fns.apply(
-                    p, s, x, rates, jax.random.key(1) if train else None), params, state, x)
+                lambda p, s, x, train=train: fns.apply(
+                    p, s, x, None, jax.random.key(1) if train else None), params, state, x)
     except ValueError as err:
         if str(err).startswith(f"model {name!r}"):
             raise

@@ -184,10 +184,12 @@ class NnxModel:
             module.eval()
         return module
 
-    def apply(self, params: Any, state: Any, x: jax.Array, rates: Any = None,
+    def apply(self, params: Any, state: Any, x: jax.Array, values: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
-        """(N, H, W, C) -> ((N, classes) logits, the new state); training mode with a key."""
-        train = rates is not None and key is not None
+        """(N, H, W, C) -> ((N, classes) logits, the new state); training mode with a key.
+        Member values do not reach an NNX module (its numbers are constructor arguments):
+        ``pipeline.prepare`` refuses a configuration that gives any."""
+        train = key is not None
         stream_key = key if train else jax.random.key(0)
         module = self.module(params, state, stream_key, train)
         kwargs = dict(self.flags(train))

@@ -36,7 +36,6 @@ import numpy as np
 import optax
 
 from jaxcnn.configs import Hyperparams
-from jaxcnn.models.model import Rates
 from jaxcnn.models.modelfns import ModelFns
 from jaxcnn.optim import regularizers
 from jaxcnn.optim.adam import member_optimizer
@@ -138,14 +137,15 @@ def init_state(keys: SeedKeys, fns: ModelFns, hparams: Hyperparams,
 
 
 def masked_loss(fns: ModelFns, params: Any, model_state: Any, batch: Batch,
-                rates: Rates | None, dropout_key: jax.Array | None
+                values: dict | None, dropout_key: jax.Array | None
                 ) -> tuple[jax.Array, tuple[jax.Array, Any]]:
     """Mean cross-entropy over the real (mask=1) examples, and (the logits, the model's
     new state).
 
-    With ``rates`` and a dropout key the network runs in training mode.
+    With a dropout key the network runs in training mode, with the member's ``values``
+    (its ``Hyperparams.values``: dropout rates and any a configuration gives).
     """
-    logits, model_state = fns.apply(params, model_state, batch.images, rates, dropout_key)
+    logits, model_state = fns.apply(params, model_state, batch.images, values, dropout_key)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
     mask = batch.mask.astype(losses.dtype)
     return (losses * mask).sum() / mask.sum(), (logits, model_state)
@@ -164,7 +164,7 @@ def make_train_step(fns: ModelFns, optimizer: OptimizerOf = member_optimizer
         tx = optimizer(state.hparams.optimizer)
 
         def loss_fn(params):
-            return masked_loss(fns, params, state.model_state, batch, state.hparams.rates, key)
+            return masked_loss(fns, params, state.model_state, batch, state.hparams.values, key)
 
         (loss, (_, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params)
