@@ -25,7 +25,7 @@ _EXPORTS = {
     "OptimizerConfig": "jaxcnn.optim.adam", "ScheduleConfig": "jaxcnn.optim.adam",
     "Configuration": "jaxcnn.configs", "Network": "jaxcnn.models.model",
     "member_value": "jaxcnn.models.model", "dropout": "jaxcnn.models.model",
-    "run": "jaxcnn.api", "report": "jaxcnn.api", "load": "jaxcnn.api",
+    "run": "jaxcnn.api", "report": "jaxcnn.api", "load": "jaxcnn.api", "results": "jaxcnn.api",
     "TrainedModel": "jaxcnn.inference",
     "register_model": "jaxcnn.models.registry", "register_source": "jaxcnn.data.sources",
     "register_schedule": "jaxcnn.optim.schedules",

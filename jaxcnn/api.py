@@ -26,6 +26,8 @@ from jaxcnn.errors import ConfigError, JaxcnnError
 from jaxcnn.experiment import DecisionOptions, Experiment, Runtime
 from jaxcnn.inference import TrainedModel, load_model
 from jaxcnn.studies import Study
+from jaxcnn.training.records import StudyRecord
+from jaxcnn.training.results import read_results
 from jaxcnn.user_code import locate
 
 
@@ -109,6 +111,17 @@ def report(out: str | Path = "results", *, all_pairs: bool = False) -> Path:
     if command.main(argv) != 0:
         raise JaxcnnError(f"no report written for {out} (the reason is printed above)")
     return Path(out) / "REPORT.md"
+
+
+def results(out: str | Path, study: str) -> StudyRecord:
+    """A study's results.json as typed records (``training/records.py``): ``configs[name]
+    .seeds[i].test_accuracy`` and the rest; its decisions block resolved. One line
+    (FileNotFoundError) when the study has no results in ``out``."""
+    path = Path(out) / study / "results.json"
+    payload = read_results(path)
+    if payload is None:
+        raise FileNotFoundError(f"{path}: no results of study {study!r} in {out}")
+    return StudyRecord.from_json(payload)
 
 
 def load(out: str | Path, study: str, config: str) -> TrainedModel:

@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +206,27 @@ def test_a_runs_decisions_are_stored_once_per_out(tmp_path):
         results.read_results(out / "schedules" / "results.json")
     assert "are not in" in str(err.value) and "--fresh" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_typed_records_round_trip_every_committed_file_unchanged():
+    """Issue 26 item 7: results.json <-> dataclasses (training/records.py), keys the records
+    do not model carried through, so a file read and written again is the same."""
+    import jaxcnn as jc
+    from jaxcnn.training.records import StudyRecord
+
+    root = importlib.import_module("jaxcnn").__file__
+    out = os.path.join(os.path.dirname(os.path.dirname(root)), "experiments", "results")
+    for study in ("regularization", "initialization", "schedules", "sweep"):
+        payload = results.read_results(Path(out) / study / "results.json")
+        record = StudyRecord.from_json(payload)
+        assert record.to_json() == payload, study
+        assert jc.results(out, study) == record
+    regularization = jc.results(out, "regularization")
+    seeds = regularization.configs["l2"].seeds
+    assert [s.seed for s in seeds] == list(range(len(seeds))) and len(seeds) >= 5
+    assert all(isinstance(s.test_accuracy, float) for s in seeds)
+    assert regularization.other["decisions"]["design"]["kind"] == "sequential"
+    with pytest.raises(FileNotFoundError, match="no results of study 'nothing'"):
+        jc.results(out, "nothing")
+    assert StudyRecord.from_json(valid()).to_json() == valid()
+    assert StudyRecord.from_json({**valid(), "schema_version": 3}).schema_version == 3

@@ -30,8 +30,8 @@ studies it trained together) are stored once per --out, in ``OUT/decisions.json`
 itself; a version-2 file holding its own copy is read as it is.
 
 Non-finite numbers are written as null (JSON has no NaN); a diverged seed has
-null test numbers and the epoch it diverged in. :func:`read_results` checks this
-shape (what the code reads from it), so a hand-edited or damaged file is one
+null test numbers and the epoch it diverged in. :func:`read_results` parses every file
+with the schema's dataclasses (``records.py``), so a hand-edited or damaged file is one
 line naming the file, the place and the fix, never a KeyError later on.
 """
 
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxcnn.errors import ResumeError
+from jaxcnn.training.records import StudyRecord
 
 SCHEMA_VERSION = 3  # 1: no "schema_version" key; 2: the key, and metadata.git_dirty;
 # 3: the decisions block in OUT/decisions.json, a reference to it in results.json
@@ -154,54 +155,11 @@ def keep_decisions(out: Path, all_results: dict[str, dict]) -> None:
                                   "runs": {k: v for k, v in blocks.items() if k in used}})
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _seed_problem(where: str, seed: Any) -> str | None:
-    """What is wrong with one ``configs.<name>.seeds[i]`` record, None if nothing."""
-    if not isinstance(seed, dict):
-        return f"{where} is not an object"
-    if not isinstance(seed.get("seed"), int) or isinstance(seed.get("seed"), bool):
-        return f"{where}.seed is {seed.get('seed')!r}, not an integer"
-    for key in ("test_accuracy", "test_loss", "diverged_epoch"):
-        if key not in seed:
-            return f"{where} has no {key!r}"
-        if seed[key] is not None and not _is_number(seed[key]):
-            return f"{where}.{key} is {seed[key]!r}, not a number"
-    curves = seed.get("history", {})
-    if not isinstance(curves, dict):
-        return f"{where}.history is not an object"
-    for name, values in curves.items():
-        if not isinstance(values, list):
-            return f"{where}.history.{name} is not a list"
-        bad = next((v for v in values if v is not None and not _is_number(v)), None)
-        if bad is not None:
-            return f"{where}.history.{name} holds {bad!r}, not a number"
-    return None
-
-
 def results_problem(payload: Any) -> str | None:
     """What keeps ``payload`` from being a results file this package reads, None if
-    nothing: the keys and types the resume check, statistics, figures and report use."""
-    if not isinstance(payload, dict):
-        return "the file holds no JSON object"
-    version = payload.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        return f"schema_version is {version!r}, not a positive integer"
-    for key, kind in (("experiment", str), ("metadata", dict), ("configs", dict)):
-        if not isinstance(payload.get(key), kind):
-            return (f"no {key!r}" if key not in payload
-                    else f"{key!r} is not {'a string' if kind is str else 'an object'}")
-    meta = payload["metadata"]
-    for key, kind in (("settings", dict), ("data", dict), ("reference", str)):
-        if not isinstance(meta.get(key), kind):
-            return f"metadata.{key} is missing or not {'a string' if kind is str else 'an object'}"
-    for name, config in payload["configs"].items():
-        if not isinstance(config, dict) or not isinstance(config.get("seeds"), list):
-            return f"configs.{name} has no list of seeds"
-        for i, seed in enumerate(config["seeds"]):
-            problem = _seed_problem(f"configs.{name}.seeds[{i}]", seed)
-            if problem is not None:
-                return problem
+    nothing: :class:`~jaxcnn.training.records.StudyRecord` parses it."""
+    try:
+        StudyRecord.from_json(payload)
+    except ValueError as err:
+        return str(err)
     return None
