@@ -168,7 +168,7 @@ def test_one_verdict_system_holm_p_is_never_read_as_a_verdict():
     made (the p-values stay, as numbers)."""
     for p_ttest, p_holm in ((0.01, 0.02), (0.02, 0.10), (0.30, 0.60)):
         c = _comparison(p_ttest, p_holm)
-        assert verdict(c) == "undecided" and jreport.four_way(c) == "undecided"
+        assert verdict(c) == "undecided"
         sentence = comparison_sentence(c, 0.05)
         assert "**Undecided**: no decision was made" in sentence
         assert f"Holm p = {p_holm:.3f}" in sentence
@@ -176,7 +176,6 @@ def test_one_verdict_system_holm_p_is_never_read_as_a_verdict():
     assert verdict({**_comparison(0.5, None), "p_holm": None}) == "not testable"
     assert verdict(_decided("worse")) == "worse"
     assert verdict(_decided("worse"), sign=-1) == "better"
-    assert jreport.four_way(_decided("worse")) == "worse"
     assert "**Worse** at 5 seeds" in comparison_sentence(_decided("worse"), 0.05)
 
 
@@ -238,11 +237,6 @@ def test_answer_paragraph_is_built_from_the_verdicts():
     assert "25 members" in text and "1,234 s" in text
     no_margin = jreport.answer_paragraph(verdicts[:2], cost)
     assert "**Equivalent**" not in no_margin and "**Undecided** at this budget: none" in no_margin
-
-
-def test_seeds_to_detect():
-    assert jreport.seeds_to_detect(1.0, 1.0) == 10  # paired t, d = 1, 80% power: 10 pairs
-    assert jreport.seeds_to_detect(0.0, 1.0) is None
 
 
 def test_study_order_and_figures_come_from_the_studies():

@@ -15,16 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 from jaxcnn.platform.compile_cache import phrase
 from jaxcnn.platform.progress import plural
 from jaxcnn.stats.decisions import Design, look
 from jaxcnn.stats.paired import (
-    ALPHA,
     MIN_BOOTSTRAP_N,
     NO_REFERENCE,
-    POWER,
     compare,
     find_comparison,
     kept_scores,
@@ -76,24 +73,20 @@ def decided(c: dict, sign: int = 1) -> str | None:
     return word
 
 
-def verdict_label(c: dict, sign: int = 1) -> str:
-    """A table cell: the decided verdict with what it rests on."""
-    decision, word = c["decision"], decided(c, sign)
+def verdict(c: dict, sign: int = 1) -> str:
+    """The one verdict of a comparison (``sign`` -1 reads it the other way round), as a
+    table cell: the sequential decisions', with what it rests on. A comparison they did
+    not decide (fewer than 2 paired seeds, or outside the run's family) is "not testable"
+    or "undecided", whatever its p-values say: Holm's p is shown beside it as a number,
+    never read as a verdict."""
+    decision, word = c.get("decision"), decided(c, sign)
+    if decision is None:
+        return "not testable" if c.get("p_holm") is None else "undecided"
     if word == "equivalent":
         return f"equivalent (±{decision['margin']:g})"
     if word == "undecided":
         return f"undecided at {decision['n']} seeds"
     return word
-
-
-def verdict(c: dict, sign: int = 1) -> str:
-    """The one verdict of a comparison (``sign`` -1 reads it the other way round): the
-    sequential decisions'. A comparison they did not decide (fewer than 2 paired seeds,
-    or outside the run's family) is "not testable" or "undecided", whatever its p-values
-    say: Holm's p is shown beside it as a number, never read as a verdict."""
-    if c.get("decision") is not None:
-        return verdict_label(c, sign)
-    return "not testable" if c.get("p_holm") is None else "undecided"
 
 
 def accuracy_interval(entry: dict, seeds: list[dict]) -> str:
@@ -473,64 +466,24 @@ def seed_claims_section(all_results: dict[str, dict]) -> list[str]:
 VERDICTS = ("better", "worse", "equivalent", "undecided")
 
 
-def four_way(c: dict) -> str:
-    """The verdict as one of VERDICTS: the decisions' where the run made one, else
-    undecided."""
-    return decided(c) if c.get("decision") is not None else "undecided"
-
-
-def seeds_to_detect(difference: float | None, sd: float | None, alpha: float = ALPHA,
-                    power: float = POWER, most: int = 10_000) -> int | None:
-    """Seeds a two-sided paired t-test at ``alpha`` needs to detect ``difference`` with
-    probability ``power`` at the paired spread ``sd`` (None: no difference to detect, or
-    more than ``most``). Starts from the normal approximation, then steps up until the
-    t-test's power (noncentral t) reaches ``power``."""
-    if difference is None or sd is None or not difference or not math.isfinite(sd):
-        return None
-    if sd == 0:
-        return 2
-    effect = abs(difference) / sd
-    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
-    n = max(2, int(math.ceil((z / effect) ** 2)))
-    while n <= most:
-        t_crit = sps.t.ppf(1 - alpha / 2, n - 1)
-        nc = effect * math.sqrt(n)
-        reached = sps.nct.sf(t_crit, n - 1, nc) + sps.nct.cdf(-t_crit, n - 1, nc)
-        if not math.isfinite(reached) or reached >= power:  # nan only far in the tail
-            return n
-        n += 1
-    return None
-
-
 def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
     """One entry per comparison with its study's reference, for :func:`answer_paragraph`:
     ``{"study", "config", "reference", "verdict" (one of VERDICTS), "difference",
     "interval", "n", "equivalence_interval", "seeds_needed"}``: the decisions' look
-    where the run made decisions, else mapped by :func:`four_way`."""
+    where the run made decisions, else undecided."""
     out = []
     for study, results in all_results.items():
-        statistics = results["statistics"]
-        # Holm's first step tests at alpha / family size: plan for that (Bonferroni bound)
-        alpha = statistics["alpha"] / max(1, len(statistics["comparisons"]))
-        for c in statistics["comparisons"]:
+        for c in results["statistics"]["comparisons"]:
             if c["reference"] != results["metadata"]["reference"]:
                 continue  # the notebook's claims between two non-reference configurations
-            if c.get("decision") is not None:
-                d = c["decision"]
-                out.append({"study": study, "config": c["config"], "reference": c["reference"],
-                            "verdict": d["verdict"], "difference": d["mean"],
-                            "interval": d["interval"], "n": d["n"],
-                            "equivalence_interval": d.get("equivalence_interval"),
-                            "seeds_needed": d["seeds_needed"], "unit": d.get("unit", "points")})
-                continue
-            verdict_now = four_way(c)
-            needed = seeds_to_detect(c.get("mean_difference"), c.get("sd_difference"), alpha)
-            if needed is not None and verdict_now == "undecided":
-                needed = max(needed, (c.get("n_pairs") or 0) + 1)  # this budget did not do
+            d = c.get("decision") or {  # no decision (one seed): undecided, its numbers
+                "verdict": "undecided", "mean": c.get("mean_difference"),
+                "interval": c.get("ci95"), "n": c.get("n_pairs"), "seeds_needed": None}
             out.append({"study": study, "config": c["config"], "reference": c["reference"],
-                        "verdict": verdict_now, "difference": c.get("mean_difference"),
-                        "interval": c.get("ci95"), "n": c.get("n_pairs"),
-                        "seeds_needed": needed})
+                        "verdict": d["verdict"], "difference": d["mean"],
+                        "interval": d["interval"], "n": d["n"],
+                        "equivalence_interval": d.get("equivalence_interval"),
+                        "seeds_needed": d["seeds_needed"], "unit": d.get("unit", "points")})
     return out
 
 
@@ -651,7 +604,7 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
                      "interval": _drawn_interval(c),
                      "verdict": given.get((c["config"], reference),
-                                          four_way(c))})
+                                          decided(c) or "undecided")})
     return rows
 
 
