@@ -168,13 +168,31 @@ def test_extra_pairs_join_the_holm_family_once():
     assert c["config"] == "a" and sign == -1
 
 
-def test_diverged_seeds_are_excluded_and_named():
+def test_diverged_seeds_are_counted_at_chance_never_dropped():
+    """Issue 27 item 7: dropping a diverged seed would favour the configuration that
+    diverges; it counts at chance (100 / classes %) in the summary, the comparison and
+    the decisions, and the notes say how many and where."""
+    from jaxcnn.stats import rounds
+    from jaxcnn.stats.decisions import Design
+
     results = _results({"base": list(Y), "a": list(X)}, diverged={"a": {2: 1}})
+    results["metadata"] = {"data": {"class_names": list("abcdefghij")}}
     block = paired.study_statistics(results, "base")
-    assert block["summary"]["a"]["n"] == 4
-    assert block["summary"]["a"]["diverged_seeds"] == [2]
+    assert block["summary"]["a"]["n"] == 5 and block["summary"]["a"]["diverged_seeds"] == [2]
+    assert "counted at chance (10)" in block["summary"]["a"]["note"]
     comp = block["comparisons"][0]
-    assert comp["n_pairs"] == 4 and "seeds 2 left out" in comp["note"]
+    assert comp["n_pairs"] == 5 and "seeds 2 diverged in one of the two: counted at chance" \
+        in comp["note"]
+    expected = np.array([x if i != 2 else 10.0 for i, x in enumerate(X)]) - Y
+    assert comp["mean_difference"] == pytest.approx(expected.mean())
+    d = rounds.differences({"s": results}, {"s/a vs base": ("s", "a", "base")},
+                           Design.fixed(5))["s/a vs base"]
+    np.testing.assert_allclose(d, expected)
+    # Without a class count (or for a metric of one's own) a diverged seed is left out.
+    del results["metadata"]
+    unknown = paired.study_statistics(results, "base")
+    assert unknown["summary"]["a"]["n"] == 4 and "seeds 2 diverged in one of the two: left " \
+        "out" in unknown["comparisons"][0]["note"]
 
 
 def test_seed_ranges_are_runs_of_consecutive_seeds():

@@ -23,6 +23,7 @@ from jaxcnn.stats.paired import (
     MIN_BOOTSTRAP_N,
     NO_REFERENCE,
     compare,
+    diverged_score,
     find_comparison,
     kept_scores,
 )
@@ -321,7 +322,12 @@ def study_notes(results: dict) -> list[str]:
     diverged = {k: v["diverged_seeds"] for k, v in statistics["summary"].items()
                 if v["diverged_seeds"]}
     if diverged:
-        lines.append(f"- Diverged seeds (excluded from every statistic): {diverged}.")
+        chance = diverged_score(results)
+        how = ("left out of every statistic (a metric of one's own has no chance value)"
+               if chance is None else f"each counted at chance ({chance:.4g}) in every "
+               "statistic and verdict, never dropped")
+        count = sum(len(v) for v in diverged.values())
+        lines.append(f"- {count} diverged seed{'s' if count > 1 else ''}, {how}: {diverged}.")
     n_max = max((c["n_pairs"] for c in statistics["comparisons"]), default=0)
     if n_max and _min_wilcoxon_p(n_max) >= alpha:
         lines.append(f"- With {n_max} pairs the Wilcoxon signed-rank test cannot reach "
@@ -594,12 +600,13 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
     if reference not in results["configs"]:
         return []  # "no reference in this run": the figure says so
     given = {(v["config"], v["reference"]): v["verdict"] for v in verdicts or []}
-    base = kept_scores(results["configs"][reference]["seeds"])
+    chance = diverged_score(results, "test_accuracy")  # the figure shows test accuracy
+    base = kept_scores(results["configs"][reference]["seeds"], diverged=chance)
     rows = []
     for c in statistics["comparisons"]:
         if c["reference"] != reference:
             continue
-        scores = kept_scores(results["configs"][c["config"]]["seeds"])
+        scores = kept_scores(results["configs"][c["config"]]["seeds"], diverged=chance)
         rows.append({"name": f"{c['config']} - {reference}",
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
                      "interval": _drawn_interval(c),

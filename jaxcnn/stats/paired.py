@@ -230,11 +230,30 @@ def metric_scale(metric: dict, margin: float) -> float:
     return sign * margin / (metric.get("margin") or margin)
 
 
-def kept_scores(seeds: list[dict], key: str = "test_accuracy") -> dict[int, float]:
-    """seed -> its ``key`` value (test accuracy unless a study names another metric), for
-    the seeds that finished without diverging."""
-    return {s["seed"]: s[key] for s in seeds
-            if s.get("diverged_epoch") is None and s.get(key) is not None}
+def diverged_score(results: dict, key: str | None = None) -> float | None:
+    """What a seed that diverged counts as in its study's metric (or ``key``): chance, a uniform
+    prediction over the data's classes (100 / classes % of test accuracy, ln(classes) of
+    test loss). None for a metric of one's own or an unknown class count: such seeds are
+    left out, with a note. Dropping them instead would favour the configuration that
+    diverges."""
+    classes = len(results.get("metadata", {}).get("data", {}).get("class_names") or ())
+    key = key or metric_of(results)["key"]
+    if classes < 2 or key not in ("test_accuracy", "test_loss"):
+        return None
+    return 100.0 / classes if key == "test_accuracy" else math.log(classes)
+
+
+def kept_scores(seeds: list[dict], key: str = "test_accuracy",
+                diverged: float | None = None) -> dict[int, float]:
+    """seed -> its ``key`` value (test accuracy unless a study names another metric) for
+    every finished seed; a seed that diverged counts as ``diverged`` (None: left out)."""
+    out = {}
+    for s in seeds:
+        if s.get("diverged_epoch") is None and s.get(key) is not None:
+            out[s["seed"]] = s[key]
+        elif s.get("diverged_epoch") is not None and diverged is not None:
+            out[s["seed"]] = diverged
+    return out
 
 
 def pairing_note(config: dict, reference: dict) -> str:
@@ -275,10 +294,13 @@ def comparison_pairs(names: Sequence[str], reference: str,
 
 
 def paired_comparison(config: dict, reference: dict, name: str, ref: str,
-                      rng: np.random.Generator, key: str = "test_accuracy") -> dict:
+                      rng: np.random.Generator, key: str = "test_accuracy",
+                      diverged: float | None = None) -> dict:
     """One entry of ``statistics.comparisons``: ``name`` minus ``ref`` (their results.json
-    records) in ``key`` on the seeds both kept, with a note on the seeds left out."""
-    a, b = kept_scores(config["seeds"], key), kept_scores(reference["seeds"], key)
+    records) in ``key`` on the seeds both have (a diverged seed counted as ``diverged``,
+    or left out where that is None), with a note on those seeds."""
+    a, b = (kept_scores(config["seeds"], key, diverged),
+            kept_scores(reference["seeds"], key, diverged))
     common = sorted(set(a) & set(b))
     entry = {"config": name, "reference": ref,
              **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
@@ -286,10 +308,13 @@ def paired_comparison(config: dict, reference: dict, name: str, ref: str,
              "pairing": pairing_note(config, reference)}
     trained = {s["seed"] for s in config["seeds"]}
     trained_ref = {s["seed"] for s in reference["seeds"]}
-    diverged = sorted(((trained - set(a)) | (trained_ref - set(b))) & trained & trained_ref)
+    failed = sorted({s["seed"] for c in (config, reference) for s in c["seeds"]
+                     if s.get("diverged_epoch") is not None} & trained & trained_ref)
+    counted = (f"counted at chance ({diverged:.4g})" if diverged is not None
+               else "left out")
     unpaired = sorted(trained ^ trained_ref)
-    extras = ([f"seeds {seed_ranges(diverged)} left out (diverged in one of the two)"]
-              if diverged else []) + (
+    extras = ([f"seeds {seed_ranges(failed)} diverged in one of the two: {counted}"]
+              if failed else []) + (
         [f"seeds {seed_ranges(unpaired)} trained for one of the two only (compared on "
          f"the {len(common)} seeds both have)"] if unpaired else [])
     if extras:
@@ -309,17 +334,20 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
     """
     rng = np.random.default_rng(seed)
     configs = results["configs"]
-    metric = metric_of(results)
+    metric, chance = metric_of(results), diverged_score(results)
     summary = {}
     for name, cfg in configs.items():
-        kept = kept_scores(cfg["seeds"], metric["key"])
+        kept = kept_scores(cfg["seeds"], metric["key"], chance)
         entry = summarize(np.array(list(kept.values())), rng)
-        diverged = [s["seed"] for s in cfg["seeds"] if s["seed"] not in kept]
+        diverged = [s["seed"] for s in cfg["seeds"] if s.get("diverged_epoch") is not None]
         entry["diverged_seeds"] = diverged
-        entry["note"] = (f"seeds {diverged} diverged and are excluded" if diverged else None)
+        entry["note"] = (None if not diverged else
+                         f"seeds {diverged} diverged and are excluded" if chance is None else
+                         f"seeds {diverged} diverged: counted at chance ({chance:.4g})")
         entry["curves"] = {}
-        for key in CURVES:
-            rows = [s["history"][key] for s in cfg["seeds"] if s["seed"] in kept]
+        for key in CURVES:  # a diverged seed's curves end where it diverged: left out
+            rows = [s["history"][key] for s in cfg["seeds"]
+                    if s["seed"] in kept and s.get("diverged_epoch") is None]
             if rows:
                 matrix = np.array([[np.nan if v is None else v for v in r] for r in rows], float)
                 mean, low, high = curve_band(matrix)
@@ -327,7 +355,8 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
                                         "ci95_high": _list(high)}
         summary[name] = entry
 
-    comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng, metric["key"])
+    comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng, metric["key"],
+                                     chance)
                    for name, ref in comparison_pairs(list(configs), reference, extra_pairs,
                                                      all_pairs)]
     testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]

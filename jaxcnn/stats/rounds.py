@@ -93,17 +93,17 @@ def differences(results: Mapping[str, dict], comps: Mapping[str, Comparison],
                 design: Design) -> dict[str, np.ndarray]:
     """comparison -> (n,) paired differences in the study's metric, as the decisions see
     them (config minus reference, times ``paired.metric_scale``: positive is better, the
-    run's margin is the metric's) on the seeds both kept (diverged seeds left out), in
-    seed order, cut to a planned look size. A comparison with fewer seeds than the first
-    round is left out."""
+    run's margin is the metric's) on the seeds both have (a diverged seed counted at
+    chance, ``paired.diverged_score``), in seed order, cut to a planned look size. A
+    comparison with fewer seeds than the first round is left out."""
     out = {}
     for name, (study, config, reference) in comps.items():
         configs = results[study]["configs"]
         if config not in configs or reference not in configs:
             continue
-        metric = paired.metric_of(results[study])
-        a = paired.kept_scores(configs[config]["seeds"], metric["key"])
-        b = paired.kept_scores(configs[reference]["seeds"], metric["key"])
+        metric, chance = paired.metric_of(results[study]), paired.diverged_score(results[study])
+        a = paired.kept_scores(configs[config]["seeds"], metric["key"], chance)
+        b = paired.kept_scores(configs[reference]["seeds"], metric["key"], chance)
         common = sorted(set(a) & set(b))
         n = planned_size(design, len(common))
         scale = paired.metric_scale(metric, design.margin)
