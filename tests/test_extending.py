@@ -193,10 +193,10 @@ def test_the_registered_model_trains_a_member_through_train_py(fresh_registries)
                          state.model_state)
     assert min(jax.tree.leaves(stats)) > 0  # the running mean and variance were updated
     evaluate = jax.jit(train.make_evaluate(fns))
-    losses, _ = evaluate(new.params, new.model_state, data, norm)
-    other, _ = evaluate(new.params, state.model_state, data, norm)
+    losses, *_ = evaluate(new.params, new.model_state, data, norm)
+    other, *_ = evaluate(new.params, state.model_state, data, norm)
     assert not np.allclose(losses, other)  # evaluation reads the member's statistics
-    again, _ = evaluate(new.params, new.model_state, data, norm)
+    again, *_ = evaluate(new.params, new.model_state, data, norm)
     np.testing.assert_array_equal(losses, again)  # and is deterministic (no dropout)
 
 

@@ -138,6 +138,7 @@ def study_configs(ctx):
                 optax.sgd, learning_rate=schedule, momentum=0.9))}
 
 
+@pytest.mark.slow  # 28 s on 2 cores: four seed-CNN programs compiled, then a second run
 def test_a_study_of_optax_optimizers_runs_resumes_and_records_what_was_applied(
         tmp_path, capsys):
     study = Study("optax_study", "Optax", study_configs, reference="adam")

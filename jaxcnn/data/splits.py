@@ -39,7 +39,8 @@ class PreparedData:
     """What training needs: the three splits, the normalisation and names.
 
     ``val_is_test`` is True when ``--val-size 0`` made the test set double as
-    the per-epoch validation set (the seed notebook's protocol).
+    the per-epoch validation set (the seed notebook's protocol); ``val_indices`` are the
+    validation images' indices into the data's training images (None then).
     """
 
     train: Split
@@ -48,6 +49,7 @@ class PreparedData:
     normalization: Normalization
     class_names: tuple[str, ...]
     val_is_test: bool
+    val_indices: np.ndarray | None = None
 
 
 def half(channels: int) -> Normalization:
@@ -127,4 +129,5 @@ def prepare_data(ds: Dataset, *, val_size: int = 5000, train_examples: int | Non
         norm = half(train.images.shape[-1])
     else:
         raise ConfigError(f"unknown normalization {normalization!r}; use 'dataset' or 'half'")
-    return PreparedData(train, val, test, norm, ds.class_names, val_is_test=not val_size)
+    return PreparedData(train, val, test, norm, ds.class_names, val_is_test=not val_size,
+                        val_indices=val_idx)

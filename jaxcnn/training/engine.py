@@ -124,12 +124,13 @@ def gather(local: list[MemberResult]) -> list[MemberResult]:
     blob = distributed.pack(
         [{"config": r.member.config, "seed": r.member.seed, "record": r.record,
           "schedule": r.schedule, "resumed_from_epoch": r.resumed_from_epoch} for r in local],
-        [r.params for r in local])
+        [{"params": r.params, "predictions": r.predictions or {}} for r in local])
     everyone = []
     for part in distributed.allgather_bytes(blob):
-        records, params = distributed.unpack(part)
+        records, trees = distributed.unpack(part)
         everyone += [MemberResult(Member(r["config"], r["seed"], None), r["record"],
-                                  r["schedule"], p, r["resumed_from_epoch"])
-                     for r, p in zip(records, params)]
+                                  r["schedule"], t["params"], r["resumed_from_epoch"],
+                                  t["predictions"] or None)
+                     for r, t in zip(records, trees)]
     return everyone
 

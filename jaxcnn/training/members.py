@@ -36,10 +36,12 @@ class Member:
 
 @dataclasses.dataclass
 class MemberResult:
-    """A finished member: its results.json seed entry, applied schedule and parameters."""
+    """A finished member: its results.json seed entry, applied schedule, parameters and
+    predicted classes ({"test": (N_test,), "val": (N_val,)} ints; None where unknown)."""
 
     member: Member
     record: dict
     schedule: dict
     params: Any  # numpy leaves, no member axis
     resumed_from_epoch: int = 0
+    predictions: dict | None = None

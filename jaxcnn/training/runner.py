@@ -342,8 +342,8 @@ class ChunkProgram:
 
     def evaluate(self, states: train.TrainState, data: DeviceData, name: str
                  ) -> tuple[np.ndarray, ...]:
-        """Per-example (losses, correct[, metric]) of every member of ``states`` on split
-        ``name`` ("val" or "test") of ``data``: (M, N) each."""
+        """Per-example (losses, correct, predicted[, metric]) of every member of ``states``
+        on split ``name`` ("val" or "test") of ``data``: (M, N) each."""
         split = getattr(data, name)
         key = ("evaluate", split.labels.shape[0])
         weights = (states.params, states.model_state)
@@ -509,8 +509,8 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
         if board is not None:
             board.begin_epoch(slot, len(members) if lockstep else 1)
         states, metrics = program.epoch(states, keys, data, epoch, slot)
-        val_loss, val_acc, _ = train.summarize_evaluation(*program.evaluate(states, data,
-                                                                            "val"))
+        val = program.evaluate(states, data, "val")
+        val_loss, val_acc, _ = train.summarize_evaluation(*val)
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
             reported = 0 if program.mesh is not None else (steps // REPORT_EVERY) * REPORT_EVERY
@@ -524,13 +524,16 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
                 _epoch_line(lines, m, histories[i], epoch + 1, fresh=True)
         if checkpointer is not None:
             checkpointer.save(ChunkProgress(epoch + 1, to_host(states), histories, schedules))
-    test_loss, test_acc, own = train.summarize_evaluation(*program.evaluate(states, data,
-                                                                            "test"))
+    test = program.evaluate(states, data, "test")
+    test_loss, test_acc, own = train.summarize_evaluation(*test)
+    if start == settings.epochs:  # every epoch restored: the final validation again
+        val = program.evaluate(states, data, "val")
     params = to_host(saved_weights(states.params, states.model_state))
     return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
                                                test_acc[i], None if own is None else own[i]),
                          schedules[i], jax.tree.map(lambda x, i=i: x[i], params),
-                         resumed_from_epoch=start)
+                         resumed_from_epoch=start,
+                         predictions={"test": test[2][i], "val": val[2][i]})
             for i, m in enumerate(members)]
 
 

@@ -35,7 +35,7 @@ from jaxcnn.optim.optax_optimizer import Optimizer
 from jaxcnn.platform import distributed, environment
 from jaxcnn.platform.progress import log
 from jaxcnn.stats import rounds
-from jaxcnn.training import checkpoint
+from jaxcnn.training import checkpoint, predictions
 from jaxcnn.training.members import Member, MemberResult
 from jaxcnn.training.plan import RoundPlan, Want
 from jaxcnn.training.results import SCHEMA_VERSION, read_results, write_results
@@ -282,10 +282,27 @@ class ResultsStore:
                 checkpoint.save_params(self.paths[want.study].parent / "params" / want.name,
                                        params, [s["seed"] for s in seeds],
                                        self._params_meta(want.config))
+                self._write_predictions(want, [s["seed"] for s in seeds], members)
                 results["statistics"] = self.studies[want.study].statistics(
                     results, self.all_pairs)
                 write_results(self.paths[want.study], results)
         self.clear_checkpoints({m.member.key for m in members})
+
+    def _write_predictions(self, want: Want, seeds: list[int],
+                           members: list[MemberResult]) -> None:
+        """The configuration's predictions file (``predictions.py``): this round's members
+        and the seeds --out kept; not written where a kept seed has none (results from
+        before predictions were stored)."""
+        path = predictions.path_of(self.paths[want.study].parent, want.name)
+        rows = {m.member.seed: m.predictions for m in members if m.predictions is not None}
+        kept = predictions.read(path) or {}
+        rows.update({s: kept[s] for s in seeds if s not in rows and s in kept})
+        if any(s not in rows for s in seeds):
+            path.unlink(missing_ok=True)  # an incomplete file would not reproduce results
+            return
+        split = self.prep.prepared
+        predictions.write(path, seeds, [rows[s] for s in seeds], split.test.labels,
+                          None if split.val_is_test else split.val.labels, split.val_indices)
 
     def _params_meta(self, config: Configuration) -> dict:
         norm = self.prep.prepared.normalization
@@ -354,9 +371,11 @@ class ResultsStore:
         params = jax.tree.map(np.asarray, params)
         if distributed.is_main():
             log(f"[{canonical}] the same model is finished in {study_name}/{name}; copying it")
+        rows = predictions.read(predictions.path_of(self.out / study_name, name)) or {}
         self.add([MemberResult(Member(canonical, record["seed"], None), record,
                                source.get("schedule") or {},
-                               jax.tree.map(lambda x, i=i: x[i], params))
+                               jax.tree.map(lambda x, i=i: x[i], params),
+                               predictions=rows.get(record["seed"]))
                   for i, record in enumerate(source["seeds"])], trained=False)
 
     # -- the end of a run -----------------------------------------------------------------

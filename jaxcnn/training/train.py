@@ -11,8 +11,8 @@ Shapes: B batch size, N examples, T = ceil(N / B) steps per epoch.
 - :func:`make_train_step` gives ``train_step(state, batch, key) -> (state, metrics)``.
 - :func:`make_train_epoch` gives ``train_epoch(state, keys, data, norm, epoch,
   slot) -> (state, metrics)``: one epoch as a ``lax.scan`` over the T steps.
-- :func:`make_evaluate` gives ``evaluate(params, data, norm) -> (losses, correct)``,
-  per example (and a study's own metric).
+- :func:`make_evaluate` gives ``evaluate(params, data, norm) -> (losses, correct,
+  predicted)``, per example (and a study's own metric).
 
 Nothing here is jitted; callers jit at the call site. The dataset is an
 argument, never a closure constant, so one compiled epoch serves every call.
@@ -282,9 +282,10 @@ EVAL_BATCH = 250  # images per evaluation step
 def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH,
                   metric: Callable[[jax.Array, jax.Array], jax.Array] | None = None
                   ) -> Callable[..., tuple[jax.Array, ...]]:
-    """Builds ``evaluate(params, model_state, data, norm) -> (losses (M,), correct (M,))``
-    for one member (the model in evaluation mode: no dropout, its running statistics),
-    and a third output, ``metric(logits, labels)`` (M,), when a study's metric is given.
+    """Builds ``evaluate(params, model_state, data, norm) -> (losses (M,), correct (M,),
+    predicted (M,) int32)`` for one member (the model in evaluation mode: no dropout, its
+    running statistics), and a fourth output, ``metric(logits, labels)`` (M,), when a
+    study's metric is given.
 
     data is an ImageData of M examples, taken ``eval_batch`` at a time by a loop inside
     the program; the result is each example's cross-entropy and whether it was
@@ -307,14 +308,15 @@ def make_evaluate(fns: ModelFns, *, eval_batch: int = EVAL_BATCH,
             labels = data.labels[idx]
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
             own = () if metric is None else (jnp.asarray(metric(logits, labels), dtype),)
-            return losses, logits.argmax(-1) == labels, *own
+            predicted = logits.argmax(-1).astype(jnp.int32)
+            return losses, predicted == labels, predicted, *own
 
         return tuple(out.reshape(-1)[:m] for out in jax.lax.map(one_chunk, indices))
 
     return evaluate
 
 
-def summarize_evaluation(losses: Any, correct: Any, values: Any = None
+def summarize_evaluation(losses: Any, correct: Any, predicted: Any = None, values: Any = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-member mean loss, accuracy (%) and own metric (None without one) from
     :func:`make_evaluate`'s (..., M) outputs, in float64 on the host: 6672 right of 10000

@@ -1,0 +1,56 @@
+"""Every member's predicted class of every test and validation image:
+``OUT/<study>/predictions/<config>.npz``.
+
+One file per configuration, written with its results (numpy's ``.npz``, read with
+``np.load``):
+
+- ``seeds`` (S,): the seeds, in the order of the rows below;
+- ``test`` (S, N_test) int16: each seed's predicted class of every test image;
+  ``test_labels`` (N_test,): the true classes;
+- ``val`` (S, N_val) int16, ``val_labels`` (N_val,) and ``val_indices`` (S, N_val): the
+  final epoch's predictions on the validation images each seed held out (their indices
+  into the data's training images); absent where the test set was the validation set.
+
+``100 * mean(test[s] == test_labels)`` is seed s's recorded test accuracy, exactly, and
+the same of ``val`` its last validation accuracy (``tests/test_predictions.py``): the
+per-image outcomes paired statistics over test images need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def path_of(study_dir: Path, config: str) -> Path:
+    return Path(study_dir) / "predictions" / f"{config}.npz"
+
+
+def write(path: Path, seeds: Sequence[int], rows: Sequence[dict], test_labels: np.ndarray,
+          val_labels: np.ndarray | None, val_indices: np.ndarray | None) -> None:
+    """Writes one configuration's file (atomically: a temp file and a rename); ``rows``:
+    per seed, {"test": (N_test,), "val": (N_val,)} predicted classes."""
+    arrays = {"seeds": np.asarray(seeds, np.int64),
+              "test": np.stack([np.asarray(r["test"]) for r in rows]).astype(np.int16),
+              "test_labels": np.asarray(test_labels).astype(np.int16)}
+    if val_labels is not None:
+        arrays |= {"val": np.stack([np.asarray(r["val"]) for r in rows]).astype(np.int16),
+                   "val_labels": np.asarray(val_labels).astype(np.int16),
+                   "val_indices": np.tile(np.asarray(val_indices, np.int64), (len(rows), 1))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def read(path: Path) -> dict[int, dict] | None:
+    """seed -> {"test": ..., "val": ...} of a configuration's file; None if there is none
+    (results written before predictions were stored)."""
+    if not Path(path).exists():
+        return None
+    with np.load(path) as f:
+        return {int(seed): {"test": f["test"][i], "val": f["val"][i] if "val" in f else None}
+                for i, seed in enumerate(f["seeds"])}
