@@ -58,7 +58,7 @@ class Configuration:
         ``optimizer``.
       metric: a study's own :class:`~jaxcnn.metric.Metric`, computed in the
         evaluation program (None: test accuracy and loss only).
-      values: numbers a linen model reads while training with
+      values: numbers a model of one's own (linen or NNX) reads while training with
         ``jaxcnn.member_value(self, name)`` (a dropout rate, a noise scale), name ->
         float; members' data, so configurations differing only in them share one
         compiled program. Stored as sorted pairs.

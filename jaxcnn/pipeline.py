@@ -86,10 +86,9 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
         all_configs = {s.name: s.configs(ctx) for s in studies}
     except ValueError as err:  # e.g. images too small for the network's three poolings
         raise DataError(f"{dataset.source}: {err}") from None
-    valued = {c.network for built in all_configs.values() for c in built.values() if c.values}
     for network in {c.network for built in all_configs.values() for c in built.values()}:
         try:  # a user's model that cannot train on this data: one line, before any training
-            check_model(network, takes_values=network in valued)
+            check_model(network)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     if configs is not None:

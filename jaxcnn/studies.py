@@ -90,7 +90,7 @@ class Variant:
       regularizers: registered regularizers and strengths, e.g. ``{"augment": 1.0}``.
       dropout, spatial_dropout: the seed CNN's dropout rates (a model of one's own keeps
         its own ``nn.Dropout``, or reads a rate from ``values``).
-      values: numbers a linen model of one's own reads while training,
+      values: numbers a model of one's own (linen or NNX) reads while training,
         ``jaxcnn.member_value(self, name)``: members' data, so variants differing only in
         them share one compiled program (``{"rate": 0.3}`` with ``jaxcnn.dropout``).
       description: for people.

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import jaxcnn as jc
 from jaxcnn.configs import Configuration, hyperparams
@@ -29,6 +30,32 @@ class Noisy(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
+class NoisyNnx(nnx.Module):
+    """Noisy in Flax NNX: the same mechanism, jc.member_value(self, "rate")."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_shape, *, rngs: nnx.Rngs):
+        size = int(np.prod(image_shape))
+        self.hidden = nnx.Linear(size, 32, rngs=rngs)
+        self.out = nnx.Linear(32, num_classes, rngs=rngs)
+        self.rngs = rngs
+
+    def __call__(self, x, train: bool = False):
+        x = nnx.relu(self.hidden(x.reshape(len(x), -1) / 255.0))
+        if train:
+            x = jc.dropout(x, jc.member_value(self, "rate"), self.rngs.dropout())
+        return self.out(x)
+
+
+class PlainNnx(nnx.Module):
+    def __init__(self, in_channels: int, num_classes: int, image_shape, *, rngs: nnx.Rngs):
+        size = int(np.prod(image_shape))
+        self.hidden = nnx.Linear(size, 32, rngs=rngs)
+        self.out = nnx.Linear(32, num_classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.relu(self.hidden(x.reshape(len(x), -1) / 255.0)))
+
+
 class Plain(nn.Module):
     """The same network without the dropout."""
     num_classes: int
@@ -39,15 +66,19 @@ class Plain(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def test_values_are_member_data_of_one_program_and_rate_zero_is_no_dropout(tmp_path, capsys):
+@pytest.mark.parametrize("system", ["linen", "nnx"])
+def test_values_are_member_data_of_one_program_and_rate_zero_is_no_dropout(tmp_path, capsys,
+                                                                           system):
     grayscale_tree(tmp_path / "tree", train=20, test=8)
     opt = jc.Optimizer(optax.adam, learning_rate=3e-3)
-    study = jc.Study("noisy", model=lambda data: Noisy(data.num_classes), variants={
+    noisy, plain = ((lambda data: Noisy(data.num_classes), lambda data: Plain(data.num_classes))
+                    if system == "linen" else (NoisyNnx, PlainNnx))
+    study = jc.Study(f"noisy_{system}", model=noisy, variants={
         "none": jc.Variant(optimizer=opt, values={"rate": 0.0}),
         "half": jc.Variant(optimizer=opt, values={"rate": 0.5}),
-        "plain": jc.Variant(optimizer=opt, model=lambda data: Plain(data.num_classes))})
+        "plain": jc.Variant(optimizer=opt, model=plain)})
     results = jc.run(study, data=str(tmp_path / "tree"), seeds=2, epochs=2, batch_size=16,
-                     out=str(tmp_path / "out"), progress=False)["noisy"]
+                     out=str(tmp_path / "out"), progress=False)[f"noisy_{system}"]
     log = capsys.readouterr().err
     # "none" and "half" differ only in their value: one compiled program trains both.
     assert "training 4 members (2 configurations x seeds) of one network" in log, log

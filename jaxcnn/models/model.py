@@ -97,12 +97,19 @@ class Network:
 MEMBER = "member"
 
 
-def member_value(module: nn.Module, name: str, default: float = 0.0) -> jax.Array | float:
-    """A member's value ``name`` inside a linen module's ``__call__``: what the
+def member_value(module: Any, name: str, default: float = 0.0) -> jax.Array | float:
+    """A member's value ``name`` inside a model's ``__call__`` (linen or NNX): what the
     configuration gave (a () array, traced), or ``default`` where it gave none (in
     evaluation, at init, and in a model loaded back). Read it in the top module and pass
-    it down: the collection is filled at the top level only."""
-    return module.get_variable(MEMBER, name, default)
+    it down: a linen model's values fill its top-level collection, an NNX model's are
+    handed to the top module for the duration of the call."""
+    if isinstance(module, nn.Module):
+        return module.get_variable(MEMBER, name, default)
+    return (getattr(module, MEMBER_ATTRIBUTE, None) or {}).get(name, default)
+
+
+# Where an NNX module holds its member's values during a training call (nnx_model.py).
+MEMBER_ATTRIBUTE = "_jaxcnn_member_values"
 
 
 def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array,

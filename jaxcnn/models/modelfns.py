@@ -8,8 +8,8 @@ The engine never asks what a model is. :func:`model_fns` turns a :class:`Network
   e.g. ``{"batch_stats": ...}`` of ``nn.BatchNorm``; ``{}`` for a model with none);
 - ``apply(params, state, x, values, key) -> (logits, state)``: (N, H, W, C) normalised
   floats to (N, classes) logits. With ``key`` the model runs in training mode (dropout
-  from ``key``, its state updated, the member's ``values`` in the ``"member"``
-  collection: ``model.member_value``); with None it evaluates (state returned unchanged).
+  from ``key``, its state updated, the member's ``values`` readable with
+  ``model.member_value``); with None it evaluates (state returned unchanged).
 
 Three kinds of model become these functions:
 
@@ -193,19 +193,14 @@ def nnx_fns(model: NnxModel) -> ModelFns:
     return ModelFns(init, model.apply, stateful=stateful)
 
 
-def check_model(network: Network, takes_values: bool = False) -> None:
+def check_model(network: Network) -> None:
     """Raises ValueError, one line, when a user's model cannot train on ``network``'s data:
     its factory fails, it fails on a batch of the data's images, its output is not
     (N, classes) float logits, it creates variables while it runs, or (NNX) its
-    parameters do not depend on the rngs it is given, or it is given member values
-    (``takes_values``) it cannot read. The seed CNN is not checked."""
+    parameters do not depend on the rngs it is given. The seed CNN is not checked."""
     if network.model == registry.DEFAULT_MODEL:
         return
     name = network.model
-    if takes_values and nnx_model.builder(registry.factory(name), name) is not None:
-        raise ValueError(f"model {name!r} is a Flax NNX module: member values reach linen "
-                         "models only (jaxcnn.member_value); give an NNX model its numbers "
-                         "as constructor arguments, one variant's model each")
     fns = model_fns(network)
     x = jax.ShapeDtypeStruct((2, *network.image_shape), jnp.float32)
     shape = "x".join(map(str, network.image_shape))

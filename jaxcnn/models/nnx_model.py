@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxcnn.models.model import MEMBER_ATTRIBUTE
+
 # Constructor arguments an NNX model class gets from the data, by name.
 DATA_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "num_classes": lambda network: network.num_classes,
@@ -186,16 +188,22 @@ class NnxModel:
 
     def apply(self, params: Any, state: Any, x: jax.Array, values: Any = None,
               key: jax.Array | None = None) -> tuple[jax.Array, Any]:
-        """(N, H, W, C) -> ((N, classes) logits, the new state); training mode with a key.
-        Member values do not reach an NNX module (its numbers are constructor arguments):
-        ``pipeline.prepare`` refuses a configuration that gives any."""
+        """(N, H, W, C) -> ((N, classes) logits, the new state); training mode with a key,
+        the member's ``values`` held by the module for the call (``model.member_value``;
+        a plain attribute, set and removed around the call, never part of its state)."""
         train = key is not None
         stream_key = key if train else jax.random.key(0)
         module = self.module(params, state, stream_key, train)
         kwargs = dict(self.flags(train))
         if self.takes_rngs:
             kwargs["rngs"] = nnx.Rngs(dropout=jax.random.fold_in(stream_key, 1 << 20))
-        logits = module(x, **kwargs)
+        if train and values:
+            object.__setattr__(module, MEMBER_ATTRIBUTE, dict(values))
+        try:
+            logits = module(x, **kwargs)
+        finally:
+            if MEMBER_ATTRIBUTE in vars(module):
+                object.__delattr__(module, MEMBER_ATTRIBUTE)
         _, new_params, _, new_state = self._split(module)
         created = (_paths(new_params) - self.param_paths) | (_paths(new_state) - self.state_paths)
         if created:
