@@ -21,9 +21,13 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
+
 from jaxcnn.optim.optax_optimizer import stable_text
 
-BUILT_IN = {"test_accuracy": (True, "points"), "test_loss": (False, "nats")}
+# name -> (higher is better, unit, default margin: None is the run's --margin, in points)
+BUILT_IN = {"test_accuracy": (True, "points", None), "test_loss": (False, "nats", 0.02)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,8 @@ class Metric:
       higher_is_better: which direction "better" means (built-ins: their own).
       unit: how the report labels differences (built-ins: points, nats).
       margin: "equivalent" means a difference within +-margin in the metric's units
-        (None: the run's ``--margin``, which is in accuracy points).
+        (test loss: 0.02 nats unless given; None: the run's ``--margin``, which is in
+        accuracy points, so only for ``unit="points"``).
     """
 
     name: str = "test_accuracy"
@@ -51,14 +56,19 @@ class Metric:
             if self.per_example is not None:
                 raise ValueError(f"metric {self.name!r} is built in: give one's own function "
                                  "another name, e.g. Metric('top2_accuracy', top2)")
-            better, unit = BUILT_IN[self.name]
+            better, unit, margin = BUILT_IN[self.name]
             object.__setattr__(self, "higher_is_better", better)
             object.__setattr__(self, "unit", self.unit or unit)
+            object.__setattr__(self, "margin", self.margin or margin)
         elif not callable(self.per_example):
             raise ValueError(f"metric {self.name!r} is not built in ({', '.join(BUILT_IN)}): "
                              "give its per_example(logits, labels) function")
         if self.margin is not None and not self.margin > 0:
             raise ValueError(f"metric {self.name!r}: margin {self.margin} must be positive")
+        if self.margin is None and self.unit != "points":
+            raise ValueError(f"metric {self.name!r}: give margin= in its own units (equivalent "
+                             "means a difference within +-margin); the run's --margin is in "
+                             "accuracy points, so it applies only to unit='points'")
         if not self.name.isidentifier():
             raise ValueError(f"metric name {self.name!r}: use letters, digits and _ only")
         text = stable_text([self.name, self.per_example, self.higher_is_better])
@@ -67,7 +77,7 @@ class Metric:
     @property
     def key(self) -> str:
         """The seed record's field holding it."""
-        return self.name if self.per_example is None else "test_metric"
+        return record_key(self.name)
 
     def record(self) -> dict:
         """results.json's ``metadata.metric``: what the statistics and report read."""
@@ -75,12 +85,36 @@ class Metric:
                 "unit": self.unit, "margin": self.margin}
 
 
+def record_key(name: str) -> str:
+    """The seed record's field holding metric ``name``: its own name for a built-in one,
+    ``test_metric`` for one of one's own."""
+    return name if name in BUILT_IN else "test_metric"
+
+
+def check_per_example(metric: Metric, num_classes: int) -> None:
+    """ValueError, one line, when a metric of one's own does not give one value per image
+    for (logits (N, num_classes), labels (N,))."""
+    if metric.per_example is None:
+        return
+    logits = jax.ShapeDtypeStruct((8, num_classes), jnp.float32)
+    labels = jax.ShapeDtypeStruct((8,), jnp.int32)
+    try:
+        out = jax.eval_shape(metric.per_example, logits, labels)
+    except Exception as err:  # the user's own function: any error, in one line
+        raise ValueError(f"metric {metric.name!r} fails on logits (8, {num_classes}) and labels "
+                         f"(8,): {type(err).__name__}: {err}") from None
+    if getattr(out, "shape", None) != (8,):
+        raise ValueError(f"metric {metric.name!r} returns shape {getattr(out, 'shape', out)} for "
+                         "8 images; it must return one value per image, shape (8,)")
+
+
 ACCURACY = Metric()
 
 
 def as_metric(value: str | Metric | Callable | None) -> Metric:
     """A study's ``metric=`` argument as a Metric: a built-in name, a Metric, or a
-    function (named by its ``__name__``, higher is better)."""
+    function (named by its ``__name__``, read as points, higher is better: the run's
+    ``--margin`` applies; a ``Metric`` says otherwise)."""
     if value is None:
         return ACCURACY
     if isinstance(value, Metric):
@@ -88,6 +122,6 @@ def as_metric(value: str | Metric | Callable | None) -> Metric:
     if isinstance(value, str):
         return Metric(value)
     if callable(value):
-        return Metric(getattr(value, "__name__", "metric"), value)
+        return Metric(getattr(value, "__name__", "metric"), value, unit="points")
     raise ValueError(f"metric must be 'test_accuracy', 'test_loss', a jaxcnn Metric or a "
                      f"function of (logits, labels), got {type(value).__name__}")

@@ -41,7 +41,7 @@ from jaxcnn.platform.compile_cache import phrase as cache_phrase
 from jaxcnn.platform.progress import log, plural
 from jaxcnn.reporting.report import console_table, estimation_comparisons, schedules_differ
 from jaxcnn.stats import rounds
-from jaxcnn.stats.paired import NO_REFERENCE
+from jaxcnn.stats.paired import NO_REFERENCE, metric_of
 from jaxcnn.studies import STUDIES, Study, StudyContext
 from jaxcnn.training import history
 from jaxcnn.training.checkpoint import CheckpointFolder
@@ -321,7 +321,8 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
             out_dir / "test_accuracy.png"))
     if results.get("decisions") and "statistics" in results:
         paths.append(plots.save(plots.draw_estimation(
-            estimation_comparisons(results), results["decisions"]["design"]["margin"],
+            estimation_comparisons(results),
+            metric_of(results).get("margin") or results["decisions"]["design"]["margin"],
             f"{study.title}: paired differences by seed",
             empty=(f"{NO_REFERENCE}: '{meta['reference']}' is in neither this run nor --out"
                    if "no_reference" in results["statistics"] else "no comparison to show")),

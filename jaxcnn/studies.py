@@ -22,7 +22,7 @@ from typing import Any
 
 from jaxcnn.configs import Configuration
 from jaxcnn.experiment import Experiment
-from jaxcnn.metric import Metric, as_metric
+from jaxcnn.metric import Metric, as_metric, check_per_example
 from jaxcnn.models import registry
 from jaxcnn.models.model import LAYERS, Network
 from jaxcnn.optim.adam import OptimizerConfig, ScheduleConfig
@@ -223,6 +223,7 @@ class Study:
         built = self.build_configs(ctx)
         if self.metric.per_example is None:
             return built
+        check_per_example(self.metric, ctx.num_classes)
         return {name: dataclasses.replace(c, metric=self.metric) for name, c in built.items()}
 
     def reference_for(self, torch_parity: bool) -> str:

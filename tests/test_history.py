@@ -54,7 +54,12 @@ def test_member_record_hides_diverged_test_numbers():
     record = hist.member_record(3, "abc", h, 1.8, 33.5)
     assert record["test_accuracy"] == 33.5 and record["seed"] == 3
     assert set(record["history"]) == set(hist.HISTORY_KEYS)
-    assert hist.member_record(3, "abc", h, math.nan, 10.0)["test_accuracy"] is None
+    nan_at_test = hist.member_record(3, "abc", h, math.nan, 10.0)
+    # Non-finite at the test although every epoch was healthy: diverged in its last epoch,
+    # so the statistics count it at chance rather than silently leave it out.
+    assert nan_at_test["test_accuracy"] is None and nan_at_test["diverged_epoch"] == 1
+    own = hist.member_record(3, "abc", h, 1.8, 33.5, test_metric=math.inf)
+    assert own["diverged_epoch"] == 1 and own["test_metric"] is None
 
 
 def test_schedule_record_keeps_epoch_ends_every_100th_and_a_stride():

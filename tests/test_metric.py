@@ -33,14 +33,14 @@ def top2(logits, labels):
 def test_an_own_metric_is_computed_per_seed_and_reproduced_from_the_saved_model(tmp_path):
     grayscale_tree(tmp_path / "tree", train=20, test=8)
     study = jc.Study("top", model=lambda data: Tiny(data.num_classes),
-                     metric=jc.Metric("top2_accuracy", top2),
+                     metric=jc.Metric("top2_accuracy", top2, unit="points"),
                      variants={"a": jc.Variant(optimizer=jc.Optimizer(optax.adam,
                                                                       learning_rate=3e-3)),
                                "b": jc.Variant(optimizer=optax.sgd(0.01))})
     results = jc.run(study, data=str(tmp_path / "tree"), seeds=2, epochs=1, batch_size=16,
                      out=str(tmp_path / "out"), progress=False)["top"]
     assert results["metadata"]["metric"] == {"name": "top2_accuracy", "key": "test_metric",
-                                             "higher_is_better": True, "unit": "",
+                                             "higher_is_better": True, "unit": "points",
                                              "margin": None}
     assert results["statistics"]["metric"] == "top2_accuracy"
     paths = sorted((tmp_path / "tree" / "test").rglob("*.png"))
@@ -105,8 +105,18 @@ def test_bad_metrics_are_one_line_errors():
     with pytest.raises(ValueError, match="give its per_example"):
         jc.Metric("top2")
     with pytest.raises(ValueError, match="letters, digits"):
-        jc.Metric("top 2", top2)
+        jc.Metric("top 2", top2, unit="points")
     with pytest.raises(ValueError, match="metric must be"):
         jc.Study("s", variants={"a": jc.Variant()}, metric=3)
-    assert jc.Study("s", variants={"a": jc.Variant()}, metric=top2).metric.name == "top2"
+    with pytest.raises(ValueError, match="give margin= in its own units"):
+        jc.Metric("brier", top2, higher_is_better=False)  # unit "": no margin to borrow
+    assert jc.Metric("test_loss").margin == 0.02  # nats, not the run's 1 point
+    from jaxcnn.metric import check_per_example
+
+    with pytest.raises(ValueError, match=r"must return one value per image, shape \(8,\)"):
+        check_per_example(jc.Metric("total", lambda logits, labels: logits.sum(), unit="points"),
+                          3)
+    check_per_example(jc.Metric("top2", top2, unit="points"), 3)
+    top2_study = jc.Study("s", variants={"a": jc.Variant()}, metric=top2)
+    assert (top2_study.metric.name, top2_study.metric.unit) == ("top2", "points")
     assert jc.Study("s", variants={"a": jc.Variant()}).metric.key == "test_accuracy"

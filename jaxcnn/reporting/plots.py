@@ -27,6 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from jaxcnn.metric import record_key
 from jaxcnn.platform.progress import plural
 from jaxcnn.stats import paired
 from jaxcnn.training.history import step_loss_every, step_loss_steps
@@ -246,14 +247,16 @@ def _tick_label(name: str, reference: str) -> str:
     return f"{text}\n(reference)" if name == reference else text
 
 
-def _interval_for(entry: dict, values: np.ndarray) -> tuple[list[float] | None, bool]:
-    """The interval drawn around a configuration's mean: its 95% t-interval clipped to
-    0-100, or the seeds' range below MIN_T_BAND seeds (True: it is the range)."""
+def _interval_for(entry: dict, values: np.ndarray, clip: bool = True
+                  ) -> tuple[list[float] | None, bool]:
+    """The interval drawn around a configuration's mean: its 95% t-interval (clipped to
+    0-100 for accuracy), or the seeds' range below MIN_T_BAND seeds (True: the range)."""
     if 0 < values.size < MIN_T_BAND:
         return [float(values.min()), float(values.max())], True
     if entry["ci95_t"] is None:
         return None, False
-    return [float(np.clip(v, *ACCURACY_RANGE)) for v in entry["ci95_t"]], False
+    return [float(np.clip(v, *ACCURACY_RANGE)) if clip else float(v)
+            for v in entry["ci95_t"]], False
 
 
 def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference: str,
@@ -269,10 +272,12 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # fixed jitter: the same picture every time
     summary = statistics["summary"]
+    metric = statistics.get("metric", "test_accuracy")  # the study's own metric, if any
+    key = record_key(metric)
     any_points = False
     for x, name in enumerate(names):
-        seeds = [s for s in configs[name]["seeds"] if s.get("test_accuracy") is not None]
-        values = np.array([s["test_accuracy"] for s in seeds], float)
+        seeds = [s for s in configs[name]["seeds"] if s.get(key) is not None]
+        values = np.array([s[key] for s in seeds], float)
         any_points = any_points or values.size > 0
         jitter = rng.uniform(-0.12, 0.12, values.size)
         ax.scatter(x + jitter, values, s=22, alpha=0.6, color="grey", zorder=2,
@@ -284,7 +289,7 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
                     transform=ax.get_xaxis_transform())
         if entry["mean"] is None:
             continue
-        ci, few = _interval_for(entry, values)
+        ci, few = _interval_for(entry, values, clip=key == "test_accuracy")
         yerr = None if ci is None else [[entry["mean"] - ci[0]], [ci[1] - entry["mean"]]]
         ax.errorbar(x + 0.3, entry["mean"], yerr=yerr, fmt="o", color="C0", capsize=5,
                     zorder=3, label=(f"mean, range of seeds (n < {MIN_T_BAND})" if few
@@ -296,7 +301,8 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax.set_xticks(range(len(names)), [_tick_label(n, reference) for n in names],
                   fontsize=8 if long else None)
     ax.set_xlim(-0.6, len(names) - 0.3)
-    ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylabel("final test accuracy (%)" if key == "test_accuracy"
+                  else f"final {metric.replace('_', ' ')}")
     ax.set_title(f"{title}: test accuracy per seed" + (
         "" if reference in configs else f"\n({paired.NO_REFERENCE}: '{reference}')"))
     ax.grid(axis="y", alpha=0.3)

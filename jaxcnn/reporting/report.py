@@ -26,6 +26,7 @@ from jaxcnn.stats.paired import (
     diverged_score,
     find_comparison,
     kept_scores,
+    metric_of,
 )
 from jaxcnn.studies import STUDIES
 
@@ -90,16 +91,29 @@ def verdict(c: dict, sign: int = 1) -> str:
     return word
 
 
-def accuracy_interval(entry: dict, seeds: list[dict]) -> str:
-    """The interval cell of a configuration's accuracy: its 95% t-interval clipped to
-    0-100, or, below MIN_T_INTERVAL seeds, the seeds' range (marked 'range')."""
-    scores = list(kept_scores(seeds).values())
+def accuracy_interval(entry: dict, seeds: list[dict], results: dict | None = None) -> str:
+    """The interval cell of a configuration's score (the study's metric): its 95%
+    t-interval (clipped to 0-100 for accuracy), or, below MIN_T_INTERVAL seeds, the seeds'
+    range (marked 'range'), diverged seeds counted as in the statistics."""
+    metric = metric_of(results or {})
+    scores = list(kept_scores(seeds, metric["key"], diverged_score(results or {})).values())
     if 0 < len(scores) < MIN_T_INTERVAL:
         return f"range {fmt_interval([min(scores), max(scores)])}"
     if not entry["ci95_t"]:
         return "n/a"
+    if metric["key"] != "test_accuracy":
+        return fmt_interval(entry["ci95_t"])
     return fmt_interval([min(max(v, ACCURACY_RANGE[0]), ACCURACY_RANGE[1])
                          for v in entry["ci95_t"]])
+
+
+def metric_label(results: dict) -> str:
+    """What a study's tables hold: "final test accuracy (%)", or its metric and unit."""
+    metric = metric_of(results)
+    if metric["key"] == "test_accuracy":
+        return "final test accuracy (%)"
+    return f"final {metric['name'].replace('_', ' ')}" + (
+        f" ({metric['unit']})" if metric["unit"] else "")
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -117,7 +131,8 @@ def table_rows(results: dict) -> list[dict]:
         rows.append({
             "config": name, "is_reference": name == reference,
             "description": results["configs"][name]["description"], "n": str(entry["n"]),
-            "mean": mean, "ci_t": accuracy_interval(entry, results["configs"][name]["seeds"]),
+            "mean": mean, "ci_t": accuracy_interval(entry, results["configs"][name]["seeds"],
+                                                     results),
             "ci_bootstrap": (fmt_interval(entry["ci95_bootstrap"]) if entry["n"] >= MIN_BOOTSTRAP_N
                              else f"n/a (n < {MIN_BOOTSTRAP_N})"),
             "diff": fmt(c.get("mean_difference"), signed=True) if c else "",
@@ -138,7 +153,7 @@ def console_table(results: dict) -> str:
     rows = table_rows(results)
     width = max([len("config"), *(len(r["config"]) for r in rows)])
     missing = results["statistics"].get("no_reference")
-    lines = [f"\n{results['experiment']}: final test accuracy (%), paired by seed against "
+    lines = [f"\n{results['experiment']}: {metric_label(results)}, paired by seed against "
              f"'{reference}'; "
              + ("verdicts from the decisions (see the report); Holm p within the study for "
                 "reference" if results.get("decisions") else
@@ -484,7 +499,8 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                 continue  # the notebook's claims between two non-reference configurations
             d = c.get("decision") or {  # no decision (one seed): undecided, its numbers
                 "verdict": "undecided", "mean": c.get("mean_difference"),
-                "interval": c.get("ci95"), "n": c.get("n_pairs"), "seeds_needed": None}
+                "interval": c.get("ci95"), "n": c.get("n_pairs"), "seeds_needed": None,
+                "unit": metric_of(results)["unit"]}
             out.append({"study": study, "config": c["config"], "reference": c["reference"],
                         "verdict": d["verdict"], "difference": d["mean"],
                         "interval": d["interval"], "n": d["n"],
@@ -600,13 +616,13 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
     if reference not in results["configs"]:
         return []  # "no reference in this run": the figure says so
     given = {(v["config"], v["reference"]): v["verdict"] for v in verdicts or []}
-    chance = diverged_score(results, "test_accuracy")  # the figure shows test accuracy
-    base = kept_scores(results["configs"][reference]["seeds"], diverged=chance)
+    key, chance = metric_of(results)["key"], diverged_score(results)
+    base = kept_scores(results["configs"][reference]["seeds"], key, chance)
     rows = []
     for c in statistics["comparisons"]:
         if c["reference"] != reference:
             continue
-        scores = kept_scores(results["configs"][c["config"]]["seeds"], diverged=chance)
+        scores = kept_scores(results["configs"][c["config"]]["seeds"], key, chance)
         rows.append({"name": f"{c['config']} - {reference}",
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
                      "interval": _drawn_interval(c),

@@ -295,7 +295,7 @@ def comparison_pairs(names: Sequence[str], reference: str,
 
 def paired_comparison(config: dict, reference: dict, name: str, ref: str,
                       rng: np.random.Generator, key: str = "test_accuracy",
-                      diverged: float | None = None) -> dict:
+                      diverged: float | None = None, higher_is_better: bool = True) -> dict:
     """One entry of ``statistics.comparisons``: ``name`` minus ``ref`` (their results.json
     records) in ``key`` on the seeds both have (a diverged seed counted as ``diverged``,
     or left out where that is None), with a note on those seeds."""
@@ -306,6 +306,8 @@ def paired_comparison(config: dict, reference: dict, name: str, ref: str,
              **compare(np.array([a[s] for s in common]), np.array([b[s] for s in common]),
                        rng),
              "pairing": pairing_note(config, reference)}
+    if not higher_is_better and entry["prob_improvement"] is not None:
+        entry["prob_improvement"] = 1.0 - entry["prob_improvement"]  # P(a lower value)
     trained = {s["seed"] for s in config["seeds"]}
     trained_ref = {s["seed"] for s in reference["seeds"]}
     failed = sorted({s["seed"] for c in (config, reference) for s in c["seeds"]
@@ -356,7 +358,7 @@ def study_statistics(results: dict, reference: str, seed: int = 0, all_pairs: bo
         summary[name] = entry
 
     comparisons = [paired_comparison(configs[name], configs[ref], name, ref, rng, metric["key"],
-                                     chance)
+                                     chance, metric["higher_is_better"])
                    for name, ref in comparison_pairs(list(configs), reference, extra_pairs,
                                                      all_pairs)]
     testable = [i for i, c in enumerate(comparisons) if c["p_ttest"] is not None]

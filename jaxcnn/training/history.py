@@ -129,13 +129,17 @@ def member_record(seed: int, checksum: str, history: dict, test_loss: float,
                   test_accuracy: float, test_metric: float | None = None) -> dict:
     """One seed's entry in ``configs.<name>.seeds`` of results.json (``test_metric``: a
     study's own metric, only where it has one)."""
-    diverged = history["diverged_epoch"] is not None or not np.isfinite(test_loss)
+    finite = np.isfinite(test_loss) and (test_metric is None or np.isfinite(test_metric))
+    epoch = history["diverged_epoch"]
+    if epoch is None and not finite:  # non-finite at the test: diverged in its last epoch
+        epoch = len(history["val_loss"])
+    diverged = epoch is not None
     own = {} if test_metric is None else {
-        "test_metric": None if diverged or not np.isfinite(test_metric) else float(test_metric)}
+        "test_metric": None if diverged else float(test_metric)}
     return {"seed": seed, "initial_params_checksum": checksum,
             "test_accuracy": None if diverged else float(test_accuracy),
             "test_loss": None if diverged else float(test_loss), **own,
-            "diverged_epoch": history["diverged_epoch"],
+            "diverged_epoch": epoch,
             "history": {k: list(history[k]) for k in HISTORY_KEYS}}
 
 

@@ -282,21 +282,24 @@ class ResultsStore:
                 checkpoint.save_params(self.paths[want.study].parent / "params" / want.name,
                                        params, [s["seed"] for s in seeds],
                                        self._params_meta(want.config))
-                self._write_predictions(want, [s["seed"] for s in seeds], members)
+                self._write_predictions(want, [s["seed"] for s in seeds], members,
+                                        self.plan.kept[canonical])
                 results["statistics"] = self.studies[want.study].statistics(
                     results, self.all_pairs)
                 write_results(self.paths[want.study], results)
         self.clear_checkpoints({m.member.key for m in members})
 
-    def _write_predictions(self, want: Want, seeds: list[int],
-                           members: list[MemberResult]) -> None:
+    def _write_predictions(self, want: Want, seeds: list[int], members: list[MemberResult],
+                           kept_seeds: set[int]) -> None:
         """The configuration's predictions file (``predictions.py``): this round's members
-        and the seeds --out kept; not written where a kept seed has none (results from
-        before predictions were stored)."""
+        and the seeds --out kept (``kept_seeds``: a file left by another model is never
+        read); not written where a seed has none (results from before predictions were
+        stored)."""
         path = predictions.path_of(self.paths[want.study].parent, want.name)
         rows = {m.member.seed: m.predictions for m in members if m.predictions is not None}
         kept = predictions.read(path) or {}
-        rows.update({s: kept[s] for s in seeds if s not in rows and s in kept})
+        rows.update({s: kept[s] for s in seeds
+                     if s not in rows and s in kept and s in kept_seeds})
         if any(s not in rows for s in seeds):
             path.unlink(missing_ok=True)  # an incomplete file would not reproduce results
             return
