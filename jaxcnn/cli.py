@@ -221,7 +221,8 @@ def study_main(study, argv: Sequence[str] | None = None) -> int:
     """``python -m experiments.<study>`` (or ``jaxcnn run FILE.py:NAME``): train every
     configuration over seeds, compare them."""
     parser = study_parser(
-        " ".join(study.command),
+        # The installed command (python -m experiments.NAME needs the repository checkout).
+        " ".join(study.entry) if study.entry else f"jaxcnn {study.name}",
         f"{study.title}: train every configuration of the study for several seeds (one "
         f"compiled program trains them all) and compare each with '{study.reference}' "
         f"('{study.parity_reference}' under --torch-parity), paired by seed. Writes "

@@ -21,7 +21,7 @@ from jaxcnn.studies import STUDIES
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.add_run_arguments(argparse.ArgumentParser(
-        prog="python -m experiments.all",
+        prog="jaxcnn all",  # = python -m experiments.all in a checkout
         description="Train the regularization, initialization and schedules studies together "
                     "(each distinct model once) and write OUT/REPORT.md. Rerunning the same "
                     "command resumes."))

@@ -39,7 +39,7 @@ from jaxcnn.training.results import keep_decisions, read_results, write_results
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.report",
+        prog="jaxcnn report",  # = python -m experiments.report in a checkout
         description="Write OUT/REPORT.md from the regularization, initialization and schedules "
                     "studies' results. With --run-missing, studies not yet in OUT are trained "
                     "first, with the settings of the studies already there (or the training "

@@ -34,7 +34,7 @@ def folder_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.sweep",
+        prog="jaxcnn sweep",  # = python -m experiments.sweep in a checkout
         description="Train every value of a hyperparameter (two --param flags: every "
                     "combination) for several seeds in one compiled program, and compare each "
                     "with the base configuration's own value, paired by seed.")
