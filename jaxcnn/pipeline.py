@@ -325,7 +325,9 @@ def write_figures(study: Study, results: dict, out_dir: Path) -> list[Path]:
             metric_of(results).get("margin") or results["decisions"]["design"]["margin"],
             f"{study.title}: paired differences by seed",
             empty=(f"{NO_REFERENCE}: '{meta['reference']}' is in neither this run nor --out"
-                   if "no_reference" in results["statistics"] else "no comparison to show")),
+                   if "no_reference" in results["statistics"] else "no comparison to show"),
+            unit=("accuracy points" if metric_of(results)["key"] == "test_accuracy"
+                  else metric_of(results)["unit"] or metric_of(results)["name"])),
             out_dir / "estimation.png"))
     if study.figures is not None:
         paths += study.figures(results, out_dir)

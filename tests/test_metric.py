@@ -120,3 +120,23 @@ def test_bad_metrics_are_one_line_errors():
     top2_study = jc.Study("s", variants={"a": jc.Variant()}, metric=top2)
     assert (top2_study.metric.name, top2_study.metric.unit) == ("top2", "points")
     assert jc.Study("s", variants={"a": jc.Variant()}).metric.key == "test_accuracy"
+
+
+def test_the_report_names_a_studys_own_metric_and_margin():
+    from jaxcnn.reporting import report
+
+    metric = jc.Metric("test_loss").record()
+    results = results_with_losses([0.9] * 5, [1.0] * 5, metric)
+    from jaxcnn.stats import decisions
+
+    results["s"]["decisions"] = decisions.record(Design.fixed(5), {})
+    lines = report.decisions_lines({"s": {**results["s"], "decisions": None}})
+    assert lines == []  # no decisions, nothing to say
+    line = next(x for x in report.decisions_lines(results) if "compares" in x)
+    assert line == "- s compares test loss (lower is better): equivalent means within ±0.02 nats."
+    verdicts = [{"study": "s", "config": "x", "verdict": "equivalent", "difference": 0.01,
+                 "interval": [0, 0.02], "equivalence_interval": [-0.01, 0.015], "n": 5,
+                 "seeds_needed": None, "unit": "nats"}]
+    cost = {"seeds": [5], "epochs": [1], "models": 2, "members": 10, "wall_seconds": 3.0,
+            "members_timed": 10, "compile_seconds": 1.0, "compile_cache": None}
+    assert "within its study's margin" in report.answer_paragraph(verdicts, cost, 1.0)

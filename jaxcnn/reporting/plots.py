@@ -301,9 +301,9 @@ def draw_final_accuracy(configs: Mapping[str, dict], statistics: dict, reference
     ax.set_xticks(range(len(names)), [_tick_label(n, reference) for n in names],
                   fontsize=8 if long else None)
     ax.set_xlim(-0.6, len(names) - 0.3)
-    ax.set_ylabel("final test accuracy (%)" if key == "test_accuracy"
-                  else f"final {metric.replace('_', ' ')}")
-    ax.set_title(f"{title}: test accuracy per seed" + (
+    label = "test accuracy" if key == "test_accuracy" else metric.replace("_", " ")
+    ax.set_ylabel("final test accuracy (%)" if key == "test_accuracy" else f"final {label}")
+    ax.set_title(f"{title}: {label} per seed" + (
         "" if reference in configs else f"\n({paired.NO_REFERENCE}: '{reference}')"))
     ax.grid(axis="y", alpha=0.3)
     if not any_points:
@@ -419,8 +419,9 @@ def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> N
 
 def draw_estimation(comparisons: list[dict], margin: float,
                     title: str = "Paired differences by seed",
-                    empty: str = "no comparison to show") -> Figure:
-    """An estimation plot: one row per comparison, the difference (accuracy points) across.
+                    empty: str = "no comparison to show", unit: str = "accuracy points"
+                    ) -> Figure:
+    """An estimation plot: one row per comparison, the difference (in ``unit``) across.
 
     comparisons: each ``{"name": str, "differences": per-seed paired differences
     (n,), "interval": (lo, hi) or None, "verdict": str}``; the verdict's first word
@@ -441,7 +442,7 @@ def draw_estimation(comparisons: list[dict], margin: float,
             label="mean and interval (colour: verdict; the equivalence interval where equivalent)")
     ax.set_yticks(range(len(comparisons)), [c["name"] for c in comparisons])
     ax.set_ylim(max(len(comparisons), 1) - 0.5, -0.5)  # first comparison on top
-    ax.set_xlabel("paired difference, configuration minus reference (accuracy points)")
+    ax.set_xlabel(f"paired difference, configuration minus reference ({unit})")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if not comparisons:
