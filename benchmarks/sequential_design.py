@@ -1,24 +1,29 @@
-r"""Operating characteristics of the sequential design (``--seeds auto``) by simulation.
+r"""Error and power of the sequential verdicts (``--seeds auto``) by simulation: the
+shipped design (``method="calibrated"``) beside 0d99cce's (``method="t_union"``).
 
-    python -m benchmarks.sequential_design --max-seeds 12 30 60 \
-        --json benchmarks/results/sequential-design.json \
-        --markdown benchmarks/results/sequential-design.md    # about 10 s on 1 CPU core
+    python -m benchmarks.sequential_design --json benchmarks/results/sequential-design.json \
+        --markdown benchmarks/results/sequential-design.md   # about 25 minutes on 1 core
 
-For each budget and each true mean paired difference (0, m/2, m and 3m; normal
-per-seed differences with sd 1.5 points), simulates many studies of one comparison
-whose Bonferroni share is alpha / family size (14: the report's default family) and
-runs :func:`jaxcnn.stats.decisions.simulate` on them: the rate of each verdict and the
-seeds the comparison used (mean, median, 90th percentile, how often it reached the
-budget). Beside it, the fixed design of ``--fixed`` seeds (today's 5) with the same
-family: its verdict rates. numpy and scipy only, no training.
-
-A configuration's seeds are the most that any of its comparisons needs, so a
-study's cost is not simply the sum of these per-comparison numbers.
+1. **Error table.** ``--families`` simulated families of ``--family-size`` comparisons
+   per scenario, every comparison at the same true mean difference delta (0, +-m/2,
+   +-m, +-2m), per-seed differences of sd ``--sd``: every shape of the class
+   (``jaxcnn.stats.calibration.SHAPES``); shapes inside the class that the calibration
+   never saw (t with 4 degrees of freedom, gamma of skewness +-1.25, 2 % of seeds at
+   +-4 sd); and the committed studies' real per-seed differences (``--results``),
+   resampled with replacement, centred and scaled to sd ``--sd``: all of them pooled,
+   and each comparison alone. A family errs when any verdict is wrong: better when
+   delta <= 0, worse when delta >= 0, equivalent when |delta| >= m. The promise is at
+   most alpha; each rate comes with two Monte-Carlo standard errors.
+2. **Power table.** Normal differences of sd ``--sd``: the share left undecided at
+   delta = 0 and the mean seeds a comparison uses at delta = 2 (and 0), for each design
+   at each budget. numpy and scipy only, no training.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from pathlib import Path
 
@@ -26,113 +31,202 @@ import numpy as np
 
 from benchmarks.common import print_and_write
 from jaxcnn.platform import environment as env
-from jaxcnn.stats import decisions
+from jaxcnn.stats import calibration, decisions
 
 PROG = "python -m benchmarks.sequential_design"
-MULTIPLES = (0.0, 0.5, 1.0, 3.0)  # true differences in margins
+MULTIPLES = (0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0)  # true differences in margins
+UNSEEN = ("t4", "gamma+1.25", "gamma-1.25", "outliers0.02+4", "outliers0.02-4")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+def designs(budget: int) -> dict[str, decisions.Design]:
+    """The designs compared at one budget: shipped, and 0d99cce's."""
+    return {"calibrated (shipped)": decisions.Design(max_seeds=budget),
+            "t_union (0d99cce)": decisions.Design(first_round=5, round_size=5,
+                                                  max_seeds=budget, method="t_union")}
+
+
+def draw(rng: np.random.Generator, scenario: str, size: tuple, real: dict) -> np.ndarray:
+    """Mean 0, sd 1 draws of one scenario: a shape name, or "real:NAME" (resampled)."""
+    if scenario.startswith("real:"):
+        pool = real[scenario[5:]]
+        return rng.choice((pool - pool.mean()) / pool.std(), size=size)
+    if scenario == "t4":
+        return rng.standard_t(4, size) / np.sqrt(2.0)
+    return calibration.draw(rng, scenario, size)
+
+
+def wrong(codes: np.ndarray, delta: float, margin: float) -> np.ndarray:
+    """Per family: whether any verdict is wrong at true difference delta."""
+    bad = [code for code, is_bad in ((decisions.BETTER, delta <= 0),
+                                     (decisions.WORSE, delta >= 0),
+                                     (decisions.EQUIVALENT, abs(delta) >= margin)) if is_bad]
+    return np.any(np.isin(codes, bad), axis=1)
+
+
+def real_differences(folder: Path) -> dict[str, np.ndarray]:
+    """comparison -> its per-seed test-accuracy differences (config minus reference) in
+    the committed results, for every comparison with at least 10 paired seeds."""
+    out = {}
+    for path in sorted(folder.glob("*/results.json")):
+        results = json.loads(path.read_text())
+        reference = results["metadata"].get("reference")
+        configs = results["configs"]
+        if reference not in configs:
+            continue
+        base = {s["seed"]: s["test_accuracy"] for s in configs[reference]["seeds"]}
+        for name, record in configs.items():
+            pairs = [(s["test_accuracy"], base.get(s["seed"])) for s in record["seeds"]]
+            d = np.array([a - b for a, b in pairs if a is not None and b is not None])
+            if name != reference and d.size >= 10 and d.std() > 0:
+                out[f"{path.parent.name}/{name}"] = d
+    if out:
+        out["all (pooled)"] = np.concatenate([(d - d.mean()) / d.std() for d in out.values()])
+    return out
+
+
+def error_table(args, rng: np.random.Generator, real: dict) -> list[dict]:
+    scenarios = (*calibration.SHAPES, *UNSEEN, *(f"real:{k}" for k in real))
+    rows = []
+    for budget in args.budgets:
+        for label, design in designs(budget).items():
+            design = decisions.Design(**{**design.__dict__, "margin": args.margin,
+                                         "alpha": args.alpha})
+            for scenario in scenarios:
+                row = {"budget": budget, "design": label, "scenario": scenario}
+                for multiple in MULTIPLES:
+                    delta = multiple * args.margin
+                    x = delta + args.sd * draw(rng, scenario, (args.families, args.family_size,
+                                                               budget), real)
+                    codes, _ = decisions.simulate(x, design, family_size=args.family_size)
+                    rate = float(wrong(codes, delta, args.margin).mean())
+                    row[f"{multiple:+g}m"] = {
+                        "rate": round(rate, 4),
+                        "two_se": round(2 * float(np.sqrt(rate * (1 - rate) / args.families)), 4)}
+                rows.append(row)
+                print(f"{budget} {label} {scenario}: "
+                      + " ".join(f"{k} {v['rate']:.4f}" for k, v in row.items()
+                                 if isinstance(v, dict)), file=sys.stderr, flush=True)
+    return rows
+
+
+def alternatives(budget: int) -> dict[str, decisions.Design]:
+    """The power table's designs: the two above, and the calibrated one with another
+    first look or no reserve (what each design choice costs or buys)."""
+    out = designs(budget)
+    for first in (10, 18):
+        out[f"calibrated, first look {first}"] = decisions.Design(first_round=first,
+                                                                  max_seeds=budget)
+    out["calibrated, no reserve"] = decisions.Design(max_seeds=budget, reserve=0.0)
+    return out
+
+
+def power_table(args, rng: np.random.Generator) -> list[dict]:
+    rows = []
+    for budget in args.budgets:
+        for label, design in alternatives(budget).items():
+            design = decisions.Design(**{**design.__dict__, "margin": args.margin,
+                                         "alpha": args.alpha})
+            row = {"budget": budget, "design": label, "looks": design.look_sizes()}
+            if design.method == "calibrated":
+                bounds = design.boundaries(args.alpha / args.family_size)
+                row["first_critical"] = round(bounds.direction[0], 2)
+                row["last_equivalence_critical"] = round(bounds.equivalence[-1], 2)
+            for delta in (0.0, 2.0):
+                x = delta + args.sd * rng.standard_normal((args.power_studies, 1, budget))
+                codes, used = decisions.simulate(x, design, family_size=args.family_size)
+                row[f"delta {delta:g}"] = {
+                    "undecided": round(float(np.mean(codes == decisions.UNDECIDED)), 4),
+                    "mean_seeds": round(float(used.mean()), 2)}
+            rows.append(row)
+    return rows
+
+
+def markdown(out: dict) -> str:
+    a = out["arguments"]
+    lines = [f"# Sequential verdicts: error and power ({out['date']})", "",
+             f"`{out['command']}` on {out['machine']}, commit {out['commit']}.", "",
+             f"Family of {a['family_size']}, alpha {a['alpha']}, margin {a['margin']}, "
+             f"per-seed sd {a['sd']}. The class the calibrated design is built for: "
+             f"{calibration.CLASS}.", "", "## Power (normal differences)", "",
+             "| budget | design | looks | critical values (first look, last equivalence) | "
+             "undecided at delta 0 | mean seeds at delta 0 | undecided at delta 2 | "
+             "mean seeds at delta 2 |", "|---|---|---|---|---|---|---|---|"]
+    for r in out["power"]:
+        z, t = r["delta 0"], r["delta 2"]
+        critical = (f"{r['first_critical']}, {r['last_equivalence_critical']}"
+                    if "first_critical" in r else "t quantiles")
+        lines.append(f"| {r['budget']} | {r['design']} | {r['looks'][0]}..{r['looks'][-1]} "
+                     f"({len(r['looks'])}) | {critical} | {z['undecided']:.3f} | "
+                     f"{z['mean_seeds']:.1f} | {t['undecided']:.3f} | {t['mean_seeds']:.1f} |")
+    keys = [f"{m:+g}m" for m in MULTIPLES]
+    over = {}
+    for r in out["errors"]:
+        worst = max(r[k]["rate"] - r[k]["two_se"] for k in keys)
+        if worst > a["alpha"]:
+            over.setdefault(f"{r['design']} at {r['budget']}", []).append(
+                f"{r['scenario']} ({max(r[k]['rate'] for k in keys):.3f})")
+    lines += ["", "The real scenarios resample one committed comparison's per-seed differences "
+              "(a discrete distribution of that many values; `all (pooled)`: every comparison's, "
+              "each standardized): " + ", ".join(
+                  f"{k} ({v['seeds']} seeds, skewness {v['skewness']:+.2f})"
+                  for k, v in out["real_comparisons"].items()) + "."]
+    lines += ["", "## Where the 5% does not hold", ""] + (
+        [f"- {design}: {', '.join(where)}" for design, where in over.items()]
+        or ["- nowhere in these tables"])
+    lines += ["", f"## Family-wise error ({a['families']:,} families a cell; "
+              "rate +- two Monte-Carlo s.e.; **bold**: above alpha by more than that)", "",
+              "| budget | design | scenario | " + " | ".join(f"delta {k}" for k in keys) + " |",
+              "|---|---|---|" + "---|" * len(keys)]
+    for r in out["errors"]:
+        cells = []
+        for k in keys:
+            rate, two = r[k]["rate"], r[k]["two_se"]
+            text = f"{rate:.4f} ± {two:.4f}"
+            cells.append(f"**{text}**" if rate - two > a["alpha"] else text)
+        lines.append(f"| {r['budget']} | {r['design']} | {r['scenario']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_Formatter)
-    parser.add_argument("--max-seeds", type=int, nargs="+", default=[12, 30, 60],
-                        help="budgets (seeds per configuration) to simulate")
-    parser.add_argument("--first-round", type=int, default=5, help="seeds of the first look")
-    parser.add_argument("--round-size", type=int, default=5, help="seeds added per round")
-    parser.add_argument("--spending", choices=decisions.SPENDING, nargs="+",
-                        default=list(decisions.SPENDING), help="alpha-spending functions")
-    parser.add_argument("--fixed", type=int, default=5, help="seeds of the fixed design")
-    parser.add_argument("--family-size", type=int, default=14,
-                        help="comparisons in the multiplicity family (alpha / size each)")
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[30, 60],
+                        help="budgets (max seeds) to simulate (default: 30 60)")
+    parser.add_argument("--family-size", type=int, default=15, help="comparisons a family")
     parser.add_argument("--margin", type=float, default=1.0, help="m, accuracy points")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate")
     parser.add_argument("--sd", type=float, default=1.5, help="sd of per-seed differences")
-    parser.add_argument("--studies", type=int, default=4000, help="simulated studies per cell")
+    parser.add_argument("--families", type=int, default=20_000, help="families per cell")
+    parser.add_argument("--power-studies", type=int, default=40_000,
+                        help="simulated comparisons per power cell")
+    parser.add_argument("--results", type=Path, default=Path("experiments/results"),
+                        help="folder of committed results.json files (real differences)")
     parser.add_argument("--seed", type=int, default=0, help="numpy Generator seed")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="and a table here")
     args = parser.parse_args(argv)
-    problems = [(args.studies < 100, f"--studies {args.studies}: use at least 100"),
-                (args.family_size < 1, f"--family-size {args.family_size}: at least 1"),
-                (args.fixed < 2, f"--fixed {args.fixed}: need at least 2 seeds"),
-                (not args.sd > 0, f"--sd {args.sd}: must be positive")]
-    for bad, message in problems:
-        if bad:
-            parser.error(message)
+    if args.families < 100 or args.power_studies < 100:
+        parser.error("--families and --power-studies: use at least 100")
     return args
-
-
-def rates(codes: np.ndarray) -> dict[str, float]:
-    counts = np.bincount(codes.ravel(), minlength=len(decisions.VERDICTS)) / codes.size
-    return {name: round(float(c), 4) for name, c in zip(decisions.VERDICTS, counts)}
-
-
-def simulate_cell(design: decisions.Design, delta: float, args, rng) -> dict:
-    """One design at one true difference: verdict rates and seeds used."""
-    data = rng.normal(delta, args.sd, size=(args.studies, 1, design.max_seeds))
-    codes, used = decisions.simulate(data, design, family_size=args.family_size)
-    return {"rates": rates(codes),
-            "expected_seeds": round(float(used.mean()), 2),
-            "median_seeds": float(np.median(used)),
-            "p90_seeds": float(np.percentile(used, 90)),
-            "reached_budget": round(float((used >= design.max_seeds).mean()), 4)}
-
-
-def run(args) -> dict:
-    rng = np.random.default_rng(args.seed)
-    common = dict(alpha=args.alpha, margin=args.margin)
-    fixed = decisions.Design.fixed(args.fixed, **common)
-    designs = [decisions.Design(first_round=min(args.first_round, budget),
-                                round_size=args.round_size, max_seeds=budget,
-                                spending=spending, **common)
-               for budget in args.max_seeds for spending in args.spending]
-    rows = []
-    for multiple in MULTIPLES:
-        delta = multiple * args.margin
-        row = {"true_difference": delta, "in_margins": multiple,
-               "fixed": {"seeds": args.fixed, **simulate_cell(fixed, delta, args, rng)},
-               "sequential": [{"max_seeds": d.max_seeds, "spending": d.spending,
-                               **simulate_cell(d, delta, args, rng)} for d in designs]}
-        rows.append(row)
-    return {"command": " ".join([PROG, *sys.argv[1:]]),
-            "what": "verdict rates and seeds per comparison, simulated (numpy, no training)",
-            "family_size": args.family_size, "sd_difference": args.sd,
-            "studies_per_cell": args.studies, "generator_seed": args.seed,
-            "fixed_design": fixed.to_json(), "designs": [d.to_json() for d in designs],
-            "rows": rows,
-            "environment": {"versions": {k: v for k, v in env.versions().items()
-                                         if k in ("python", "numpy", "scipy")},
-                            "git_commit": env.git_commit()}}
-
-
-def markdown(result: dict) -> str:
-    lines = ["# Sequential design: simulated operating characteristics\n",
-             f"`{result['command']}`\n",
-             f"{result['studies_per_cell']} simulated studies per cell; per-seed differences "
-             f"normal with sd {result['sd_difference']}; each comparison gets alpha / "
-             f"{result['family_size']} (the family). Rates: better / worse / equivalent / "
-             "undecided. Seeds: mean (90th percentile), share reaching the budget.\n",
-             "| true difference | design | better | worse | equivalent | undecided | seeds "
-             "| at budget |", "|---|---|---|---|---|---|---|---|"]
-    for row in result["rows"]:
-        cells = [(f"fixed {row['fixed']['seeds']}", row["fixed"])]
-        cells += [(f"auto <= {s['max_seeds']}, {s['spending']}", s) for s in row["sequential"]]
-        for name, cell in cells:
-            r = cell["rates"]
-            lines.append(f"| {row['true_difference']:g} ({row['in_margins']:g} m) | {name} | "
-                         f"{r['better']:.3f} | {r['worse']:.3f} | {r['equivalent']:.3f} | "
-                         f"{r['undecided']:.3f} | {cell['expected_seeds']:.1f} "
-                         f"({cell['p90_seeds']:g}) | {cell['reached_budget']:.2f} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    result = run(args)
-    print_and_write(markdown(result), result, args.json, args.markdown)
+    rng = np.random.default_rng(args.seed)
+    real = real_differences(args.results)
+    out = {"command": " ".join([PROG, *(argv if argv is not None else sys.argv[1:])]),
+           "date": datetime.date.today().isoformat(),
+           "machine": env.cpu_model() or "an unnamed CPU", "commit": env.git_commit(),
+           "dirty": env.git_dirty(),
+           "arguments": {k: str(v) if isinstance(v, Path) else v
+                         for k, v in vars(args).items()},
+           "real_comparisons": {k: {"seeds": int(v.size),
+                                    "skewness": round(calibration.skewness(v), 3)}
+                                for k, v in real.items()},
+           "power": power_table(args, rng)}
+    out["errors"] = error_table(args, rng, real)
+    print_and_write(markdown(out), out, args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "memory_budget": positive_float, "num_processes": positive_int,
     "process_id": nonnegative_int, "init_timeout": positive_int,
     "margin": positive_float, "max_seeds": positive_int, "first_round": positive_int,
-    "round_size": positive_int, "horizon": positive_int,
+    "round_size": positive_int,
     "out": folder_path, "cache_dir": folder_path,
 }
 _CHOICES = {"normalization": ("dataset", "half")}

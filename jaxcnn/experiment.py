@@ -123,15 +123,12 @@ class DecisionOptions:
 
     margin: float = option(1.0, "equivalence margin m in accuracy points: 'equivalent' means "
                            "the paired difference is shown to lie within +-m", group="decisions")
-    max_seeds: int = option(30, "--seeds auto: the most seeds any configuration gets",
+    max_seeds: int = option(60, "--seeds auto: the most seeds any configuration gets",
                             group="decisions")
-    first_round: int = option(5, "--seeds auto: seeds of the first round", group="decisions")
-    round_size: int = option(5, "--seeds auto: seeds added per later round, only to the "
+    first_round: int = option(14, "--seeds auto: seeds of the first round (at most half of "
+                              "--max-seeds)", group="decisions")
+    round_size: int = option(4, "--seeds auto: seeds added per later round, only to the "
                              "configurations an undecided comparison needs", group="decisions")
-    horizon: int | None = option(None, "--seeds auto: the seed count at which the error rate "
-                                 "is fully spent (default: --max-seeds); set it above "
-                                 "--max-seeds to keep some for a later rerun with a larger "
-                                 "budget", group="decisions")
     family: str = option("all", "multiplicity family: 'all' comparisons of the run (or "
                          "report) together, or one per 'study'", group="decisions",
                          choices=("all", "study"))
@@ -143,8 +140,10 @@ class DecisionOptions:
 
         common = {"margin": self.margin, "family": self.family}
         if experiment.sequential:
-            return Design(first_round=self.first_round, round_size=self.round_size,
-                          max_seeds=self.max_seeds, horizon=self.horizon, **common)
+            # a small budget still looks more than once, so that a rerun can continue it
+            first = min(self.first_round, max(2, self.max_seeds // 2))
+            return Design(first_round=first, round_size=self.round_size,
+                          max_seeds=self.max_seeds, **common)
         return Design.fixed(experiment.seeds, **common) if experiment.seeds >= 2 else None
 
 

@@ -190,11 +190,6 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
         design, looks = rounds.resume(store.results, options.design(experiment))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if design is not None and design.caps and distributed.is_main():
-        for name, n in rounds.spent_out(looks):
-            log(f"{name} stays undecided: its error was all spent by {n} seeds (the run that "
-                "looked had no --horizon above its --max-seeds); to decide it, start over "
-                "with --fresh and a --horizon above --max-seeds")
     checkpoints = CheckpointFolder(Path(runtime.out) / "checkpoints", prep.settings,
                                    runtime.fresh)
     engine = Engine(run, prep.prepared, checkpoints, runtime.memory_budget, runtime.progress)

@@ -107,7 +107,7 @@ PAIRS = {"s/a": ("a", "ref"), "s/b": ("b", "ref"), "s/c": ("c", "ref")}
 def test_fixed_design_gives_all_four_verdicts():
     diffs = {"s/a": _with(3.0, 1.0, 5), "s/b": _with(-3.0, 1.0, 5),
              "s/c": _with(0.0, 0.2, 5), "s/d": _with(0.5, 3.0, 5)}
-    design = dc.Design.fixed(5)
+    design = dc.Design.fixed(5, method="t_union")
     looks = dc.decide(diffs, {}, design)
     verdicts = {k: v[-1].verdict for k, v in looks.items()}
     assert verdicts == {"s/a": "better", "s/b": "worse", "s/c": "equivalent",
@@ -124,7 +124,7 @@ def test_rounds_look_only_where_needed_and_resume_from_json():
     rng = np.random.default_rng(3)
     full = {"s/a": rng.normal(4, 1, 20), "s/b": rng.normal(0.3, 1.5, 20),
             "s/c": rng.normal(0, 0.3, 20)}
-    design = dc.Design(first_round=4, round_size=4, max_seeds=12)
+    design = dc.Design(first_round=4, round_size=4, max_seeds=12, method="t_union")
     assert dc.next_round({}, PAIRS, design) == {"a": 4, "ref": 4, "b": 4, "c": 4}
     looks: dc.Looks = {}
     seeds = dict.fromkeys(["a", "b", "c", "ref"], 0)
@@ -163,26 +163,26 @@ def test_a_larger_budget_continues_only_with_error_left_to_spend():
     rng = np.random.default_rng(4)
     full = {"s/a": rng.normal(0.4, 1.5, 30), "s/b": rng.normal(0.5, 1.5, 30),
             "s/c": rng.normal(-0.3, 1.5, 30)}
-    small = dc.Design(first_round=4, round_size=4, max_seeds=12)
+    small = dc.Design(first_round=4, round_size=4, max_seeds=12, method="t_union")
     looks, _ = _run(small, full, {})
     assert all(v[-1].n == 12 and v[-1].verdict == "undecided" for v in looks.values())
     # the budget's last look spent every comparison's whole share: a rerun with 16 seeds
     # has nothing left to spend, so it asks for no seeds rather than train in vain
     assert all(v[-1].spent_total == pytest.approx(ALPHA / 3) for v in looks.values())
     assert dc.next_round(looks, PAIRS, dc.Design(first_round=4, round_size=4,
-                                                 max_seeds=16)) == {}
+                                                 max_seeds=16, method="t_union")) == {}
     # with a horizon of 16 the first run keeps a reserve, and the rerun spends it
-    reserve = dc.Design(first_round=4, round_size=4, max_seeds=12, horizon=16)
+    reserve = dc.Design(first_round=4, round_size=4, max_seeds=12, horizon=16, method="t_union")
     looks, _ = _run(reserve, full, {})
     assert all(v[-1].spent_total < ALPHA / 3 for v in looks.values())
-    larger = dc.Design(first_round=4, round_size=4, max_seeds=16, horizon=16)
+    larger = dc.Design(first_round=4, round_size=4, max_seeds=16, horizon=16, method="t_union")
     assert dc.next_round(looks, PAIRS, larger) == {"a": 16, "b": 16, "c": 16, "ref": 16}
     more, _ = _run(larger, full, looks)
     for name, history in more.items():
         assert history[:len(looks[name])] == looks[name]  # earlier looks kept as they were
         assert history[-1].n == 16 and history[-1].spent_total == pytest.approx(ALPHA / 3)
     with pytest.raises(ValueError, match="horizon"):
-        dc.Design(max_seeds=12, horizon=10)
+        dc.Design(first_round=5, max_seeds=12, horizon=10)
 
 
 def test_decide_agrees_with_the_vectorised_simulation():
@@ -200,7 +200,7 @@ def test_decide_agrees_with_the_vectorised_simulation():
 
 
 def test_family_per_study_and_its_size():
-    design = dc.Design.fixed(5, family="study")
+    design = dc.Design.fixed(5, family="study", method="t_union")
     names = ["r/a", "r/b", "i/a", "i/b", "i/c"]
     assert dc.family_sizes(names, design) == {"r/a": 2, "r/b": 2, "i/a": 3, "i/b": 3, "i/c": 3}
     looks = dc.decide({k: _with(3.0, 1.0, 5) for k in names}, {}, design)
@@ -237,8 +237,9 @@ def test_a_constant_difference_is_undecided_not_infinitely_significant():
 
 # --- simulations -----------------------------------------------------------------------
 
-DESIGNS = {"obrien_fleming": dc.Design(**MANY_LOOKS),
-           "pocock": dc.Design(**MANY_LOOKS, spending="pocock"),
+DESIGNS = {"calibrated": dc.Design(**MANY_LOOKS),
+           "obrien_fleming": dc.Design(**MANY_LOOKS, method="t_union"),
+           "pocock": dc.Design(**MANY_LOOKS, spending="pocock", method="t_union"),
            "fixed5": dc.Design.fixed(5)}
 
 
@@ -350,8 +351,10 @@ def test_a_continued_design_keeps_the_earlier_runs_last_looks():
     looks on from there (issue 18: the rerun continues, it does not re-plan the past)."""
     from jaxcnn.stats.decisions import Design
 
-    assert Design(max_seeds=12).look_sizes() == [5, 10, 12]
-    assert Design(max_seeds=16, caps=(12,)).look_sizes() == [5, 10, 12, 16]
-    assert Design(max_seeds=30, caps=(12, 16)).look_sizes() == [5, 10, 12, 16, 21, 26, 30]
-    again = Design.from_json(Design(max_seeds=16, caps=(12,)).to_json())
+    five = {"first_round": 5, "round_size": 5}
+    assert Design(max_seeds=12, **five).look_sizes() == [5, 10, 12]
+    assert Design(max_seeds=16, caps=(12,), **five).look_sizes() == [5, 10, 12, 16]
+    assert (Design(max_seeds=30, caps=(12, 16), **five).look_sizes()
+            == [5, 10, 12, 16, 21, 26, 30])
+    again = Design.from_json(Design(max_seeds=16, caps=(12,), **five).to_json())
     assert again.caps == (12,) and again.look_sizes() == [5, 10, 12, 16]

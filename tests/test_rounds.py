@@ -112,30 +112,34 @@ def _numbers(results: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_auto_stopped_between_rounds_and_continued_equals_one_run(tmp_path: Path):
-    whole = _run(tmp_path / "whole", "--max-seeds", "4")
-    looks = whole["decisions"]["comparisons"]["regularization/l2 vs baseline"]["looks"]
-    assert [look["n"] for look in looks][0] == 2  # the first round, then more if open
-    # The same design stopped after its first round (a budget of 2, the horizon kept at 4),
-    # then continued with the budget of the whole run.
-    _run(tmp_path / "split", "--max-seeds", "2", "--horizon", "4")
-    split = _run(tmp_path / "split", "--max-seeds", "4", "--horizon", "4")
-    assert _numbers(split) == _numbers(whole)
-    trained = split["metadata"]["members_trained_this_invocation"]
-    grown = sum(len(c["seeds"]) - 2 for c in split["configs"].values())
-    assert trained == grown  # only the seeds beyond the first round were trained again
-    # A larger budget after the error is spent trains nothing and changes nothing.
-    again = _run(tmp_path / "whole", "--max-seeds", "6")
-    assert again["metadata"]["members_trained_this_invocation"] == 0
-    assert _numbers(again)["configs"] == _numbers(whole)["configs"]
+def test_a_larger_max_seeds_continues_what_the_smaller_budget_left_open(tmp_path: Path):
+    """Issue 27's check at tiny size: --seeds auto --max-seeds 4, then --max-seeds 8 on the
+    same --out, trains more seeds for the comparison left open at 4 and records its new
+    looks; the earlier looks stay as they were, and the seeds equal one run of 8."""
+    small = _run(tmp_path / "split", "--max-seeds", "4")
+    looks = small["decisions"]["comparisons"]["regularization/l2 vs baseline"]["looks"]
+    assert [look["n"] for look in looks] == [2, 4] and looks[-1]["verdict"] == "undecided"
+    assert looks[-1]["continuation"][0] == 8  # the probability a rerun to 8 decides it
+    grown = _run(tmp_path / "split", "--max-seeds", "8")
+    again = grown["decisions"]["comparisons"]["regularization/l2 vs baseline"]["looks"]
+    assert [look["n"] for look in again] == [2, 4, 6, 8]
+    assert again[:2] == [{**looks[0]}, {**looks[1]}]
+    assert grown["decisions"]["design"]["caps"] == [4]
+    trained = grown["metadata"]["members_trained_this_invocation"]
+    assert trained == sum(len(c["seeds"]) - 4 for c in grown["configs"].values()) > 0
+    whole = _run(tmp_path / "whole", "--max-seeds", "8")
+    assert _numbers(grown)["configs"] == _numbers(whole)["configs"]
 
 
 def test_a_larger_budget_continues_from_the_recorded_cap_and_a_smaller_is_refused():
     from jaxcnn.stats import rounds
     from jaxcnn.stats.decisions import Design
 
-    grown = rounds.continued(Design(max_seeds=12), Design(max_seeds=16))
+    def design(seeds):
+        return Design(first_round=5, round_size=5, max_seeds=seeds)
+
+    grown = rounds.continued(design(12), design(16))
     assert grown.caps == (12,) and rounds.planned_size(grown, 12) == 12
-    assert rounds.continued(grown, Design(max_seeds=16)).caps == (12,)
+    assert rounds.continued(grown, design(16)).caps == (12,)
     with pytest.raises(ValueError, match="may raise it, not lower it"):
-        rounds.continued(Design(max_seeds=16), Design(max_seeds=12))
+        rounds.continued(design(16), design(12))

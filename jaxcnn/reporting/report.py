@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxcnn.platform.compile_cache import phrase
 from jaxcnn.platform.progress import plural
-from jaxcnn.stats.decisions import Design, look
+from jaxcnn.stats.decisions import Design, single_look
 from jaxcnn.stats.paired import (
     MIN_BOOTSTRAP_N,
     NO_REFERENCE,
@@ -180,7 +180,7 @@ def comparison_sentence(c: dict, alpha: float) -> str:
               f"{p_equals(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
               f"P(improvement) = {fmt(c['prob_improvement'])})")
     if c.get("decision") is not None:
-        return f"{head}: {detail}. {decision_sentence(c)}" + (
+        return f"{head}: {detail}. {decision_sentence(c)}{shape_note(c['decision'])}" + (
             f" Note: {c['note']}." if c.get("note") else "")
     # Not among the run's decisions: its p-values are shown, and no verdict is drawn.
     text = (f"{head}: {detail}. **Undecided**: no decision was made for this comparison "
@@ -206,11 +206,38 @@ def decision_sentence(c: dict) -> str:
                 f"interval {fmt_interval(d['equivalence_interval'])} lies inside "
                 f"(-{d['margin']:g}, {d['margin']:g}), so {c['config']} ends where "
                 f"{c['reference']} does.")
-    needed = (f"; about {d['seeds_needed']} seeds would decide it at the observed spread"
-              if d.get("seeds_needed") else "")
+    needed = more_seeds(d)
     return (f"**Undecided** {where}: neither a difference (adjusted interval "
             f"{fmt_interval(d['interval'])}) nor equivalence within ±{d['margin']:g} {unit} "
             f"is shown{needed}.")
+
+
+def more_seeds(d: dict) -> str:
+    """What more seeds would do for an undecided comparison: the recorded probability
+    that a rerun with a larger --max-seeds decides it (calibrated looks), or, for looks
+    of 0d99cce's method, the seeds that would decide it at the observed mean and spread."""
+    if d.get("continuation"):
+        budget, p = d["continuation"]
+        return (f"; a rerun with --max-seeds {budget:g} on the same --out decides it with "
+                f"probability {p:.2f} at the observed mean and spread")
+    return (f"; about {d['seeds_needed']} seeds would decide it at the observed spread"
+            if d.get("seeds_needed") else "")
+
+
+def shape_note(d: dict) -> str:
+    """A sentence where a comparison's seeds lie near or outside the class the verdicts
+    are calibrated for (skewness of 1 or more, a seed over 3 sd out), saying whether
+    its verdict holds without its most extreme seed; "" otherwise."""
+    skew, z, again = d.get("skewness"), d.get("largest_z"), d.get("without_extreme")
+    flags = ([f"skewness {skew:+.2f}"] if skew is not None and abs(skew) >= 1 else []) + (
+        [f"one seed {z:+.1f} sd from the mean"] if z is not None and abs(z) > 3 else [])
+    if not flags:
+        return ""
+    held = ("the verdict holds without that seed" if again == d["verdict"] else
+            f"without that seed it would be {again}" if again else "")
+    return (f" Its seeds are at the edge of the class the verdicts hold for ("
+            f"{' and '.join(flags)}; the class allows skewness up to 1.5 and 3% of seeds "
+            f"5 sd out){'; ' + held if held else ''}.")
 
 
 def _min_wilcoxon_p(n: int) -> float:
@@ -418,8 +445,7 @@ def _claim_row(claim, results: dict, alpha: float, n_early: int) -> tuple[str, s
         d = epoch_comparison(results["configs"], claim.better, claim.worse, claim.epoch)
         if d is None:
             return "", "", False
-        level = alpha / n_early
-        seen = look(d, level, level, margin)
+        seen = single_look(d, alpha / n_early, margin)
         which = "not testable" if seen.interval is None else seen.verdict
         c = compare(d, np.zeros_like(d), np.random.default_rng(0))
         p, sign, n, diff, ci = c["p_ttest"], 1, d.size, seen.mean, c["ci95"]
@@ -490,7 +516,7 @@ VERDICTS = ("better", "worse", "equivalent", "undecided")
 def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
     """One entry per comparison with its study's reference, for :func:`answer_paragraph`:
     ``{"study", "config", "reference", "verdict" (one of VERDICTS), "difference",
-    "interval", "n", "equivalence_interval", "seeds_needed"}``: the decisions' look
+    "interval", "n", "equivalence_interval", "seeds_needed", "continuation"}``: the decisions' look
     where the run made decisions, else undecided."""
     out = []
     for study, results in all_results.items():
@@ -505,7 +531,8 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                         "verdict": d["verdict"], "difference": d["mean"],
                         "interval": d["interval"], "n": d["n"],
                         "equivalence_interval": d.get("equivalence_interval"),
-                        "seeds_needed": d["seeds_needed"], "unit": d.get("unit", "points")})
+                        "seeds_needed": d["seeds_needed"], "continuation": d.get("continuation"),
+                        "unit": d.get("unit", "points")})
     return out
 
 
@@ -548,8 +575,8 @@ def _verdict_item(v: dict) -> str:
     text = (f"`{v['study']}/{v['config']}` ({fmt(v['difference'], signed=True)} "
             f"{v.get('unit', 'points')}{at}, "
             f"{interval}")
-    if v["verdict"] == "undecided" and v.get("seeds_needed"):
-        text += f"; about {v['seeds_needed']} seeds would decide it at this spread"
+    if v["verdict"] == "undecided":
+        text += more_seeds(v)
     return text + ")"
 
 
@@ -727,11 +754,15 @@ def _decisions_line(block: dict) -> str:
     design, family = block["design"], block["family"]
     sizes = ", ".join(f"{k}: {v}" for k, v in family["size"].items())
     horizon = design.get("horizon") or design["max_seeds"]
+    spent = (f"error spent over looks up to {horizon} seeds"
+             if design.get("method_name", "t_union") == "t_union" else
+             f"{design.get('reserve', 0):.0%} of the error kept for a rerun with a larger "
+             "--max-seeds")
     plan = (f"one look at {design['max_seeds']} seeds per configuration (--seeds "
             f"{design['max_seeds']})" if design["kind"] == "fixed" else
             f"seeds in rounds (--seeds auto: first {design['first_round']}, then "
             f"+{design['round_size']} only where a comparison is open, at most "
-            f"{design['max_seeds']}; error spent over looks up to {horizon} seeds)")
+            f"{design['max_seeds']}; {spent})")
     return (f"- Verdicts: every comparison ends **better**, **worse**, **equivalent** within "
             f"±{design['margin']:g} points, or **undecided** at the budget; {plan}; "
             f"family-wise error {design['alpha']:.0%} over one family "

@@ -3,56 +3,43 @@
 A comparison is a configuration against its reference, paired by seed: its data are
 the per-seed differences ``d`` (configuration minus reference, accuracy points).
 
-**Verdicts at one look** (n seeds, mean ``d_bar``, sd ``s``, per-comparison error
-``a`` spent at this look):
+**Verdicts at one look** (n seeds): two intervals of the mean difference, the
+*difference interval* at a critical value ``c_dir`` and the *equivalence interval* (two
+one-sided tests, Schuirmann 1987; Lakens 2017) at ``c_eq``:
 
-- the *difference interval* ``d_bar +- t(1 - a/2; n - 1) s / sqrt(n)``: **better**
-  if it lies above 0, **worse** if below;
-- otherwise the *equivalence interval* ``d_bar +- t(1 - a; n - 1) s / sqrt(n)``, the
-  (1 - 2a) interval of two one-sided tests at level ``a`` each (TOST: Schuirmann
-  1987; Lakens 2017, "Equivalence tests"): **equivalent** if it lies inside (-m, m);
-- otherwise **undecided**, with the seeds needed to decide at the observed mean and
-  spread, and the seeds that guarantee a decision at the observed spread (half-width
-  at most m/2, as in Stein's 1945 fixed-width interval: an interval that contains 0
-  and is narrower than m lies inside (-m, m)).
+- **better** if the difference interval lies above 0, **worse** if below;
+- otherwise **equivalent** if the equivalence interval lies inside (-m, m);
+- otherwise **undecided**.
 
 A directional claim takes precedence: a difference shown to be nonzero is reported
 as better/worse even when it is also inside the margin (``within_margin`` says so).
 
-**Error rates.** At one look the chance of a wrong verdict is at most ``a`` whatever
-the true difference delta: a wrong direction needs delta outside the (1 - a)
-interval; a wrong "equivalent" (|delta| >= m) needs delta outside the (1 - 2a)
-interval on one side, probability ``a``. So the family-wise error over every look of
-every comparison is at most the sum of the ``a`` spent (union bound; exact t
-intervals under normal differences). Two budgets make that sum at most ``alpha``:
+**Two methods** (``Design.method``):
 
-- *multiplicity*: each comparison of a family of K gets ``alpha / K`` (Bonferroni).
-  The family is every comparison passed in (``family="all"``, the default) or each
-  study (``family="study"``: the name's part before the first "/");
-- *repeated looks*: a comparison spends its ``alpha / K`` over its looks with a
-  Lan-DeMets (1983) alpha-spending function of the information fraction
-  ``t = n / horizon`` (horizon = max_seeds unless set), computed for the looks
-  actually taken: the look at n spends ``S(n / horizon) - (what earlier looks
-  spent)``, and a look at n >= horizon spends what is left. O'Brien-Fleming-like
-  ``S(t) = 2 - 2 Phi(z_{1-a/2} / sqrt(t))`` (default) keeps almost everything for the
-  last look; Pocock-like ``S(t) = a ln(1 + (e - 1) t)`` spends more early.
+- ``"calibrated"`` (the default): Hall's (1992) skew-corrected t, its critical values
+  calibrated by Monte Carlo so that the error over *all* looks stays within the
+  comparison's share at the least favourable shape of a stated class of per-seed
+  differences (normal, t3, skewness up to +-1.5, 3 % of seeds 5 sd out): see
+  :mod:`jaxcnn.stats.calibration`. A first run keeps a reserve, so that a rerun with a
+  larger budget continues (``caps``); each look records its critical values, the
+  skewness, the most extreme seed and the verdict without it, and a final undecided look
+  the probability that a rerun with twice the budget decides it.
+- ``"t_union"`` (0d99cce's design, kept to compare with and to read old results): t
+  intervals ``d_bar +- t(1 - a/2; n - 1) s / sqrt(n)`` (equivalence: ``t(1 - a)``) at
+  a level ``a`` per look from a Lan-DeMets (1983) spending function of ``n / horizon``
+  (O'Brien-Fleming-like, or Pocock-like), with a union bound over looks. Its error
+  holds for normal and t3 differences, not for skewed ones
+  (``benchmarks/results/class-errors.md``).
 
-Union bounds ignore the correlation between looks, so the design is conservative.
-(Exact group-sequential boundaries, from the Armitage-McPherson-Rowe recursion for
-normal scores, with t quantiles at their nominal levels, decide more, but exceeded
-their error by about 10 % in simulation at alpha / 14 with a first look at 4 or 5
-seeds; the union bound needs only each look's exact t interval, so it is used.) The design is
-valid for any look schedule that does not depend on the observed differences
-(rounds of a fixed size are). ``tests/test_decisions.py`` checks the error rates by
-simulation. A rerun with a larger budget continues the same looks and spends only
-what is left: with horizon = max_seeds the old budget's last look spent everything,
-so nothing more can be decided; a horizon above max_seeds keeps a reserve for it
-(at the cost of power within the budget). A fixed design (``--seeds N``) is the
-special case first_round = max_seeds: one look, which spends all of ``alpha / K``.
+In both, each comparison of a family of K gets ``alpha / K`` (Bonferroni); the family
+is every comparison passed in (``family="all"``) or each study (``family="study"``: the
+name's part before the first "/"). Looks are taken at planned sizes only (rounds of a
+fixed size), so when a comparison looks never depends on its data. A fixed design
+(``--seeds N``) is one look that spends all of ``alpha / K``.
 
 **Use per round** (pure functions; the state is the looks, a JSON-able dict)::
 
-    design = Design(first_round=5, round_size=5, max_seeds=30)   # or Design.fixed(5)
+    design = Design(first_round=14, round_size=4, max_seeds=60)  # or Design.fixed(5)
     looks = {}                                                    # or looks_from_json(...)
     while True:
         wanted = next_round(looks, pairs, design)    # {config: total seeds it needs}
@@ -77,10 +64,13 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
+from jaxcnn.stats import calibration
+
 VERDICTS = ("undecided", "better", "worse", "equivalent")
 UNDECIDED, BETTER, WORSE, EQUIVALENT = range(4)
 SPENDING = ("obrien_fleming", "pocock")
 FAMILIES = ("all", "study")
+METHODS = ("calibrated", "t_union")
 MAX_SEARCH_SEEDS = 10_000  # seeds_needed above this are reported as None
 
 
@@ -105,17 +95,25 @@ class Design:
       caps: the budgets (max_seeds) of the earlier runs this one continues, smallest
         first: their last looks stay planned looks (a run capped at 12 looked at 12,
         and a rerun with max_seeds 16 goes on from there: 5, 10, 12, 16).
+      method: "calibrated" (the default: Hall's skew-corrected t against critical
+        values calibrated over a class of shapes, :mod:`jaxcnn.stats.calibration`) or
+        "t_union" (0d99cce's repeated t intervals with alpha spending; ``spending`` and
+        ``horizon`` apply to it alone).
+      reserve: (calibrated) the part of the error a sequential design keeps for a rerun
+        with a larger budget.
     """
 
-    first_round: int = 5
-    round_size: int = 5
-    max_seeds: int = 30
+    first_round: int = 14
+    round_size: int = 4
+    max_seeds: int = 60
     alpha: float = 0.05
     margin: float = 1.0
     spending: str = "obrien_fleming"
     family: str = "all"
     horizon: int | None = None
     caps: tuple[int, ...] = ()
+    method: str = "calibrated"
+    reserve: float = calibration.RESERVE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "caps", tuple(self.caps))  # a JSON list reads back
@@ -128,6 +126,9 @@ class Design:
             (not self.margin > 0, f"margin {self.margin}: must be positive"),
             (self.spending not in SPENDING,
              f"spending {self.spending!r}: choose one of {', '.join(SPENDING)}"),
+            (self.method not in METHODS,
+             f"method {self.method!r}: choose one of {', '.join(METHODS)}"),
+            (not 0 <= self.reserve < 1, f"reserve {self.reserve}: must lie in [0, 1)"),
             (self.family not in FAMILIES,
              f"family {self.family!r}: choose one of {', '.join(FAMILIES)}"),
             (self.horizon is not None and self.horizon < self.max_seeds,
@@ -171,17 +172,42 @@ class Design:
         return "all" if self.family == "all" else comparison.split("/", 1)[0]
 
     def to_json(self) -> dict:
+        method = ("repeated t intervals; Bonferroni over the family, Lan-DeMets "
+                  f"{self.spending} alpha spending over looks (information n / "
+                  f"{self.information_max}), union bound over looks; TOST for "
+                  "equivalence at the same level") if self.method == "t_union" else (
+                  "Hall's skew-corrected t against critical values calibrated by Monte "
+                  "Carlo to hold at the least favourable shape of the class ("
+                  f"{calibration.CLASS}); Bonferroni over the family; TOST for "
+                  "equivalence")
         return {**dataclasses.asdict(self), "kind": self.kind,
-                "looks_planned": self.look_sizes(),
-                "method": "repeated t intervals; Bonferroni over the family, Lan-DeMets "
-                          f"{self.spending} alpha spending over looks (information n / "
-                          f"{self.information_max}), union bound over looks; TOST for "
-                          "equivalence at the same level"}
+                "looks_planned": self.look_sizes(), "method": method,
+                "method_name": self.method}
+
+    def boundaries(self, share: float) -> calibration.Boundaries:
+        """(calibrated) The critical values of every planned look for a comparison whose
+        part of alpha is ``share`` (cached on disk: see :mod:`calibration`)."""
+        sequential = self.kind == "sequential"
+        return calibration.boundaries(
+            self.look_sizes(), share, self.caps if sequential else (),
+            reserve=self.reserve if sequential else 0.0,
+            split=calibration.SPLIT if sequential else 0.5)
+
+    def critical(self, share: float, n: int) -> tuple[float, float]:
+        """(calibrated) The (direction, equivalence) critical values of a look at n seeds:
+        those of the largest planned look at or below n (inf below the first)."""
+        bounds = self.boundaries(share)
+        planned = [k for k, size in enumerate(bounds.looks) if size <= n]
+        if not planned:
+            return math.inf, math.inf
+        return bounds.direction[planned[-1]], bounds.equivalence[planned[-1]]
 
     @classmethod
     def from_json(cls, record: Mapping) -> Design:
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in fields})
+        out = {k: v for k, v in record.items() if k in fields}
+        out["method"] = record.get("method_name", "t_union")  # blocks before it: t_union
+        return cls(**out)
 
 
 def spent(design: Design, share: float, n: int) -> float:
@@ -298,19 +324,27 @@ class Look:
     seeds_to_guarantee: int | None = None
     note: str | None = None
     share: float | None = None
+    critical: tuple[float, float] | None = None
+    skewness: float | None = None
+    largest_z: float | None = None
+    without_extreme: str | None = None
+    continuation: tuple[int, float] | None = None
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
-        for key in ("interval", "equivalence_interval"):
-            out[key] = None if out[key] is None else [float(v) for v in out[key]]
+        for key in ("interval", "equivalence_interval", "critical"):
+            # an infinite critical value (that look cannot give that verdict) as null
+            out[key] = None if out[key] is None else [
+                float(v) if math.isfinite(v) else None for v in out[key]]
         return out
 
     @classmethod
     def from_json(cls, record: Mapping) -> Look:
         fields = {f.name for f in dataclasses.fields(cls)}
         out = {k: v for k, v in record.items() if k in fields}
-        for key in ("interval", "equivalence_interval"):
-            out[key] = None if out.get(key) is None else tuple(out[key])
+        for key in ("interval", "equivalence_interval", "critical", "continuation"):
+            out[key] = None if out.get(key) is None else tuple(
+                math.inf if v is None else v for v in out[key])
         return cls(**out)
 
 
@@ -343,6 +377,83 @@ def look(differences: np.ndarray, level: float, spent_total: float, margin: floa
                 (mean - half_eq, mean + half_eq), VERDICTS[code],
                 within_margin=bool(abs(mean) + half_eq < margin),
                 seeds_needed=needed[0], seeds_to_guarantee=needed[1], share=share)
+
+
+def calibrated_codes(mean, sd, skew, n, critical: tuple, margin: float) -> np.ndarray:
+    """Verdict codes of looks by the calibrated rule (any broadcastable shapes): better /
+    worse where the direction interval excludes 0, else equivalent where the
+    equivalence interval lies inside (-m, m). sd 0 or n < 2: undecided."""
+    c_dir, c_eq = (np.asarray(c, dtype=float) for c in critical)
+    sd = np.asarray(sd, dtype=float)
+    usable = (sd > 0) & (np.asarray(n) >= 2)
+    sd = np.where(usable, sd, 1.0)
+    low, high = calibration.interval(mean, sd, skew, n, c_dir)
+    eq_low, eq_high = calibration.interval(mean, sd, skew, n, c_eq)
+    codes = np.where((eq_low > -margin) & (eq_high < margin), EQUIVALENT, UNDECIDED)
+    codes = np.where(high < 0, WORSE, codes)
+    codes = np.where(low > 0, BETTER, codes)
+    return np.where(usable, codes, UNDECIDED)
+
+
+def calibrated_look(differences: np.ndarray, critical: tuple[float, float], margin: float,
+                    share: float) -> Look:
+    """The Look of one comparison by the calibrated rule at critical values (direction,
+    equivalence); it also records the skewness h used, the largest |z| of a seed, and the
+    verdict the same critical values give without that seed (data outside the class
+    show there: a skewness near 1.5, a seed many sd out, a verdict that changes)."""
+    d = np.asarray(differences, dtype=float)
+    n = int(d.size)
+    base = dict(level=0.0, spent_total=0.0, share=share, critical=tuple(critical))
+    if n < 2 or not d.std() > 0:
+        note = (f"{n} paired seed(s): need at least 2" if n < 2 else
+                "the same difference on every seed: no spread to build an interval on")
+        return Look(n, float(d.mean()) if n else None, float(d.std(ddof=1)) if n > 1 else None,
+                    interval=None, equivalence_interval=None, verdict=VERDICTS[UNDECIDED],
+                    note=note, **base)
+    mean, sd, skew = float(d.mean()), float(d.std(ddof=1)), calibration.skewness(d)
+    code = int(calibrated_codes(mean, sd, skew, n, critical, margin))
+    ends = [tuple(float(v) for v in calibration.interval(mean, sd, skew, n, c))
+            if math.isfinite(c) else None for c in critical]
+    z = (d - mean) / sd
+    extreme = int(np.argmax(np.abs(z)))
+    rest = np.delete(d, extreme)
+    again = (VERDICTS[int(calibrated_codes(rest.mean(), rest.std(ddof=1),
+                                           calibration.skewness(rest), n - 1, critical,
+                                           margin))] if n > 2 else None)
+    return Look(n, mean, sd, interval=ends[0], equivalence_interval=ends[1],
+                verdict=VERDICTS[code],
+                within_margin=ends[1] is not None and -margin < ends[1][0] and ends[1][1] < margin,
+                skewness=skew, largest_z=float(z[extreme]), without_extreme=again, **base)
+
+
+def continuation_power(differences: np.ndarray, design: Design, share: float, budget: int,
+                       simulations: int = 4000, seed: int = 0) -> float:
+    """The probability that a rerun with ``--max-seeds budget`` decides a comparison left
+    undecided at its last look (``differences``, n = design.max_seeds): the earlier
+    seeds kept, each new seed's difference drawn normal at the observed mean and sd, and
+    the continued design's new looks (:func:`calibration.boundaries` with this run's
+    cap) applied. A probability, not a seed count that a fresh study reaches half the
+    time (issue 27)."""
+    d = np.asarray(differences, dtype=float)
+    grown = dataclasses.replace(design, max_seeds=budget, horizon=None,
+                                caps=(*design.caps, design.max_seeds))
+    rng = np.random.default_rng(seed)
+    new = d.mean() + d.std(ddof=1) * rng.standard_normal((simulations, budget - d.size))
+    x = np.concatenate([np.broadcast_to(d, (simulations, d.size)), new], axis=1)
+    sizes = [n for n in grown.look_sizes() if n > d.size]
+    decided = np.zeros(simulations, dtype=bool)
+    for n, (mean, sd, skew) in zip(sizes, calibration.moments(x, sizes)):
+        codes = calibrated_codes(mean, sd, skew, n, grown.critical(share, n), design.margin)
+        decided |= codes != UNDECIDED
+    return float(decided.mean())
+
+
+def single_look(differences: np.ndarray, share: float, margin: float) -> Look:
+    """One look of a fixed design at n = len(differences) seeds whose error is ``share``
+    (for example an early-training claim), by the calibrated rule."""
+    n = int(np.asarray(differences).size)
+    critical = Design.fixed(max(n, 2), alpha=min(share, 0.5)).critical(share, n)
+    return calibrated_look(differences, critical, margin, share)
 
 
 # --- rounds ----------------------------------------------------------------------------
@@ -398,9 +509,18 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
             raise ValueError(f"comparison {name}: its share of alpha was {recorded:.3g} and "
                              f"would now be {share:.3g}: keep the family (and alpha) of the "
                              "earlier looks")
-        before = history[-1].spent_total if history else 0.0
-        total = max(before, spent(design, share, n))
-        out[name] = history + (look(d, total - before, total, design.margin, share),)
+        if design.method == "calibrated":
+            new = calibrated_look(d, design.critical(share, n), design.margin, share)
+            if (design.kind == "sequential" and new.verdict == VERDICTS[UNDECIDED]
+                    and n >= design.max_seeds and new.sd):
+                budget = 2 * design.max_seeds
+                new = dataclasses.replace(new, continuation=(
+                    budget, continuation_power(d, design, share, budget)))
+        else:
+            before = history[-1].spent_total if history else 0.0
+            total = max(before, spent(design, share, n))
+            new = look(d, total - before, total, design.margin, share)
+        out[name] = history + (new,)
     return out
 
 
@@ -470,12 +590,19 @@ def simulate(differences: np.ndarray, design: Design, family_size: int | None = 
     used = np.zeros((studies, comparisons), dtype=int)
     open_ = np.ones((studies, comparisons), dtype=bool)
     before = 0.0
-    for n in design.look_sizes():
-        total = max(before, spent(design, share, n))
-        x = d[..., :n]
-        now = verdict_codes(x.mean(-1), x.std(-1, ddof=1), n, total - before, design.margin)
+    sizes = design.look_sizes()
+    stats = calibration.moments(d, sizes) if design.method == "calibrated" else None
+    for k, n in enumerate(sizes):
+        if stats is not None:
+            mean, sd, skew = stats[k]
+            now = calibrated_codes(mean, sd, skew, n, design.critical(share, n), design.margin)
+        else:
+            total = max(before, spent(design, share, n))
+            x = d[..., :n]
+            now = verdict_codes(x.mean(-1), x.std(-1, ddof=1), n, total - before,
+                                design.margin)
+            before = total
         codes = np.where(open_, now, codes)
         used = np.where(open_, n, used)
         open_ &= now == UNDECIDED
-        before = total
     return codes, used

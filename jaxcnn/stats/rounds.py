@@ -129,18 +129,22 @@ def resume(results: Mapping[str, dict], design: Design | None
     if design is None or design.kind == "fixed":
         return design, {}
     old, looks = recorded(results)
-    if old is not None and old.kind == "fixed":
+    # a fixed design, or looks by another method (0d99cce's t_union), is decided afresh
+    # from the seeds --out holds: a look at n uses seeds 0..n-1, which no earlier
+    # stopping rule chose, so the new looks keep their error
+    if old is not None and (old.kind == "fixed" or old.method != design.method):
         old, looks = None, {}
     return continued(old, design), looks
 
 
 def continued(recorded_design: Design | None, design: Design) -> Design:
     """The design of a rerun: the recorded one with the new budget. Only ``max_seeds``
-    may change (a larger budget continues); the spending horizon stays what was
-    recorded, so the error already spent keeps its meaning."""
+    may change (a larger budget continues, its new looks calibrated with the earlier ones
+    held fixed; for t_union looks the spending horizon stays what was recorded, so the
+    error already spent keeps its meaning)."""
     if recorded_design is None:
         return design
-    same = {"first_round", "round_size", "alpha", "margin", "spending", "family"}
+    same = {"round_size", "alpha", "margin", "spending", "family", "reserve"}
     changed = [k for k in sorted(same) if getattr(recorded_design, k) != getattr(design, k)]
     if changed or recorded_design.kind != design.kind:
         what = (", ".join(f"--{k.replace('_', '-')} {getattr(recorded_design, k)}"
@@ -149,6 +153,9 @@ def continued(recorded_design: Design | None, design: Design) -> Design:
                          "decisions flags (only --max-seeds may grow), or --fresh")
     if design.kind == "fixed":
         return design
+    # the first round already happened: a continuation keeps it (the default first round
+    # is at most half of --max-seeds, so it grows with the budget)
+    design = dataclasses.replace(design, first_round=recorded_design.first_round)
     if design.max_seeds < recorded_design.max_seeds:
         raise ValueError(f"the decisions in --out were made with --max-seeds "
                          f"{recorded_design.max_seeds}: a rerun may raise it, not lower it")
@@ -156,20 +163,6 @@ def continued(recorded_design: Design | None, design: Design) -> Design:
                                    if design.max_seeds > recorded_design.max_seeds else ())
     return dataclasses.replace(design, caps=caps, horizon=max(recorded_design.information_max,
                                                               design.max_seeds))
-
-
-def spent_out(looks: Looks) -> list[tuple[str, int]]:
-    """(comparison, n) for every comparison still undecided whose error is all spent (at
-    the horizon of the run that looked last): more seeds cannot decide it."""
-    out = []
-    for name, history in looks.items():
-        if history:
-            last = history[-1]
-            exhausted = (last.share is not None
-                         and last.spent_total >= last.share * (1 - 1e-12))
-            if exhausted and last.verdict == decisions.VERDICTS[decisions.UNDECIDED]:
-                out.append((name, last.n))
-    return out
 
 
 def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],
@@ -195,9 +188,10 @@ def annotate(results: Mapping[str, dict], block: Mapping) -> None:
                 metric = paired.metric_of(current)
                 margin = block["design"]["margin"]
                 last = _as_measured(entry["looks"][-1], paired.metric_scale(metric, margin))
-                c["decision"] = {**{k: last[k] for k in ("verdict", "n", "mean", "interval",
-                                                          "equivalence_interval",
-                                                          "seeds_needed", "within_margin")},
+                c["decision"] = {**{k: last.get(k) for k in (
+                                     "verdict", "n", "mean", "interval", "equivalence_interval",
+                                     "seeds_needed", "within_margin", "skewness", "largest_z",
+                                     "without_extreme", "continuation")},
                                  "final": entry["final"], "looks": len(entry["looks"]),
                                  "margin": metric.get("margin") or margin,
                                  "unit": metric["unit"],
