@@ -106,7 +106,7 @@ def test_a_look_flags_an_outlying_seed_and_says_whether_the_verdict_survives_it(
     from jaxcnn.reporting.report import shape_note
 
     note = shape_note({**seen.to_json(), "verdict": seen.verdict})
-    assert "sd from the mean" in note and "without that seed it would be better" in note
+    assert "sd from the mean" in note and "without its most extreme seed it would be better" in note
     assert shape_note({"skewness": 0.2, "largest_z": 1.9, "verdict": "better"}) == ""
 
 

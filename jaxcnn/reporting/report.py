@@ -233,8 +233,8 @@ def shape_note(d: dict) -> str:
         [f"one seed {z:+.1f} sd from the mean"] if z is not None and abs(z) > 3 else [])
     if not flags:
         return ""
-    held = ("the verdict holds without that seed" if again == d["verdict"] else
-            f"without that seed it would be {again}" if again else "")
+    held = ("its verdict is the same without its most extreme seed" if again == d["verdict"]
+            else f"without its most extreme seed it would be {again}" if again else "")
     return (f" Its seeds are at the edge of the class the verdicts hold for ("
             f"{' and '.join(flags)}; the class allows skewness up to 1.5 and 3% of seeds "
             f"5 sd out){'; ' + held if held else ''}.")

@@ -398,7 +398,7 @@ def calibrated_codes(mean, sd, skew, n, critical: tuple, margin: float) -> np.nd
 def calibrated_look(differences: np.ndarray, critical: tuple[float, float], margin: float,
                     share: float) -> Look:
     """The Look of one comparison by the calibrated rule at critical values (direction,
-    equivalence); it also records the skewness h used, the largest |z| of a seed, and the
+    equivalence); it also records the sample skewness, the largest |z| of a seed, and the
     verdict the same critical values give without that seed (data outside the class
     show there: a skewness near 1.5, a seed many sd out, a verdict that changes)."""
     d = np.asarray(differences, dtype=float)
@@ -423,7 +423,8 @@ def calibrated_look(differences: np.ndarray, critical: tuple[float, float], marg
     return Look(n, mean, sd, interval=ends[0], equivalence_interval=ends[1],
                 verdict=VERDICTS[code],
                 within_margin=ends[1] is not None and -margin < ends[1][0] and ends[1][1] < margin,
-                skewness=skew, largest_z=float(z[extreme]), without_extreme=again, **base)
+                skewness=float(sps.skew(d)),  # as measured; h uses it capped
+                largest_z=float(z[extreme]), without_extreme=again, **base)
 
 
 def continuation_power(differences: np.ndarray, design: Design, share: float, budget: int,
