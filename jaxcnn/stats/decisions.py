@@ -428,7 +428,7 @@ def calibrated_look(differences: np.ndarray, critical: tuple[float, float], marg
 
 
 def continuation_power(differences: np.ndarray, design: Design, share: float, budget: int,
-                       simulations: int = 4000, seed: int = 0) -> float:
+                       simulations: int = 2000, seed: int = 0) -> float:
     """The probability that a rerun with ``--max-seeds budget`` decides a comparison left
     undecided at its last look (``differences``, n = design.max_seeds): the earlier
     seeds kept, each new seed's difference drawn normal at the observed mean and sd, and
