@@ -119,3 +119,20 @@ def test_three_seeds_need_a_t_near_ten_where_students_t_needs_4_3():
     assert last.verdict == "undecided" and last.critical[0] > 9
     t_union = dc.decide({"s/a": d}, {}, dc.Design.fixed(3, method="t_union"))
     assert t_union["s/a"][-1].verdict == "better"
+
+
+def test_an_open_comparison_at_the_budget_records_a_reruns_chance_to_decide_it():
+    """Twice the budget, the earlier seeds kept: a clear difference left open at 6 seeds
+    is likely decided by 12; a null one with a wide spread is not."""
+    design = dc.Design(first_round=4, round_size=2, max_seeds=6)
+    rng = np.random.default_rng(4)
+    d = {"s/a": 3.0 + rng.standard_normal(6), "s/b": 4.0 * rng.standard_normal(6)}
+    looks: dc.Looks = {}
+    for n in design.look_sizes():
+        looks = dc.decide({k: v[:n] for k, v in d.items()}, looks, design)
+    assert all(v[-1].verdict == "undecided" and v[-1].continuation is None
+               for v in looks.values())
+    looks = dc.with_continuations(d, looks, design)
+    (budget_a, p_a), (budget_b, p_b) = (looks[k][-1].continuation for k in ("s/a", "s/b"))
+    assert budget_a == budget_b == 12 and p_a > 0.5 > p_b
+    assert dc.with_continuations(d, looks, design) == looks  # computed once

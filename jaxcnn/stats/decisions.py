@@ -449,6 +449,24 @@ def continuation_power(differences: np.ndarray, design: Design, share: float, bu
     return float(decided.mean())
 
 
+def with_continuations(differences: Mapping[str, np.ndarray], looks: Looks,
+                       design: Design) -> Looks:
+    """``looks`` with :func:`continuation_power` (at twice the budget) recorded in every
+    calibrated sequential comparison whose last look is undecided at the budget."""
+    out = dict(looks)
+    for name, history in looks.items():
+        last = history[-1] if history else None
+        if (design.method == "calibrated" and design.kind == "sequential" and last
+                and last.verdict == VERDICTS[UNDECIDED] and last.n >= design.max_seeds
+                and last.sd and last.continuation is None):
+            budget = 2 * design.max_seeds
+            power = continuation_power(np.asarray(differences[name])[:last.n], design,
+                                       last.share, budget)
+            out[name] = (*history[:-1], dataclasses.replace(last,
+                                                            continuation=(budget, power)))
+    return out
+
+
 def single_look(differences: np.ndarray, share: float, margin: float) -> Look:
     """One look of a fixed design at n = len(differences) seeds whose error is ``share``
     (for example an early-training claim), by the calibrated rule."""
@@ -512,11 +530,6 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
                              "earlier looks")
         if design.method == "calibrated":
             new = calibrated_look(d, design.critical(share, n), design.margin, share)
-            if (design.kind == "sequential" and new.verdict == VERDICTS[UNDECIDED]
-                    and n >= design.max_seeds and new.sd):
-                budget = 2 * design.max_seeds
-                new = dataclasses.replace(new, continuation=(
-                    budget, continuation_power(d, design, share, budget)))
         else:
             before = history[-1].spent_total if history else 0.0
             total = max(before, spent(design, share, n))

@@ -171,7 +171,8 @@ def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],
     (nothing without a design)."""
     if design is None:
         return looks
-    looks = decisions.decide(differences(results, comps, design), looks, design)
+    seen = differences(results, comps, design)
+    looks = decisions.with_continuations(seen, decisions.decide(seen, looks, design), design)
     block = decisions.record(design, looks)
     for current in results.values():
         current["decisions"] = block
