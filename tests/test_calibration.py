@@ -136,3 +136,17 @@ def test_an_open_comparison_at_the_budget_records_a_reruns_chance_to_decide_it()
     (budget_a, p_a), (budget_b, p_b) = (looks[k][-1].continuation for k in ("s/a", "s/b"))
     assert budget_a == budget_b == 12 and p_a > 0.5 > p_b
     assert dc.with_continuations(d, looks, design) == looks  # computed once
+
+
+def test_a_fixed_design_with_a_seed_missing_decides_at_its_own_seed_count():
+    """--seeds 5 with one pair missing (a diverged seed of a metric of one's own): the
+    four pairs are decided by the one-look values at 4, not left without an interval."""
+    looks = dc.decide({"s/a": np.array([3.0, 3.2, 2.9, 3.1])}, {}, dc.Design.fixed(5))
+    last = looks["s/a"][-1]
+    assert last.verdict == "better" and last.critical == pytest.approx(
+        dc.Design.fixed(4).critical(ALPHA, 4))
+
+
+def test_moments_use_only_the_seeds_up_to_the_last_look():
+    (m3, _, _), (m5, _, _) = cal.moments(np.arange(1.0, 11.0), [3, 5])
+    assert (m3, m5) == (2.0, 3.0)

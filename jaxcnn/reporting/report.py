@@ -226,18 +226,20 @@ def more_seeds(d: dict) -> str:
 
 def shape_note(d: dict) -> str:
     """A sentence where a comparison's seeds lie near or outside the class the verdicts
-    are calibrated for (skewness of 1 or more, a seed over 3 sd out), saying whether
+    are calibrated for (sample skewness of 1.5 or more, a seed over 3.5 sd out: rare on
+    normal seeds, where a skewness of 1 or a seed at 3 sd is common), saying whether
     its verdict holds without its most extreme seed; "" otherwise."""
     skew, z, again = d.get("skewness"), d.get("largest_z"), d.get("without_extreme")
-    flags = ([f"skewness {skew:+.2f}"] if skew is not None and abs(skew) >= 1 else []) + (
-        [f"one seed {z:+.1f} sd from the mean"] if z is not None and abs(z) > 3 else [])
+    flags = ([f"sample skewness {skew:+.2f}"] if skew is not None and abs(skew) >= 1.5
+             else []) + (
+        [f"one seed {z:+.1f} sd from the mean"] if z is not None and abs(z) > 3.5 else [])
     if not flags:
         return ""
     held = ("its verdict is the same without its most extreme seed" if again == d["verdict"]
             else f"without its most extreme seed it would be {again}" if again else "")
     return (f" Its seeds are at the edge of the class the verdicts hold for ("
-            f"{' and '.join(flags)}; the class allows skewness up to 1.5 and 3% of seeds "
-            f"5 sd out){'; ' + held if held else ''}.")
+            f"{' and '.join(flags)}; the class covers a population skewness up to 1.5 and "
+            f"3% of seeds 5 sd out){'; ' + held if held else ''}.")
 
 
 def _min_wilcoxon_p(n: int) -> float:

@@ -89,6 +89,7 @@ def moments(x: np.ndarray, looks: Sequence[int]) -> list[tuple[np.ndarray, ...]]
     """(mean, sd, capped skewness) of the first n values of ``x`` (..., N) for each n in
     ``looks``; sd with n - 1, skewness the plain moment ratio m3 / m2^1.5 (0 where sd 0)."""
     # sums over the stretches between looks, then running sums at the looks only
+    x = x[..., :looks[-1]]
     starts = np.r_[0, np.asarray(looks[:-1], dtype=int)]
     square = x * x
     sums = [np.cumsum(np.add.reduceat(v, starts, axis=-1), axis=-1)

@@ -195,7 +195,11 @@ class Design:
 
     def critical(self, share: float, n: int) -> tuple[float, float]:
         """(calibrated) The (direction, equivalence) critical values of a look at n seeds:
-        those of the largest planned look at or below n (inf below the first)."""
+        those of the largest planned look at or below n (inf below the first). A fixed
+        design with fewer seeds than planned (a seed missing or left out) gets the
+        one-look values at its own n."""
+        if self.kind == "fixed" and 2 <= n < self.max_seeds:
+            return dataclasses.replace(self, first_round=n, max_seeds=n).critical(share, n)
         bounds = self.boundaries(share)
         planned = [k for k, size in enumerate(bounds.looks) if size <= n]
         if not planned:

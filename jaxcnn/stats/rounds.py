@@ -23,6 +23,7 @@ planned look, so when a comparison looks never depends on another one's data.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -206,7 +207,11 @@ def _as_measured(look: Mapping, scale: float) -> dict:
         return dict(look)
     ends = {key: None if look[key] is None else sorted(v / scale for v in look[key])
             for key in ("interval", "equivalence_interval")}
-    return {**look, **ends, "mean": None if look["mean"] is None else look["mean"] / scale}
+    # a negative scale (lower is better) turns the seeds' shape around too
+    turned = {key: None if look.get(key) is None else look[key] * math.copysign(1, scale)
+              for key in ("skewness", "largest_z")}
+    return {**look, **ends, **turned,
+            "mean": None if look["mean"] is None else look["mean"] / scale}
 
 
 def _family_size(block: Mapping, study: str) -> int:
