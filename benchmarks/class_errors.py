@@ -32,7 +32,7 @@ from scipy import special
 
 from benchmarks.common import print_and_write
 from jaxcnn.platform import environment as env
-from jaxcnn.stats import decisions
+from jaxcnn.stats import calibration, decisions
 
 PROG = "python -m benchmarks.class_errors"
 SHAPES = ("normal", "t3", "gamma+0.5", "gamma-0.5", "gamma+1.0", "gamma-1.0", "gamma+1.5",
@@ -41,18 +41,11 @@ OUTLIER_SHARE = 0.03
 
 
 def draw(rng: np.random.Generator, shape: str, size: tuple[int, ...]) -> np.ndarray:
-    """Draws of mean 0 and sd 1 from one shape of the class."""
-    if shape == "normal":
-        return rng.standard_normal(size)
-    if shape == "t3":
-        return rng.standard_t(3, size) / np.sqrt(3.0)
-    if shape.startswith("gamma"):
-        skew = float(shape[5:])
-        k = 4.0 / skew ** 2  # gamma(k) has skewness 2 / sqrt(k)
-        return np.sign(skew) * (rng.gamma(k, 1.0, size) - k) / np.sqrt(k)
-    shift, p = float(shape[8:]), OUTLIER_SHARE
-    x = rng.standard_normal(size) + shift * (rng.random(size) < p)
-    return (x - p * shift) / np.sqrt(1.0 + p * (1.0 - p) * shift ** 2)
+    """Draws of mean 0 and sd 1 from one shape of the class (calibration's shapes;
+    "outliers+5" here is its "outliers0.03+5")."""
+    if shape.startswith("outliers"):
+        shape = f"outliers{OUTLIER_SHARE:.2f}{shape[8:]}"
+    return calibration.draw(rng, shape, size)
 
 
 def wrong(codes: np.ndarray, delta: float) -> np.ndarray:
