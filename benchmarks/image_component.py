@@ -28,26 +28,23 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import print_and_write
+from jaxcnn.stats import test_images
 from jaxcnn.training import predictions
 
 PROG = "python -m benchmarks.image_component"
 
 
 def components(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> dict:
-    """Seed and image components (points) of ``a`` minus ``b``: (S, N) predicted classes."""
+    """Seed and image components (points) of ``a`` minus ``b``: (S, N) predicted classes
+    (:mod:`jaxcnn.stats.test_images`, as the verdicts compute them)."""
     x = 100.0 * ((a == labels).astype(float) - (b == labels).astype(float))
     s, n = x.shape
-    rows, cols, grand = x.mean(1), x.mean(0), x.mean()
-    ms_seed = n * rows.var(ddof=1)
-    ms_image = s * cols.var(ddof=1)
-    resid = x - rows[:, None] - cols[None, :] + grand
-    ms_res = (resid ** 2).sum() / ((s - 1) * (n - 1))
-    seed_se = float(np.sqrt(ms_seed / (s * n)))
-    image_se = float(np.sqrt(max(0.0, ms_image - ms_res) / (s * n)))
-    return {"seeds": s, "images": n, "mean_difference": round(float(grand), 4),
+    seed_se = float(x.mean(1).std(ddof=1) / np.sqrt(s))  # the per-seed differences' s.e.
+    image_se = float(np.sqrt(test_images.image_variance(x)))
+    return {"seeds": s, "images": n, "mean_difference": round(float(x.mean()), 4),
             "seed_se": round(seed_se, 4), "image_se": round(image_se, 4),
             "two_way_se": round(float(np.hypot(seed_se, image_se)), 4),
-            "disagreeing_images": round(float((cols != 0).mean()), 4)}
+            "disagreeing_images": round(float((x.mean(0) != 0).mean()), 4)}
 
 
 def measure(out: Path) -> list[dict]:

@@ -16,7 +16,15 @@ shipped design (``method="calibrated"``) beside 0d99cce's (``method="t_union"``)
    most alpha; each rate comes with two Monte-Carlo standard errors.
 2. **Power table.** Normal differences of sd ``--sd``: the share left undecided at
    delta = 0 and the mean seeds a comparison uses at delta = 2 (and 0), for each design
-   at each budget. numpy and scipy only, no training.
+   at each budget.
+3. **Both sources** (``--parts images``): the test images read as a sample. Each
+   simulated comparison gets a test-set error common to all its seeds (normal, s.e.
+   ``--image-se`` points) on top of its per-seed differences; the shipped design with
+   the two-way interval (the images' variance known: on 10,000 images its estimate has
+   about 10,000 degrees of freedom) beside the same data read as fixed, and its power
+   at each image s.e.
+
+numpy and scipy only, no training.
 """
 
 from __future__ import annotations
@@ -109,6 +117,60 @@ def error_table(args, rng: np.random.Generator, real: dict) -> list[dict]:
     return rows
 
 
+IMAGE_SCENARIOS = ("normal", "t3", "gamma+1.5", "gamma-1.5", "outliers0.03+5", "outliers0.03-5",
+                   "real:all (pooled)")
+
+
+def images_table(args, rng: np.random.Generator, real: dict) -> list[dict]:
+    """Family-wise error with seeds and test images both varying (see the module doc)."""
+    rows = []
+    for budget in args.budgets:
+        design = decisions.Design(max_seeds=budget, margin=args.margin, alpha=args.alpha)
+        for image_se in args.image_se:
+            for scenario in (s for s in IMAGE_SCENARIOS if s[5:] in real or ":" not in s):
+                row = {"budget": budget, "image_se": image_se, "scenario": scenario}
+                for multiple in MULTIPLES:
+                    delta = multiple * args.margin
+                    size = (args.families, args.family_size, budget)
+                    x = delta + args.sd * draw(rng, scenario, size, real)
+                    x += image_se * rng.standard_normal((*size[:2], 1))
+                    readings = {"sample": image_se ** 2, "fixed": 0.0}
+                    for reading, image_var in readings.items():
+                        if reading == "fixed" and multiple != 0:
+                            continue  # the fixed reading's failure shows at delta 0
+                        codes, _ = decisions.simulate(x, design, family_size=args.family_size,
+                                                      image_var=image_var)
+                        rate = float(wrong(codes, delta, args.margin).mean())
+                        row[f"{multiple:+g}m {reading}"] = {
+                            "rate": round(rate, 4), "two_se": round(2 * float(
+                                np.sqrt(rate * (1 - rate) / args.families)), 4)}
+                rows.append(row)
+                print(f"{budget} images {image_se} {scenario}: " + " ".join(
+                    f"{k} {v['rate']:.4f}" for k, v in row.items() if isinstance(v, dict)),
+                    file=sys.stderr, flush=True)
+    return rows
+
+
+def images_power(args, rng: np.random.Generator) -> list[dict]:
+    """Undecided at delta 0 and mean seeds at delta 2 of the shipped design, normal
+    differences, at each image s.e. (0: the seeds alone)."""
+    rows = []
+    for budget in args.budgets:
+        design = decisions.Design(max_seeds=budget, margin=args.margin, alpha=args.alpha)
+        for image_se in (0.0, *args.image_se):
+            row = {"budget": budget, "image_se": image_se}
+            for delta in (0.0, 2.0):
+                x = delta + args.sd * rng.standard_normal((args.power_studies, 1, budget))
+                x += image_se * rng.standard_normal((args.power_studies, 1, 1))
+                codes, used = decisions.simulate(x, design, family_size=args.family_size,
+                                                 image_var=image_se ** 2)
+                row[f"delta {delta:g}"] = {
+                    "undecided": round(float(np.mean(codes == decisions.UNDECIDED)), 4),
+                    "mean_seeds": round(float(used.mean()), 2)}
+            rows.append(row)
+    return rows
+
+
 def alternatives(budget: int) -> dict[str, decisions.Design]:
     """The power table's designs: the two above, and the calibrated one with another
     first look or no reserve (what each design choice costs or buys)."""
@@ -139,6 +201,38 @@ def power_table(args, rng: np.random.Generator) -> list[dict]:
                     "mean_seeds": round(float(used.mean()), 2)}
             rows.append(row)
     return rows
+
+
+def images_markdown(out: dict) -> str:
+    a = out["arguments"]
+    lines = [f"# Sequential verdicts with the test images read as a sample ({out['date']})", "",
+             f"`{out['command']}` on {out['machine']}, commit {out['commit']}.", "",
+             f"Family of {a['family_size']}, alpha {a['alpha']}, margin {a['margin']}, "
+             f"per-seed sd {a['sd']}; each comparison's test-set error is normal with the "
+             "image s.e. given, common to all its seeds. sample: the shipped two-way "
+             "interval; fixed: the same data with the images' part left out (the reading "
+             "of `--test-set fixed`, not meant for this question).", "",
+             "## Power (normal differences)", "",
+             "| budget | image s.e. | undecided at delta 0 | mean seeds at delta 0 | "
+             "undecided at delta 2 | mean seeds at delta 2 |", "|---|---|---|---|---|---|"]
+    for r in out["images_power"]:
+        z, t = r["delta 0"], r["delta 2"]
+        lines.append(f"| {r['budget']} | {r['image_se']:g} | {z['undecided']:.3f} | "
+                     f"{z['mean_seeds']:.1f} | {t['undecided']:.3f} | {t['mean_seeds']:.1f} |")
+    keys = [k for k in out["images"][0] if isinstance(out["images"][0][k], dict)]
+    lines += ["", f"## Family-wise error ({a['families']:,} families a cell; rate +- two "
+              "Monte-Carlo s.e.; **bold**: above alpha by more than that)", "",
+              "| budget | image s.e. | scenario | " + " | ".join(keys) + " |",
+              "|---|---|---|" + "---|" * len(keys)]
+    for r in out["images"]:
+        cells = []
+        for k in keys:
+            rate, two = r[k]["rate"], r[k]["two_se"]
+            text = f"{rate:.4f} ± {two:.4f}"
+            cells.append(f"**{text}**" if rate - two > a["alpha"] else text)
+        lines.append(f"| {r['budget']} | {r['image_se']:g} | {r['scenario']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(out: dict) -> str:
@@ -202,6 +296,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="simulated comparisons per power cell")
     parser.add_argument("--results", type=Path, default=Path("experiments/results"),
                         help="folder of committed results.json files (real differences)")
+    parser.add_argument("--parts", choices=("design", "images"), default="design",
+                        help="design: the error and power tables of the design (default); "
+                        "images: seeds and test images both varying")
+    parser.add_argument("--image-se", type=float, nargs="+", default=[0.1, 0.3],
+                        help="--parts images: the test images' s.e. in points "
+                        "(default: 0.1 0.3)")
     parser.add_argument("--seed", type=int, default=0, help="numpy Generator seed")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="and a table here")
@@ -223,8 +323,13 @@ def main(argv=None) -> None:
                          for k, v in vars(args).items()},
            "real_comparisons": {k: {"seeds": int(v.size),
                                     "skewness": round(calibration.skewness(v), 3)}
-                                for k, v in real.items()},
-           "power": power_table(args, rng)}
+                                for k, v in real.items()}}
+    if args.parts == "images":
+        out["images_power"] = images_power(args, rng)
+        out["images"] = images_table(args, rng, real)
+        print_and_write(images_markdown(out), out, args.json, args.markdown)
+        return
+    out["power"] = power_table(args, rng)
     out["errors"] = error_table(args, rng, real)
     print_and_write(markdown(out), out, args.json, args.markdown)
 

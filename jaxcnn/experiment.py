@@ -132,13 +132,17 @@ class DecisionOptions:
     family: str = option("all", "multiplicity family: 'all' comparisons of the run (or "
                          "report) together, or one per 'study'", group="decisions",
                          choices=("all", "study"))
+    test_set: str = option("sample", "how verdicts read the test images: as a 'sample' of "
+                           "images (intervals include their part of the error, which more "
+                           "seeds do not shrink) or as 'fixed' (conditional on these images)",
+                           group="decisions", choices=("sample", "fixed"))
 
     def design(self, experiment: Experiment):
         """The decisions.Design for ``experiment``: sequential under --seeds auto, one look
         at --seeds N, or None for a single seed (nothing to pair, nothing to decide)."""
         from jaxcnn.stats.decisions import Design
 
-        common = {"margin": self.margin, "family": self.family}
+        common = {"margin": self.margin, "family": self.family, "test_set": self.test_set}
         if experiment.sequential:
             # a small budget still looks more than once, so that a rerun can continue it
             first = min(self.first_round, max(2, self.max_seeds // 2))

@@ -43,7 +43,7 @@ from jaxcnn.reporting.report import console_table, estimation_comparisons, sched
 from jaxcnn.stats import rounds
 from jaxcnn.stats.paired import NO_REFERENCE, metric_of
 from jaxcnn.studies import STUDIES, Study, StudyContext
-from jaxcnn.training import history
+from jaxcnn.training import history, predictions
 from jaxcnn.training.checkpoint import CheckpointFolder
 from jaxcnn.training.engine import Engine, gather, resolve_settings
 from jaxcnn.training.members import Member
@@ -208,7 +208,8 @@ def _run_holding_out(studies: list[Study], experiment: Experiment, runtime: Runt
             _train_round(plan, store, engine, prep, runtime)
             store.reload()
         before = {name: len(history) for name, history in looks.items()}
-        looks = rounds.decide_round(store.results, comps, design, looks)
+        looks = rounds.decide_round(store.results, comps, design, looks, predictions.test_reader(
+            lambda study: store.paths[study].parent))
         store.save()
         distributed.barrier(f"jaxcnn: round {number} decided")
         if not plan.wants and before == {name: len(history) for name, history in looks.items()}:

@@ -34,6 +34,7 @@ from jaxcnn.platform.progress import log
 from jaxcnn.reporting.report import STUDY_ORDER, build_report
 from jaxcnn.stats import rounds
 from jaxcnn.studies import STUDIES, Study
+from jaxcnn.training import predictions
 from jaxcnn.training.results import keep_decisions, read_results, write_results
 
 
@@ -228,14 +229,14 @@ def write_report(out: Path, all_pairs: bool, options: DecisionOptions | None = N
                    for name in study_names(out) if (out / name / "results.json").exists()}
     studies = {name: study_of(name, results) for name, results in all_results.items()}
     default = DecisionOptions()
-    chosen = {k: getattr(options, k) for k in ("margin", "family")
+    chosen = {k: getattr(options, k) for k in ("margin", "family", "test_set")
               if options is not None and getattr(options, k) != getattr(default, k)}
     for family in families(all_results):
         # Fixed designs are decided again over the family; sequential runs keep the looks
         # they recorded (see rounds.report_block).
         members = {name: all_results[name] for name in family}
         block = rounds.report_block(members, [studies[n] for n in family], all_pairs,
-                                    **chosen)
+                                    **chosen, read=predictions.test_reader(out.joinpath))
         for name, results in members.items():
             path = out / name / "results.json"
             # Recomputed here (statistics and figures), so --all-pairs and later fixes apply.

@@ -400,8 +400,13 @@ VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:
                   "undecided": "0.45"}
 
 
+SE_BARS = ((0.22, "seed_se", "black", "±1 s.e. from the seeds"),
+           (0.32, "image_se", "tab:orange", "±1 s.e. from the test images"))
+
+
 def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> None:
-    """One comparison: its seeds' differences as dots, the mean and interval as a bar."""
+    """One comparison: its seeds' differences as dots, the mean and interval as a bar, and
+    under it the two standard errors (seeds, test images) as thin bars of +-1 s.e."""
     diffs = np.asarray(comparison["differences"], float)
     diffs = diffs[np.isfinite(diffs)]
     word = comparison["verdict"].split()[0] if comparison["verdict"] else "undecided"
@@ -413,6 +418,11 @@ def _estimation_row(ax, y: int, comparison: dict, rng: np.random.Generator) -> N
         ax.plot([diffs.mean()], [y], "o", color=color, ms=7, zorder=4)
     if interval is not None and all(v is not None and np.isfinite(v) for v in interval):
         ax.plot(list(interval), [y, y], color=color, lw=3, zorder=3)
+    for offset, key, bar_color, label in SE_BARS:
+        se = comparison.get(key)
+        if se is not None and diffs.size:
+            ax.plot([diffs.mean() - se, diffs.mean() + se], [y + offset] * 2, color=bar_color,
+                    lw=1.2, label=label if y == 0 else None)
     ax.text(1.01, y, comparison["verdict"], transform=ax.get_yaxis_transform(), va="center",
             fontsize=9, color=color, fontweight="bold")
 
@@ -424,8 +434,9 @@ def draw_estimation(comparisons: list[dict], margin: float,
     """An estimation plot: one row per comparison, the difference (in ``unit``) across.
 
     comparisons: each ``{"name": str, "differences": per-seed paired differences
-    (n,), "interval": (lo, hi) or None, "verdict": str}``; the verdict's first word
-    (better / worse / equivalent / undecided) sets the colour. margin: the
+    (n,), "interval": (lo, hi) or None, "verdict": str}``, optionally ``"seed_se"`` and
+    ``"image_se"`` (the two parts of the standard error, drawn under the interval); the
+    verdict's first word (better / worse / equivalent / undecided) sets the colour. margin: the
     equivalence margin m, drawn as the band [-m, m] around 0. empty: the text shown
     where there is no comparison.
     """

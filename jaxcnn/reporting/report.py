@@ -180,7 +180,8 @@ def comparison_sentence(c: dict, alpha: float) -> str:
               f"{p_equals(c['p_wilcoxon'])}; d_z = {fmt(c['effect_size'])}, "
               f"P(improvement) = {fmt(c['prob_improvement'])})")
     if c.get("decision") is not None:
-        return f"{head}: {detail}. {decision_sentence(c)}{shape_note(c['decision'])}" + (
+        return (f"{head}: {detail}. {decision_sentence(c)}{shape_note(c['decision'])}"
+                f"{error_note(c['decision'])}") + (
             f" Note: {c['note']}." if c.get("note") else "")
     # Not among the run's decisions: its p-values are shown, and no verdict is drawn.
     text = (f"{head}: {detail}. **Undecided**: no decision was made for this comparison "
@@ -213,9 +214,14 @@ def decision_sentence(c: dict) -> str:
 
 
 def more_seeds(d: dict) -> str:
-    """What more seeds would do for an undecided comparison: the recorded probability
-    that a rerun with a larger --max-seeds decides it (calibrated looks), or, for looks
-    of 0d99cce's method, the seeds that would decide it at the observed mean and spread."""
+    """What more seeds would do for an undecided comparison: nothing where the test images
+    are the limit, else the recorded probability that a rerun with a larger --max-seeds
+    decides it (calibrated looks), or, for looks of 0d99cce's method, the seeds that would
+    decide it at the observed mean and spread."""
+    if d.get("test_limit"):
+        return (f"; the test set, not the seeds, is the limit: these test images allow no "
+                f"equivalence margin below ±{d['test_limit']:.2f} {d.get('unit', 'points')} "
+                "and no direction at this mean, whatever the seeds, so no more were trained")
     if d.get("continuation"):
         budget, p = d["continuation"]
         return (f"; a rerun with --max-seeds {budget:g} on the same --out decides it with "
@@ -240,6 +246,25 @@ def shape_note(d: dict) -> str:
     return (f" Its seeds are at the edge of the class the verdicts hold for ("
             f"{' and '.join(flags)}; the class covers a population skewness up to 1.5 and "
             f"3% of seeds 5 sd out){'; ' + held if held else ''}.")
+
+
+def error_note(d: dict) -> str:
+    """The two parts of a verdict's standard error and what it covers, as a sentence
+    ("" for looks recorded before both were)."""
+    seed_se, image_se = d.get("seed_se"), d.get("image_se")
+    if seed_se is None:
+        return ""
+    unit = d.get("unit", "points")
+    if image_se is None:
+        return (f" Standard error {seed_se:.2f} {unit} from the seeds; the test images' part "
+                "is not known (no stored per-image outcomes), so the verdict is about these "
+                "test images.")
+    if d.get("test_set") == "fixed":
+        return (f" Standard errors: {seed_se:.2f} {unit} from the seeds, {image_se:.2f} from "
+                "the test images, not in the interval (--test-set fixed: the verdict is "
+                "about these test images).")
+    return (f" Standard errors: {seed_se:.2f} {unit} from the seeds, {image_se:.2f} from the "
+            "test images; the interval includes both.")
 
 
 def _min_wilcoxon_p(n: int) -> float:
@@ -534,6 +559,7 @@ def comparison_verdicts(all_results: dict[str, dict]) -> list[dict]:
                         "interval": d["interval"], "n": d["n"],
                         "equivalence_interval": d.get("equivalence_interval"),
                         "seeds_needed": d["seeds_needed"], "continuation": d.get("continuation"),
+                        "test_limit": d.get("test_limit"),
                         "unit": d.get("unit", "points")})
     return out
 
@@ -640,8 +666,9 @@ def _drawn_interval(c: dict) -> list[float] | None:
 def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) -> list[dict]:
     """The rows of :func:`jaxcnn.reporting.plots.draw_estimation` for one study: per comparison
     with the reference, ``{"name", "differences" (per paired seed, config minus
-    reference), "interval", "verdict"}``. ``verdicts`` (as :func:`comparison_verdicts`
-    gives them) override today's four-way reading of the Holm verdicts."""
+    reference), "interval", "verdict", "seed_se", "image_se"}``. ``verdicts`` (as
+    :func:`comparison_verdicts` gives them) override today's four-way reading of the Holm
+    verdicts."""
     reference = results["metadata"]["reference"]
     statistics = results["statistics"]
     if reference not in results["configs"]:
@@ -654,9 +681,11 @@ def estimation_comparisons(results: dict, verdicts: list[dict] | None = None) ->
         if c["reference"] != reference:
             continue
         scores = kept_scores(results["configs"][c["config"]]["seeds"], key, chance)
+        d = c.get("decision") or {}
         rows.append({"name": f"{c['config']} - {reference}",
                      "differences": [scores[k] - base[k] for k in sorted(scores) if k in base],
                      "interval": _drawn_interval(c),
+                     "seed_se": d.get("seed_se"), "image_se": d.get("image_se"),
                      "verdict": given.get((c["config"], reference),
                                           decided(c) or "undecided")})
     return rows
@@ -770,7 +799,20 @@ def _decisions_line(block: dict) -> str:
             f"family-wise error {design['alpha']:.0%} over one family "
             + {"all": "of every comparison of these studies", "study": "per study",
                "run": "per run (the studies ran separately)"}[family["mode"]]
-            + f" (sizes {sizes}); method: {design['method']}.")
+            + f" (sizes {sizes}); method: {design['method']}. " + _covers(design))
+
+
+def _covers(design: dict) -> str:
+    """Which sources of randomness the verdicts cover, as a sentence."""
+    images = ("the test images, read as a sample of the images they stand for (the "
+              "intervals include their part of the error; `--test-set fixed` reads them as "
+              "fixed)" if design.get("test_set") == "sample" and
+              design.get("method_name") == "calibrated" else
+              "not the test images: they are held fixed, so the verdicts are about these "
+              "test images")
+    return (f"A verdict covers what each seed draws (initialization, batch order, dropout, "
+            f"augmentation) and {images}; the train/validation split is the same for every "
+            "seed.")
 
 
 def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] | None = None,

@@ -31,6 +31,19 @@ as better/worse even when it is also inside the margin (``within_margin`` says s
   holds for normal and t3 differences, not for skewed ones
   (``benchmarks/results/class-errors.md``).
 
+**Two sources of error** (``Design.test_set``, calibrated method): with ``"sample"`` (the
+default) the test images are read as a sample too, and each look's intervals use the
+two-way standard error ``sqrt(seed_se^2 + image_se^2)`` (:mod:`jaxcnn.stats.test_images`:
+the images' part comes from the stored predictions and does not shrink with seeds; the
+skewness correction is scaled to the seeds' share of the variance). ``"fixed"`` keeps
+the reading conditional on these test images (``seed_se`` alone). Both components are
+recorded either way. Where the images alone rule out every verdict at the observed mean
+(equivalence needs a margin above ``c_eq * image_se``, a direction a mean beyond
+``c_dir * image_se``, at the budget's critical values), the comparison stops: more seeds
+cannot decide it (``test_limit``: the smallest margin these test images allow). Stopping
+for futility never adds error. Metrics other than test accuracy keep ``"fixed"``: their
+per-image values are not stored.
+
 In both, each comparison of a family of K gets ``alpha / K`` (Bonferroni); the family
 is every comparison passed in (``family="all"``) or each study (``family="study"``: the
 name's part before the first "/"). Looks are taken at planned sizes only (rounds of a
@@ -71,6 +84,7 @@ UNDECIDED, BETTER, WORSE, EQUIVALENT = range(4)
 SPENDING = ("obrien_fleming", "pocock")
 FAMILIES = ("all", "study")
 METHODS = ("calibrated", "t_union")
+TEST_SETS = ("sample", "fixed")
 MAX_SEARCH_SEEDS = 10_000  # seeds_needed above this are reported as None
 
 
@@ -101,6 +115,8 @@ class Design:
         ``horizon`` apply to it alone).
       reserve: (calibrated) the part of the error a sequential design keeps for a rerun
         with a larger budget.
+      test_set: (calibrated) "sample": intervals include the test images' part of the
+        error; "fixed": conditional on these test images (see the module doc).
     """
 
     first_round: int = 14
@@ -114,6 +130,7 @@ class Design:
     caps: tuple[int, ...] = ()
     method: str = "calibrated"
     reserve: float = calibration.RESERVE
+    test_set: str = "sample"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "caps", tuple(self.caps))  # a JSON list reads back
@@ -129,6 +146,8 @@ class Design:
             (self.method not in METHODS,
              f"method {self.method!r}: choose one of {', '.join(METHODS)}"),
             (not 0 <= self.reserve < 1, f"reserve {self.reserve}: must lie in [0, 1)"),
+            (self.test_set not in TEST_SETS,
+             f"test set {self.test_set!r}: choose one of {', '.join(TEST_SETS)}"),
             (self.family not in FAMILIES,
              f"family {self.family!r}: choose one of {', '.join(FAMILIES)}"),
             (self.horizon is not None and self.horizon < self.max_seeds,
@@ -142,6 +161,11 @@ class Design:
     def fixed(cls, seeds: int, **kwargs) -> Design:
         """The one-look design of ``--seeds N``: all of the error spent at n = N."""
         return cls(first_round=seeds, max_seeds=seeds, **kwargs)
+
+    @property
+    def with_images(self) -> bool:
+        """Whether intervals include the test images' part of the error."""
+        return self.method == "calibrated" and self.test_set == "sample"
 
     @property
     def kind(self) -> str:
@@ -211,6 +235,7 @@ class Design:
         fields = {f.name for f in dataclasses.fields(cls)}
         out = {k: v for k, v in record.items() if k in fields}
         out["method"] = record.get("method_name", "t_union")  # blocks before it: t_union
+        out["test_set"] = record.get("test_set", "fixed")  # blocks before it: seeds only
         return cls(**out)
 
 
@@ -313,6 +338,9 @@ class Look:
     with no error left to spend. seeds_needed / seeds_to_guarantee (undecided looks
     only): the seeds a fixed design at the comparison's whole share would need to
     decide at the observed mean and sd / to guarantee a decision at the observed sd.
+    seed_se / image_se: the two standard errors of the mean (image_se None where no
+    per-image outcomes are known); test_limit: set where the test images alone keep the
+    comparison undecided at any budget: the smallest margin they allow.
     """
 
     n: int
@@ -333,6 +361,9 @@ class Look:
     largest_z: float | None = None
     without_extreme: str | None = None
     continuation: tuple[int, float] | None = None
+    seed_se: float | None = None
+    image_se: float | None = None
+    test_limit: float | None = None
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -383,12 +414,26 @@ def look(differences: np.ndarray, level: float, spent_total: float, margin: floa
                 seeds_needed=needed[0], seeds_to_guarantee=needed[1], share=share)
 
 
-def calibrated_codes(mean, sd, skew, n, critical: tuple, margin: float) -> np.ndarray:
+def two_way(sd, skew, n, image_var=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(sd, skew) that make the one-sample formulas of :mod:`calibration` give the two-way
+    statistic: the standard error ``sqrt(sd^2 / n + image_var)`` written as an sd at n,
+    and the skewness scaled to the seeds' share of the variance of the mean (the images'
+    part, a mean over many images, taken as normal). image_var 0: (sd, skew) unchanged."""
+    seed_var = np.asarray(sd, dtype=float) ** 2 / n
+    total = seed_var + image_var
+    seeds_share = np.where(total > 0, seed_var / np.where(total > 0, total, 1.0), 1.0)
+    return np.sqrt(total * n), np.asarray(skew, dtype=float) * seeds_share ** 1.5
+
+
+def calibrated_codes(mean, sd, skew, n, critical: tuple, margin: float,
+                     image_var: float = 0.0) -> np.ndarray:
     """Verdict codes of looks by the calibrated rule (any broadcastable shapes): better /
     worse where the direction interval excludes 0, else equivalent where the
-    equivalence interval lies inside (-m, m). sd 0 or n < 2: undecided."""
+    equivalence interval lies inside (-m, m). ``image_var``: the test images' part of
+    the variance of the mean (:func:`two_way`). No error to build on or n < 2:
+    undecided."""
     c_dir, c_eq = (np.asarray(c, dtype=float) for c in critical)
-    sd = np.asarray(sd, dtype=float)
+    sd, skew = two_way(sd, skew, n, image_var)
     usable = (sd > 0) & (np.asarray(n) >= 2)
     sd = np.where(usable, sd, 1.0)
     low, high = calibration.interval(mean, sd, skew, n, c_dir)
@@ -400,45 +445,74 @@ def calibrated_codes(mean, sd, skew, n, critical: tuple, margin: float) -> np.nd
 
 
 def calibrated_look(differences: np.ndarray, critical: tuple[float, float], margin: float,
-                    share: float) -> Look:
+                    share: float, image_var: float | None = None,
+                    with_images: bool = True) -> Look:
     """The Look of one comparison by the calibrated rule at critical values (direction,
     equivalence); it also records the sample skewness, the largest |z| of a seed, and the
     verdict the same critical values give without that seed (data outside the class
-    show there: a skewness near 1.5, a seed many sd out, a verdict that changes)."""
+    show there: a skewness near 1.5, a seed many sd out, a verdict that changes).
+
+    image_var: the test images' part of the variance of the mean (None: unknown); the
+    intervals include it where ``with_images``; both standard errors are recorded.
+    """
     d = np.asarray(differences, dtype=float)
     n = int(d.size)
-    base = dict(level=0.0, spent_total=0.0, share=share, critical=tuple(critical))
-    if n < 2 or not d.std() > 0:
+    extra = float(image_var) if with_images and image_var else 0.0
+    base = dict(level=0.0, spent_total=0.0, share=share, critical=tuple(critical),
+                seed_se=float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+                image_se=None if image_var is None else math.sqrt(image_var))
+    if n < 2 or not (d.std() > 0 or extra > 0):
         note = (f"{n} paired seed(s): need at least 2" if n < 2 else
                 "the same difference on every seed: no spread to build an interval on")
         return Look(n, float(d.mean()) if n else None, float(d.std(ddof=1)) if n > 1 else None,
                     interval=None, equivalence_interval=None, verdict=VERDICTS[UNDECIDED],
                     note=note, **base)
     mean, sd, skew = float(d.mean()), float(d.std(ddof=1)), calibration.skewness(d)
-    code = int(calibrated_codes(mean, sd, skew, n, critical, margin))
-    ends = [tuple(float(v) for v in calibration.interval(mean, sd, skew, n, c))
+    code = int(calibrated_codes(mean, sd, skew, n, critical, margin, extra))
+    sd_both, skew_both = two_way(sd, skew, n, extra)
+    ends = [tuple(float(v) for v in calibration.interval(mean, sd_both, skew_both, n, c))
             if math.isfinite(c) else None for c in critical]
-    z = (d - mean) / sd
-    extreme = int(np.argmax(np.abs(z)))
-    rest = np.delete(d, extreme)
-    again = (VERDICTS[int(calibrated_codes(rest.mean(), rest.std(ddof=1),
-                                           calibration.skewness(rest), n - 1, critical,
-                                           margin))] if n > 2 else None)
+    shape = {}
+    if sd > 0:
+        z = (d - mean) / sd
+        extreme = int(np.argmax(np.abs(z)))
+        rest = np.delete(d, extreme)
+        again = (VERDICTS[int(calibrated_codes(rest.mean(), rest.std(ddof=1),
+                                               calibration.skewness(rest), n - 1, critical,
+                                               margin, extra))] if n > 2 else None)
+        shape = dict(skewness=float(sps.skew(d)),  # as measured; h uses it capped
+                     largest_z=float(z[extreme]), without_extreme=again)
     return Look(n, mean, sd, interval=ends[0], equivalence_interval=ends[1],
                 verdict=VERDICTS[code],
                 within_margin=ends[1] is not None and -margin < ends[1][0] and ends[1][1] < margin,
-                skewness=float(sps.skew(d)),  # as measured; h uses it capped
-                largest_z=float(z[extreme]), without_extreme=again, **base)
+                **shape, **base)
+
+
+def test_limited(look: Look, design: Design, image_var: float | None) -> Look:
+    """``look`` with ``test_limit`` set where the test images alone rule out every verdict
+    at its mean, at any number of seeds: equivalence needs a margin above
+    ``c_eq * image_se`` and a direction a mean beyond ``c_dir * image_se`` (the budget's
+    last critical values; the seeds' part gone). The rounds then stop adding seeds to it:
+    a futility stop, which adds no error."""
+    if (look.verdict != VERDICTS[UNDECIDED] or not design.with_images or not image_var
+            or look.mean is None or look.share is None):
+        return look
+    c_dir, c_eq = design.critical(look.share, design.max_seeds)
+    image_se = math.sqrt(image_var)
+    if c_eq * image_se >= design.margin and abs(look.mean) <= c_dir * image_se:
+        return dataclasses.replace(look, test_limit=float(c_eq * image_se))
+    return look
 
 
 def continuation_power(differences: np.ndarray, design: Design, share: float, budget: int,
-                       simulations: int = 2000, seed: int = 0) -> float:
+                       simulations: int = 2000, seed: int = 0, image_var: float = 0.0
+                       ) -> float:
     """The probability that a rerun with ``--max-seeds budget`` decides a comparison left
     undecided at its last look (``differences``, n = design.max_seeds): the earlier
     seeds kept, each new seed's difference drawn normal at the observed mean and sd, and
     the continued design's new looks (:func:`calibration.boundaries` with this run's
-    cap) applied. A probability, not a seed count that a fresh study reaches half the
-    time (issue 27)."""
+    cap) applied, with the test images' part ``image_var`` as it was. A probability,
+    not a seed count that a fresh study reaches half the time (issue 27)."""
     d = np.asarray(differences, dtype=float)
     grown = dataclasses.replace(design, max_seeds=budget, horizon=None,
                                 caps=(*design.caps, design.max_seeds))
@@ -448,24 +522,28 @@ def continuation_power(differences: np.ndarray, design: Design, share: float, bu
     sizes = [n for n in grown.look_sizes() if n > d.size]
     decided = np.zeros(simulations, dtype=bool)
     for n, (mean, sd, skew) in zip(sizes, calibration.moments(x, sizes)):
-        codes = calibrated_codes(mean, sd, skew, n, grown.critical(share, n), design.margin)
+        codes = calibrated_codes(mean, sd, skew, n, grown.critical(share, n), design.margin,
+                                 image_var)
         decided |= codes != UNDECIDED
     return float(decided.mean())
 
 
 def with_continuations(differences: Mapping[str, np.ndarray], looks: Looks,
-                       design: Design) -> Looks:
+                       design: Design, image_variances: Mapping[str, float] | None = None
+                       ) -> Looks:
     """``looks`` with :func:`continuation_power` (at twice the budget) recorded in every
-    calibrated sequential comparison whose last look is undecided at the budget."""
+    calibrated sequential comparison whose last look is undecided at the budget (not
+    where the test images are the limit)."""
     out = dict(looks)
     for name, history in looks.items():
         last = history[-1] if history else None
         if (design.method == "calibrated" and design.kind == "sequential" and last
                 and last.verdict == VERDICTS[UNDECIDED] and last.n >= design.max_seeds
-                and last.sd and last.continuation is None):
+                and last.sd and last.continuation is None and last.test_limit is None):
             budget = 2 * design.max_seeds
+            image_var = (image_variances or {}).get(name) if design.with_images else None
             power = continuation_power(np.asarray(differences[name])[:last.n], design,
-                                       last.share, budget)
+                                       last.share, budget, image_var=image_var or 0.0)
             out[name] = (*history[:-1], dataclasses.replace(last,
                                                             continuation=(budget, power)))
     return out
@@ -500,16 +578,19 @@ def is_final(history: Sequence[Look], design: Design) -> bool:
         return False
     last = history[-1]
     exhausted = last.share is not None and last.spent_total >= last.share * (1 - 1e-12)
-    return last.verdict != VERDICTS[UNDECIDED] or last.n >= design.max_seeds or exhausted
+    return (last.verdict != VERDICTS[UNDECIDED] or last.n >= design.max_seeds or exhausted
+            or last.test_limit is not None)
 
 
 def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[Look]],
-           design: Design) -> Looks:
+           design: Design, image_variances: Mapping[str, float] | None = None) -> Looks:
     """The looks after this round: a new Look for every open comparison with new seeds.
 
     differences: comparison -> (n,) per-seed differences so far, for every
     comparison of every family (decided ones too). looks: the previous result (empty
-    at first). Returns a new dict; the inputs are not changed.
+    at first). image_variances: comparison -> the test images' part of the variance of
+    its mean difference at these seeds (:mod:`test_images`; absent: unknown). Returns a
+    new dict; the inputs are not changed.
     """
     unknown = sorted(set(looks) - set(differences))
     if unknown:
@@ -533,7 +614,10 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
                              f"would now be {share:.3g}: keep the family (and alpha) of the "
                              "earlier looks")
         if design.method == "calibrated":
-            new = calibrated_look(d, design.critical(share, n), design.margin, share)
+            image_var = (image_variances or {}).get(name)
+            new = test_limited(calibrated_look(d, design.critical(share, n), design.margin,
+                                               share, image_var, design.with_images),
+                               design, image_var)
         else:
             before = history[-1].spent_total if history else 0.0
             total = max(before, spent(design, share, n))
@@ -590,12 +674,15 @@ def looks_from_json(block: Mapping) -> Looks:
 
 # --- simulation ------------------------------------------------------------------------
 
-def simulate(differences: np.ndarray, design: Design, family_size: int | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+def simulate(differences: np.ndarray, design: Design, family_size: int | None = None,
+             image_var: float | np.ndarray = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The design run on simulated studies, every comparison looked at on the planned grid.
 
     differences: (studies, comparisons, max_seeds) per-seed differences; all
     comparisons form one family of ``family_size`` (default: the comparisons axis).
+    image_var: (calibrated) the test images' part of the variance of each mean (scalar
+    or (studies, comparisons)); a simulation of both sources adds the images' common
+    error to every seed of a study's comparison itself.
     Returns (verdict codes, seeds used), both (studies, comparisons). The same rules
     as :func:`decide`, vectorised (tests check that the two agree).
     """
@@ -613,7 +700,8 @@ def simulate(differences: np.ndarray, design: Design, family_size: int | None = 
     for k, n in enumerate(sizes):
         if stats is not None:
             mean, sd, skew = stats[k]
-            now = calibrated_codes(mean, sd, skew, n, design.critical(share, n), design.margin)
+            now = calibrated_codes(mean, sd, skew, n, design.critical(share, n), design.margin,
+                                   image_var)
         else:
             total = max(before, spent(design, share, n))
             x = d[..., :n]

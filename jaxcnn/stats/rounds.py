@@ -9,7 +9,8 @@ between rounds of training. One round is:
    comparison needs them, never fewer than it already has;
 2. training the seeds still missing (``pipeline.py``, ``engine.py``);
 3. :func:`decide_round` - the per-seed paired differences of every comparison
-   (:func:`differences`), one more look where there are new seeds
+   (:func:`differences`) and the test images' part of their error, from the stored
+   predictions (:func:`image_variances`), one more look where there are new seeds
    (:func:`decisions.decide`), recorded into every study's ``decisions`` block.
 
 A fixed ``--seeds N`` is the same loop with the one-look design: one round.
@@ -24,14 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxcnn.stats import decisions, paired
+from jaxcnn.stats import decisions, paired, test_images
 from jaxcnn.stats.decisions import Design, Looks
 
 Comparison = tuple[str, str, str]  # (study, configuration, reference)
+# (study, configuration) -> (true classes (N,), {seed: predicted classes (N,)}), or None
+# where no predictions are stored (``training/predictions.py`` reads them)
+ReadPredictions = Callable[[str, str], "tuple[np.ndarray, Mapping[int, np.ndarray]] | None"]
 
 
 def comparison_name(study: str, config: str, reference: str) -> str:
@@ -98,19 +102,72 @@ def differences(results: Mapping[str, dict], comps: Mapping[str, Comparison],
     chance, ``paired.diverged_score``), in seed order, cut to a planned look size. A
     comparison with fewer seeds than the first round is left out."""
     out = {}
-    for name, (study, config, reference) in comps.items():
-        configs = results[study]["configs"]
-        if config not in configs or reference not in configs:
-            continue
-        metric, chance = paired.metric_of(results[study]), paired.diverged_score(results[study])
-        a = paired.kept_scores(configs[config]["seeds"], metric["key"], chance)
-        b = paired.kept_scores(configs[reference]["seeds"], metric["key"], chance)
-        common = sorted(set(a) & set(b))
-        n = planned_size(design, len(common))
-        scale = paired.metric_scale(metric, design.margin)
-        if n:
-            out[name] = np.array([scale * (a[s] - b[s]) for s in common[:n]], dtype=float)
+    for name, comp in comps.items():
+        seeds = _paired_seeds(results, comp, design)
+        if seeds:
+            a, b, scale, used = seeds
+            out[name] = np.array([scale * (a[s] - b[s]) for s in used], dtype=float)
     return out
+
+
+def _paired_seeds(results: Mapping[str, dict], comp: Comparison, design: Design
+                  ) -> tuple[dict, dict, float, list[int]] | None:
+    """(config's scores, reference's scores, scale, the seeds a look uses) of one
+    comparison, as :func:`differences` describes; None where it has no look yet."""
+    study, config, reference = comp
+    configs = results[study]["configs"]
+    if config not in configs or reference not in configs:
+        return None
+    metric, chance = paired.metric_of(results[study]), paired.diverged_score(results[study])
+    a = paired.kept_scores(configs[config]["seeds"], metric["key"], chance)
+    b = paired.kept_scores(configs[reference]["seeds"], metric["key"], chance)
+    common = sorted(set(a) & set(b))
+    n = planned_size(design, len(common))
+    return (a, b, paired.metric_scale(metric, design.margin), common[:n]) if n else None
+
+
+def image_variances(results: Mapping[str, dict], comps: Mapping[str, Comparison],
+                    design: Design, read: ReadPredictions | None) -> dict[str, float]:
+    """comparison -> the test images' part of the variance of its mean difference
+    (:mod:`test_images`, in the decisions' units) at the seeds :func:`differences` uses,
+    from the stored predictions (a diverged seed counted at chance on every image).
+    Left out where the metric is not test accuracy, a seed's predictions are missing,
+    or they do not reproduce the recorded scores."""
+    out: dict[str, float] = {}
+    for name, comp in comps.items():
+        seeds = _paired_seeds(results, comp, design) if read else None
+        current = results[comp[0]]
+        if seeds is None or paired.metric_of(current)["key"] != "test_accuracy":
+            continue
+        a, b, scale, used = seeds
+        rows = [_right(current, config, read(comp[0], config), used)
+                for config in comp[1:]]
+        if any(r is None for r in rows):
+            continue
+        x = 100.0 * scale * (rows[0] - rows[1])
+        if np.allclose(x.mean(1), scale * np.array([a[s] - b[s] for s in used]), atol=1e-9):
+            out[name] = test_images.image_variance(x)
+    return out
+
+
+def _right(results: dict, config: str, stored, seeds: Sequence[int]) -> np.ndarray | None:
+    """(seeds, N) 1.0 where a seed classified a test image right (a diverged seed: the
+    chance of a uniform guess); None where a seed has no stored predictions."""
+    if stored is None:
+        return None
+    labels, predicted = stored
+    diverged = {r["seed"] for r in results["configs"][config]["seeds"]
+                if r.get("diverged_epoch") is not None}
+    chance = (paired.diverged_score(results) or 0.0) / 100.0
+    rows = []
+    for seed in seeds:
+        if seed in diverged:
+            rows.append(np.full(labels.shape, chance))
+        elif seed in predicted:
+            rows.append((np.asarray(predicted[seed]) == labels).astype(float))
+        else:
+            return None
+    return np.stack(rows)
 
 
 def recorded(results: Mapping[str, dict]) -> tuple[Design | None, Looks]:
@@ -130,10 +187,12 @@ def resume(results: Mapping[str, dict], design: Design | None
     if design is None or design.kind == "fixed":
         return design, {}
     old, looks = recorded(results)
-    # a fixed design, or looks by another method (0d99cce's t_union), is decided afresh
+    # a fixed design, or looks by another method (0d99cce's t_union) or reading of the
+    # test images, is decided afresh
     # from the seeds --out holds: a look at n uses seeds 0..n-1, which no earlier
     # stopping rule chose, so the new looks keep their error
-    if old is not None and (old.kind == "fixed" or old.method != design.method):
+    if old is not None and (old.kind == "fixed" or old.method != design.method
+                            or old.test_set != design.test_set):
         old, looks = None, {}
     return continued(old, design), looks
 
@@ -167,13 +226,17 @@ def continued(recorded_design: Design | None, design: Design) -> Design:
 
 
 def decide_round(results: Mapping[str, dict], comps: Mapping[str, Comparison],
-                 design: Design | None, looks: Looks) -> Looks:
+                 design: Design | None, looks: Looks, read: ReadPredictions | None = None
+                 ) -> Looks:
     """The looks after this round, recorded into every study's ``decisions`` block
-    (nothing without a design)."""
+    (nothing without a design); ``read`` gives the stored predictions (None: the test
+    images' part of the error unknown, the verdicts conditional on them)."""
     if design is None:
         return looks
     seen = differences(results, comps, design)
-    looks = decisions.with_continuations(seen, decisions.decide(seen, looks, design), design)
+    images = image_variances(results, comps, design, read)
+    looks = decisions.with_continuations(seen, decisions.decide(seen, looks, design, images),
+                                         design, images)
     block = decisions.record(design, looks)
     for current in results.values():
         current["decisions"] = block
@@ -193,8 +256,10 @@ def annotate(results: Mapping[str, dict], block: Mapping) -> None:
                 c["decision"] = {**{k: last.get(k) for k in (
                                      "verdict", "n", "mean", "interval", "equivalence_interval",
                                      "seeds_needed", "within_margin", "skewness", "largest_z",
-                                     "without_extreme", "continuation")},
+                                     "without_extreme", "continuation", "seed_se",
+                                     "image_se", "test_limit")},
                                  "final": entry["final"], "looks": len(entry["looks"]),
+                                 "test_set": block["design"].get("test_set", "fixed"),
                                  "margin": metric.get("margin") or margin,
                                  "unit": metric["unit"],
                                  "family_size": _family_size(block, study)}
@@ -210,7 +275,9 @@ def _as_measured(look: Mapping, scale: float) -> dict:
     # a negative scale (lower is better) turns the seeds' shape around too
     turned = {key: None if look.get(key) is None else look[key] * math.copysign(1, scale)
               for key in ("skewness", "largest_z")}
-    return {**look, **ends, **turned,
+    sizes = {key: None if look.get(key) is None else look[key] / abs(scale)
+             for key in ("seed_se", "image_se", "test_limit")}
+    return {**look, **ends, **turned, **sizes,
             "mean": None if look["mean"] is None else look["mean"] / scale}
 
 
@@ -220,7 +287,8 @@ def _family_size(block: Mapping, study: str) -> int:
 
 
 def report_block(results: Mapping[str, dict], studies: Sequence, all_pairs: bool = False,
-                 margin: float | None = None, family: str | None = None) -> dict:
+                 margin: float | None = None, family: str | None = None,
+                 test_set: str | None = None, read: ReadPredictions | None = None) -> dict:
     """The decisions the report states. Fixed designs (``--seeds N``) are decided again
     over one family of every comparison in the report (the studies share their
     reference runs; ``family`` "study" keeps one per study), at the recorded margin
@@ -245,9 +313,11 @@ def report_block(results: Mapping[str, dict], studies: Sequence, all_pairs: bool
     family = family or (designs[0].family if designs else Design.family)
     n = max((len(cfg["seeds"]) for r in results.values() for cfg in r["configs"].values()),
             default=2)
-    design = Design.fixed(max(n, 2), margin=margin, family=family)
+    test_set = test_set or (designs[0].test_set if designs else Design.test_set)
+    design = Design.fixed(max(n, 2), margin=margin, family=family, test_set=test_set)
     comps = comparisons(studies, {s.name: results[s.name]["metadata"]["reference"]
                                   for s in studies},
                         {s.name: list(results[s.name]["configs"]) for s in studies}, all_pairs)
-    return decisions.record(design, decisions.decide(differences(results, comps, design), {},
-                                                     design))
+    return decisions.record(design, decisions.decide(
+        differences(results, comps, design), {}, design,
+        image_variances(results, comps, design, read)))

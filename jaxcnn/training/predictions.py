@@ -19,7 +19,7 @@ per-image outcomes paired statistics over test images need.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +54,17 @@ def read(path: Path) -> dict[int, dict] | None:
     with np.load(path) as f:
         return {int(seed): {"test": f["test"][i], "val": f["val"][i] if "val" in f else None}
                 for i, seed in enumerate(f["seeds"])}
+
+
+def test_reader(study_dir: Callable[[str], Path]
+                ) -> Callable[[str, str], tuple[np.ndarray, dict[int, np.ndarray]] | None]:
+    """(study, config) -> (true classes (N,), {seed: predicted classes (N,)}) of the test
+    images, or None without a file: what the decisions read the test images' part of the
+    error from (``stats/rounds.py``). ``study_dir``: study name -> its folder."""
+    def read_test(study: str, config: str):
+        path = path_of(study_dir(study), config)
+        if not path.exists():
+            return None
+        with np.load(path) as f:
+            return f["test_labels"], {int(s): f["test"][i] for i, s in enumerate(f["seeds"])}
+    return read_test
