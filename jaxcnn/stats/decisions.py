@@ -38,9 +38,9 @@ the images' part comes from the stored predictions and does not shrink with seed
 skewness correction is scaled to the seeds' share of the variance). ``"fixed"`` keeps
 the reading conditional on these test images (``seed_se`` alone). Both components are
 recorded either way. Where the images alone rule out every verdict at the observed mean
-(equivalence needs a margin above ``c_eq * image_se``, a direction a mean beyond
-``c_dir * image_se``, at the budget's critical values), the comparison stops: more seeds
-cannot decide it (``test_limit``: the smallest margin these test images allow). Stopping
+(equivalence needs a margin above the last look's ``c_eq * image_se``, a direction a
+mean beyond the smallest ``c_dir * image_se`` of the looks left), the comparison stops:
+more seeds cannot decide it (``test_limit``: the smallest margin these test images allow). Stopping
 for futility never adds error. Metrics other than test accuracy keep ``"fixed"``: their
 per-image values are not stored.
 
@@ -489,19 +489,28 @@ def calibrated_look(differences: np.ndarray, critical: tuple[float, float], marg
 
 
 def test_limited(look: Look, design: Design, image_var: float | None) -> Look:
-    """``look`` with ``test_limit`` set where the test images alone rule out every verdict
-    at its mean, at any number of seeds: equivalence needs a margin above
-    ``c_eq * image_se`` and a direction a mean beyond ``c_dir * image_se`` (the budget's
-    last critical values; the seeds' part gone). The rounds then stop adding seeds to it:
-    a futility stop, which adds no error."""
+    """``look`` with ``test_limit`` (the smallest margin the test images allow) set where
+    they alone rule out every verdict at its mean, at any number of seeds
+    (:func:`image_bound`). The rounds then stop adding seeds to it: a futility stop,
+    which adds no error."""
     if (look.verdict != VERDICTS[UNDECIDED] or not design.with_images or not image_var
             or look.mean is None or look.share is None):
         return look
-    c_dir, c_eq = design.critical(look.share, design.max_seeds)
-    image_se = math.sqrt(image_var)
-    if c_eq * image_se >= design.margin and abs(look.mean) <= c_dir * image_se:
-        return dataclasses.replace(look, test_limit=float(c_eq * image_se))
-    return look
+    hopeless, limit = image_bound(look.mean, image_var, design, look.share, look.n)
+    return dataclasses.replace(look, test_limit=float(limit)) if hopeless else look
+
+
+def image_bound(mean, image_var, design: Design, share: float, n: int
+                ) -> tuple[np.ndarray, float | np.ndarray]:
+    """(whether no look from n seeds on can decide at ``mean``, the smallest margin these
+    test images allow): even with the seeds' part of the error gone, equivalence needs a
+    margin above ``c_eq * image_se`` (the last look's, where all of its error is spent)
+    and a direction a mean beyond the smallest ``c_dir * image_se`` of the looks left."""
+    image_se = np.sqrt(image_var)
+    left = [k for k in design.look_sizes() if k >= n] or [n]
+    c_dir = min(design.critical(share, k)[0] for k in left)
+    limit = design.critical(share, design.max_seeds)[1] * image_se
+    return (limit >= design.margin) & (np.abs(mean) <= c_dir * image_se), limit
 
 
 def continuation_power(differences: np.ndarray, design: Design, share: float, budget: int,
@@ -711,4 +720,6 @@ def simulate(differences: np.ndarray, design: Design, family_size: int | None = 
         codes = np.where(open_, now, codes)
         used = np.where(open_, n, used)
         open_ &= now == UNDECIDED
+        if stats is not None and design.with_images and np.any(image_var):
+            open_ &= ~image_bound(stats[k][0], image_var, design, share, n)[0]
     return codes, used
