@@ -74,6 +74,7 @@ positive_float = _number(float, 0.0, False, "a positive number")
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "seeds": seed_count, "epochs": positive_int, "batch_size": positive_int,
     "lr": positive_float, "val_size": nonnegative_int, "train_examples": positive_int,
+    "split_seed": nonnegative_int,
     "workers": positive_int, "members_per_chunk": positive_int, "devices": positive_int,
     "memory_budget": positive_float, "num_processes": positive_int,
     "process_id": nonnegative_int, "init_timeout": positive_int,

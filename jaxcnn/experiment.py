@@ -59,6 +59,12 @@ class Experiment:
                                   group="data")
     train_examples: int | None = option(None, "train on a stratified subset of this many "
                                         "images (quick runs; default: all)", group="data")
+    split_seed: int | None = option(None, "one train/validation split for every seed, drawn "
+                                    "with this seed (runs before 2026-12-08 used 0); default: "
+                                    "each seed draws its own stratified split (and "
+                                    "--train-examples subset), shared by every configuration "
+                                    "at that seed, so verdicts cover the split too",
+                                    group="data")
     normalization: str | None = option(None, "per-channel mean/std of the training images "
                                        "('dataset') or the notebook's 0.5/0.5 ('half'; default: "
                                        "dataset, or half with --torch-parity)", group="data")
@@ -227,6 +233,11 @@ def same_content(old_settings: dict, new_settings: dict) -> bool:
     return fingerprint is not None and fingerprint == new_settings.get("data_fingerprint")
 
 
+# What results recorded before a setting existed were made with (every seed one split,
+# split seed 0, before 2026-12-08).
+LEGACY_SETTINGS = {"split_seed": 0}
+
+
 def setting_differences(old_settings: dict, new_settings: dict, seeds_may_grow: bool = False
                         ) -> tuple[str, str] | None:
     """The flags whose values differ, as ("--epochs 1, ...", "--epochs 2, ...") for the
@@ -236,11 +247,11 @@ def setting_differences(old_settings: dict, new_settings: dict, seeds_may_grow: 
     for key, new in new_settings.items():
         if key == "data_fingerprint":
             continue
+        old = old_settings.get(key, LEGACY_SETTINGS.get(key))
         if key == "seeds" and seeds_may_grow and seeds_continue(old_settings.get(key), new):
             continue
         if key == "data" and same_content(old_settings, new_settings):
             continue  # one file, spelled from another folder (e.g. relative to another cwd)
-        old = old_settings.get(key)
         if old != new:
             differing.append((key, old, new))
     if (old_settings.get("data_fingerprint") != new_settings.get("data_fingerprint")

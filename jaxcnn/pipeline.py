@@ -76,7 +76,8 @@ def prepare(studies: list[Study], experiment: Experiment, runtime: Runtime,
     experiment = fitted_val_size(experiment, len(dataset.train_labels))
     prepared = prepare_data(dataset, val_size=experiment.val_size,
                             train_examples=experiment.train_examples,
-                            normalization=experiment.normalization)
+                            normalization=experiment.normalization,
+                            split_seed=experiment.split_seed)
     notice = batch_size_notice(experiment.batch_size, len(prepared.train))
     if notice and distributed.is_main():
         log(notice)
@@ -285,7 +286,9 @@ def _describe_round(plan: RoundPlan, members: int, prep: Prepared, engine: Engin
         f"{plural(prep.ctx.experiment.epochs, 'epoch')} on {len(split.train)} images "
         f"({prep.dataset.source}); "
         + (f"the {len(split.test)} test images as per-epoch validation" if split.val_is_test
-           else f"val split {len(split.val)}, test {len(split.test)}")
+           else f"val split {len(split.val)} "
+           + ("(each seed its own)" if split.per_seed else f"(split seed {split.split_seed})")
+           + f", test {len(split.test)}")
         + f"; {jax.devices()[0].device_kind}, batching {run.batching}"
         + (f" x {run.workers} workers" if run.workers > 1 else "") + f", conv {run.conv}")
     for canonical, entries in plan.wants.items():

@@ -38,7 +38,7 @@ def check(out, study: str, config: str, seeds: int) -> dict:
     assert stored["test"].dtype == np.int16 and stored["test"].shape == (seeds, 300)
     for i, record in enumerate(records):
         assert accuracy(stored["test"][i], stored["test_labels"]) == record["test_accuracy"]
-        assert accuracy(stored["val"][i], stored["val_labels"]) == \
+        assert accuracy(stored["val"][i], stored["val_labels"][i]) == \
             record["history"]["val_accuracy"][-1]
     # The validation images are the held-out training images the indices name.
     assert stored["val_indices"].shape == stored["val"].shape

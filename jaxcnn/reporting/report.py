@@ -765,7 +765,8 @@ def decisions_lines(all_results: dict[str, dict]) -> list[str]:
             families.append((block, [name]))
     lines = []
     for block, names in families:
-        line = _decisions_line(block)
+        settings = all_results[names[0]].get("metadata", {}).get("settings", {})
+        line = _decisions_line(block, settings.get("split_seed", 0))
         if len(families) > 1:
             line = line.replace("- Verdicts:", f"- Verdicts of {', '.join(names)}:", 1)
         lines += [line, ""]
@@ -780,8 +781,9 @@ def decisions_lines(all_results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _decisions_line(block: dict) -> str:
-    """One family's design and error control, as a sentence."""
+def _decisions_line(block: dict, split_seed: int | None = 0) -> str:
+    """One family's design and error control, as a sentence; ``split_seed``: the run's
+    (None: each seed drew its own split)."""
     design, family = block["design"], block["family"]
     sizes = ", ".join(f"{k}: {v}" for k, v in family["size"].items())
     horizon = design.get("horizon") or design["max_seeds"]
@@ -799,10 +801,10 @@ def _decisions_line(block: dict) -> str:
             f"family-wise error {design['alpha']:.0%} over one family "
             + {"all": "of every comparison of these studies", "study": "per study",
                "run": "per run (the studies ran separately)"}[family["mode"]]
-            + f" (sizes {sizes}); method: {design['method']}. " + _covers(design))
+            + f" (sizes {sizes}); method: {design['method']}. " + _covers(design, split_seed))
 
 
-def _covers(design: dict) -> str:
+def _covers(design: dict, split_seed: int | None) -> str:
     """Which sources of randomness the verdicts cover, as a sentence."""
     images = ("the test images, read as a sample of the images they stand for (the "
               "intervals include their part of the error; `--test-set fixed` reads them as "
@@ -810,9 +812,12 @@ def _covers(design: dict) -> str:
               design.get("method_name") == "calibrated" else
               "not the test images: they are held fixed, so the verdicts are about these "
               "test images")
-    return (f"A verdict covers what each seed draws (initialization, batch order, dropout, "
-            f"augmentation) and {images}; the train/validation split is the same for every "
-            "seed.")
+    split = ("its own train/validation split, " if split_seed is None else "")
+    fixed = ("" if split_seed is None else
+             f"; the train/validation split is the same for every seed (--split-seed "
+             f"{split_seed})")
+    return (f"A verdict covers what each seed draws ({split}initialization, batch order, "
+            f"dropout, augmentation) and {images}{fixed}.")
 
 
 def build_report(all_results: dict[str, dict], figures: Mapping[str, list[str]] | None = None,

@@ -7,13 +7,15 @@ One file per configuration, written with its results (numpy's ``.npz``, read wit
 - ``seeds`` (S,): the seeds, in the order of the rows below;
 - ``test`` (S, N_test) int16: each seed's predicted class of every test image;
   ``test_labels`` (N_test,): the true classes;
-- ``val`` (S, N_val) int16, ``val_labels`` (N_val,) and ``val_indices`` (S, N_val): the
-  final epoch's predictions on the validation images each seed held out (their indices
-  into the data's training images); absent where the test set was the validation set.
+- ``val`` (S, N_val) int16, ``val_labels`` (S, N_val) and ``val_indices`` (S, N_val): the
+  final epoch's predictions on the validation images each seed held out, their true
+  classes and their indices into the data's training images (each seed its own, unless
+  ``--split-seed`` gave every seed one); absent where the test set was the validation set.
 
 ``100 * mean(test[s] == test_labels)`` is seed s's recorded test accuracy, exactly, and
-the same of ``val`` its last validation accuracy (``tests/test_predictions.py``): the
-per-image outcomes paired statistics over test images need.
+the same of ``val[s]`` and ``val_labels[s]`` its last validation accuracy
+(``tests/test_predictions.py``): the per-image outcomes paired statistics over test
+images need.
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ def path_of(study_dir: Path, config: str) -> Path:
 def write(path: Path, seeds: Sequence[int], rows: Sequence[dict], test_labels: np.ndarray,
           val_labels: np.ndarray | None, val_indices: np.ndarray | None) -> None:
     """Writes one configuration's file (atomically: a temp file and a rename); ``rows``:
-    per seed, {"test": (N_test,), "val": (N_val,)} predicted classes."""
+    per seed, {"test": (N_test,), "val": (N_val,)} predicted classes; ``val_labels`` and
+    ``val_indices`` (S, N_val): each seed's validation images."""
     arrays = {"seeds": np.asarray(seeds, np.int64),
               "test": np.stack([np.asarray(r["test"]) for r in rows]).astype(np.int16),
               "test_labels": np.asarray(test_labels).astype(np.int16)}
     if val_labels is not None:
         arrays |= {"val": np.stack([np.asarray(r["val"]) for r in rows]).astype(np.int16),
                    "val_labels": np.asarray(val_labels).astype(np.int16),
-                   "val_indices": np.tile(np.asarray(val_indices, np.int64), (len(rows), 1))}
+                   "val_indices": np.asarray(val_indices, np.int64)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)

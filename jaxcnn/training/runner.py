@@ -111,7 +111,11 @@ class DeviceData:
             return train.ImageData(put(s.images), put(s.labels.astype(np.int32)))
 
         self.mesh = mesh
-        self.train = split(prepared.train)
+        self.prepared = prepared
+        self.per_seed = prepared.per_seed
+        # each seed's own split (the default): every training image on the device, each
+        # member's rows picking its own (train.SeedKeys.rows)
+        self.train = split(prepared.pool if self.per_seed else prepared.train)
         self.test = split(prepared.test)
         self.val = self.test if prepared.val_is_test else split(prepared.val)
         self.val_is_test = prepared.val_is_test
@@ -119,11 +123,34 @@ class DeviceData:
                                      put(np.asarray(prepared.normalization.std)))
         self.num_train = len(prepared.train)
         self.num_classes = len(prepared.class_names)
-        self.nbytes = sum(x.nbytes for x in (prepared.train.images, prepared.test.images,
+        self.nbytes = sum(x.nbytes for x in (self.train.images, prepared.test.images,
                                              *(() if prepared.val_is_test
                                                else (prepared.val.images,))))
         self._local: dict[str, tuple[train.ImageData, train.Normalizer]] = {}
         self._lock = threading.Lock()
+
+    def keys_for(self, seeds: list[int]) -> train.SeedKeys:
+        """The members' keys, with each seed's own training images where it has its own."""
+        rows = (np.stack([self.prepared.rows(s)[0] for s in seeds])
+                if self.per_seed else None)
+        return train.stack_seed_keys(seeds, rows)
+
+    @property
+    def own_val(self) -> bool:
+        """Whether each seed is validated on its own held-out images."""
+        return self.per_seed and not self.val_is_test
+
+    def val_rows(self, seeds: list[int]) -> np.ndarray:
+        """(M, N_val) int32: each seed's validation images, indices into ``train``."""
+        return np.stack([self.prepared.rows(s)[1] for s in seeds]).astype(np.int32)
+
+    def val_of(self, seed: int) -> train.ImageData:
+        """Seed ``seed``'s validation images on the (first) device."""
+        rows = self.prepared.rows(seed)[1]
+        where = self.mesh.devices.flat[0] if self.mesh is not None else None
+        return jax.device_put(train.ImageData(self.prepared.pool.images[rows],
+                                              self.prepared.pool.labels[rows].astype(np.int32)),
+                              where)
 
     def eval_splits(self) -> tuple[str, ...]:
         """The names of the splits evaluated during a run ("val" is "test" when they agree)."""
@@ -270,10 +297,13 @@ class ChunkProgram:
         # one-member program on the first device, whatever the chunk's width or device
         # count (see train.make_evaluate: the same executable, so the same bits).
         self._vmap_eval = local == "vmap"
-        evaluate = train.make_evaluate(
+        one = train.make_evaluate(
             fns, metric=spec.metric.per_example if spec.metric is not None else None)
-        if self._vmap_eval:
-            evaluate = over_members(evaluate, "vmap", 2)
+        evaluate = over_members(one, "vmap", 2) if self._vmap_eval else one
+        # each member on its own validation images (rows (M, N_val) into the training pool)
+        own = over_members(lambda params, state, rows, pool, norm: one(
+            params, state, train.ImageData(pool.images[rows], pool.labels[rows]), norm),
+            "vmap", 3)
         if mesh is not None:
             shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
             m, r = P(MEMBERS), P()
@@ -281,9 +311,10 @@ class ChunkProgram:
             epoch = shard(epoch, in_specs=(m, m, r, r, r, r), out_specs=m)
             if self._vmap_eval:
                 evaluate = shard(evaluate, in_specs=(m, m, r, r), out_specs=m)
+                own = shard(own, in_specs=(m, m, m, r, r), out_specs=m)
         self._jitted = {"init": jax.jit(init), "epoch": jax.jit(epoch, donate_argnums=0),
-                        "evaluate": jax.jit(evaluate), "order": jax.jit(order),
-                        "step": jax.jit(step, donate_argnums=0)}
+                        "evaluate": jax.jit(evaluate), "evaluate_own": jax.jit(own),
+                        "order": jax.jit(order), "step": jax.jit(step, donate_argnums=0)}
         self._first_device = (mesh.devices.flat[0] if mesh is not None
                               else jax.local_devices()[0])
         self._compiled: dict[Any, Any] = {}
@@ -340,10 +371,13 @@ class ChunkProgram:
                 self.on_step(slot, i + 1)
         return states, jax.tree.map(lambda *steps: jnp.stack(steps, axis=1), *metrics)
 
-    def evaluate(self, states: train.TrainState, data: DeviceData, name: str
-                 ) -> tuple[np.ndarray, ...]:
+    def evaluate(self, states: train.TrainState, data: DeviceData, name: str,
+                 seeds: list[int] | None = None) -> tuple[np.ndarray, ...]:
         """Per-example (losses, correct, predicted[, metric]) of every member of ``states``
-        on split ``name`` ("val" or "test") of ``data``: (M, N) each."""
+        on split ``name`` ("val" or "test") of ``data``: (M, N) each. ``seeds`` (M,): the
+        members' seeds, whose own validation images "val" means where each has its own."""
+        if name == "val" and data.own_val:
+            return self._evaluate_own(states, data, seeds)
         split = getattr(data, name)
         key = ("evaluate", split.labels.shape[0])
         weights = (states.params, states.model_state)
@@ -356,6 +390,25 @@ class ChunkProgram:
         host = to_host(weights) if self.mesh is not None else weights
         outputs = [self._call("evaluate", key, *self._member(host, i), split, norm)
                    for i in range(self.width)]
+        return tuple(np.stack([np.asarray(o[j]) for o in outputs])
+                     for j in range(len(outputs[0])))
+
+    def _evaluate_own(self, states: train.TrainState, data: DeviceData, seeds: list[int]
+                      ) -> tuple[np.ndarray, ...]:
+        """:meth:`evaluate` of "val" where each seed holds out its own images."""
+        weights = (states.params, states.model_state)
+        if self._vmap_eval:
+            rows = self.place(data.val_rows(seeds))
+            outputs = self._call("evaluate_own", ("evaluate_own", rows.shape[1]), *weights,
+                                 rows, data.train, data.norm)
+            return tuple(np.asarray(o) for o in outputs)
+        norm = data.on_first_device("test")[1]
+        host = to_host(weights) if self.mesh is not None else weights
+        outputs = []
+        for i, seed in enumerate(seeds):
+            split = data.val_of(seed)
+            outputs.append(self._call("evaluate", ("evaluate", split.labels.shape[0]),
+                                      *self._member(host, i), split, norm))
         return tuple(np.stack([np.asarray(o[j]) for o in outputs])
                      for j in range(len(outputs[0])))
 
@@ -377,7 +430,7 @@ class ChunkProgram:
 
     def warm_up(self, data: DeviceData, hparams: Hyperparams) -> None:
         """Compiles everything with a dummy chunk, before workers start."""
-        keys = train.stack_seed_keys([0] * self.width)
+        keys = data.keys_for([0] * self.width)
         states = self.init(keys, stack([hparams] * self.width))
         if self.stepped:
             rows, masks, rest = self._call("order", "order", self.place(keys), jnp.int32(0))
@@ -392,7 +445,11 @@ class ChunkProgram:
             split = getattr(data, name)
             key = ("evaluate", split.labels.shape[0])
             weights = (states.params, states.model_state)
-            if self._vmap_eval:
+            if self._vmap_eval and name == "val" and data.own_val:
+                rows = self.place(data.val_rows([0] * self.width))
+                self._compiled_for("evaluate_own", ("evaluate_own", rows.shape[1]), *weights,
+                                   rows, data.train, data.norm)
+            elif self._vmap_eval:
                 self._compiled_for("evaluate", key, *weights, split, data.norm)
             else:
                 self._compiled_for("evaluate", key, *self._member(weights, 0),
@@ -429,10 +486,11 @@ class Programs:
         return cls()
 
     def program(self, spec: Network | ProgramSpec, settings: RunSettings, width: int,
-                num_train: int) -> ChunkProgram:
-        """The program for ``spec`` in chunks of ``width`` (resolved ``settings``)."""
+                num_train: int, per_seed: bool = False) -> ChunkProgram:
+        """The program for ``spec`` in chunks of ``width`` (resolved ``settings``);
+        ``per_seed``: for data where each seed has its own split (its keys carry rows)."""
         key = (as_program(spec), settings.conv, settings.batching, width, num_train,
-               settings.batch_size, settings.devices)
+               settings.batch_size, settings.devices, per_seed)
         if key not in self._programs:
             self._programs[key] = chunk_program(*key[:6], self.hook, settings.devices)
         return self._programs[key]
@@ -458,12 +516,12 @@ def _padded(members: list[Member], width: int) -> list[Member]:
     return members + [members[-1]] * (width - len(members))
 
 
-def _start_or_resume(program: ChunkProgram, members: list[Member],
+def _start_or_resume(program: ChunkProgram, members: list[Member], data: DeviceData,
                      checkpointer: Checkpointer | None) -> tuple:
     """(keys, states, initial checksums, histories, schedules, epochs done) of a chunk:
     fresh, or from its checkpointer's last finished epoch."""
     padded = _padded(members, program.width)
-    keys = train.stack_seed_keys([m.seed for m in padded])
+    keys = data.keys_for([m.seed for m in padded])
     states = program.init(keys, stack([m.hparams for m in padded]))
     checksums = params_checksums(states.params)[:len(members)]
     resume = checkpointer.restore(to_host(states)) if checkpointer else None
@@ -493,7 +551,8 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
     each epoch (inside one, the program's :class:`StepHook` checks it every step).
     """
     keys, states, checksums, histories, schedules, start = _start_or_resume(
-        program, members, checkpointer)
+        program, members, data, checkpointer)
+    seeds = [m.seed for m in _padded(members, program.width)]
     steps = train.steps_per_epoch(data.num_train, settings.batch_size)
     stride = hist.schedule_stride(steps * settings.epochs)
     lockstep = settings.batching == "vmap"  # the bar advances every member at once
@@ -509,7 +568,7 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
         if board is not None:
             board.begin_epoch(slot, len(members) if lockstep else 1)
         states, metrics = program.epoch(states, keys, data, epoch, slot)
-        val = program.evaluate(states, data, "val")
+        val = program.evaluate(states, data, "val", seeds)
         val_loss, val_acc, _ = train.summarize_evaluation(*val)
         metrics = to_host(metrics)  # {name: (M, T)}
         if board is not None:
@@ -527,7 +586,7 @@ def train_chunk(program: ChunkProgram, members: list[Member], data: DeviceData,
     test = program.evaluate(states, data, "test")
     test_loss, test_acc, own = train.summarize_evaluation(*test)
     if start == settings.epochs:  # every epoch restored: the final validation again
-        val = program.evaluate(states, data, "val")
+        val = program.evaluate(states, data, "val", seeds)
     params = to_host(saved_weights(states.params, states.model_state))
     return [MemberResult(m, hist.member_record(m.seed, checksums[i], histories[i], test_loss[i],
                                                test_acc[i], None if own is None else own[i]),
@@ -550,7 +609,7 @@ def fitted_program(programs: Programs, spec: ProgramSpec, members: list[Member],
     XLA's accounting of it says the chunk does not fit ``settings.memory_free`` (the
     planned width came from an estimate; this one from the compiler)."""
     program = programs.program(spec, settings, chunk_width(settings, len(members)),
-                               data.num_train)
+                               data.num_train, data.per_seed)
     program.warm_up(data, members[0].hparams)
     measured = program.member_bytes(data) if settings.memory_free is not None else None
     if measured is None:
@@ -563,7 +622,7 @@ def fitted_program(programs: Programs, spec: ProgramSpec, members: list[Member],
     narrower = dataclasses.replace(settings,
                                    members_per_chunk=plan.members_per_device * settings.devices)
     program = programs.program(spec, narrower, chunk_width(narrower, len(members)),
-                               data.num_train)
+                               data.num_train, data.per_seed)
     program.warm_up(data, members[0].hparams)
     return program
 

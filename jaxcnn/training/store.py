@@ -304,8 +304,9 @@ class ResultsStore:
             path.unlink(missing_ok=True)  # an incomplete file would not reproduce results
             return
         split = self.prep.prepared
+        held_out = None if split.val_is_test else np.stack([split.rows(s)[1] for s in seeds])
         predictions.write(path, seeds, [rows[s] for s in seeds], split.test.labels,
-                          None if split.val_is_test else split.val.labels, split.val_indices)
+                          None if held_out is None else split.pool.labels[held_out], held_out)
 
     def _params_meta(self, config: Configuration) -> dict:
         norm = self.prep.prepared.normalization

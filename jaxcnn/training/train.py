@@ -69,11 +69,15 @@ class SeedKeys(NamedTuple):
     Every configuration's member of seed i gets the same ``init`` and ``data``
     keys (same initial weights when the initializer is the same, same example
     order) whatever its dropout does, so comparisons between them are paired.
+    ``rows`` (N_train,) int32: the seed's own training images, indices into the data a
+    step is given (None: all of it): where each seed draws its own split
+    (``data/splits.py``) the data is every training image.
     """
 
     init: jax.Array
     data: jax.Array
     dropout: jax.Array
+    rows: jax.Array | None = None
 
 
 class ImageData(NamedTuple):
@@ -104,10 +108,12 @@ def seed_keys(seed: int) -> SeedKeys:
     return SeedKeys(init, data, dropout)
 
 
-def stack_seed_keys(seeds: list[int]) -> SeedKeys:
-    """Keys of several members' seeds with a leading (M,) axis."""
-    per_seed = [seed_keys(s) for s in seeds]
-    return SeedKeys(*(jnp.stack(k) for k in zip(*per_seed)))
+def stack_seed_keys(seeds: list[int], rows: np.ndarray | None = None) -> SeedKeys:
+    """Keys of several members' seeds with a leading (M,) axis; ``rows`` (M, N_train):
+    each member's own training images (see :class:`SeedKeys`)."""
+    per_seed = [seed_keys(s)[:3] for s in seeds]
+    return SeedKeys(*(jnp.stack(k) for k in zip(*per_seed)),
+                    rows=None if rows is None else jnp.asarray(rows, jnp.int32))
 
 
 def normalize(images: jax.Array, norm: Normalizer, dtype=jnp.float32) -> jax.Array:
@@ -182,12 +188,15 @@ def epoch_order(keys: SeedKeys, epoch: jax.Array, num_train: int, batch_size: in
                 split_last: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One member's batches of one epoch: (rows (S, B) example indices, mask (S, B), rest).
 
-    A permutation of the N examples from ``fold_in(keys.data, epoch)``, sliced into S
+    A permutation of the N examples from ``fold_in(keys.data, epoch)`` (of the seed's own
+    ``keys.rows`` where given: then the indices are into every training image), sliced into S
     batches of B. The last batch's padding (where it is padded) takes example 0, masked
     out; with ``split_last`` the last, partial batch is ``rest`` (N mod B indices), taken
     at its own size instead (``rest`` is empty otherwise).
     """
     perm = jax.random.permutation(jax.random.fold_in(keys.data, epoch), num_train)
+    if keys.rows is not None:  # the seed's own training images, out of every one
+        perm = keys.rows[perm]
     full = num_train // batch_size if split_last else steps_per_epoch(num_train, batch_size)
     padded = full * batch_size
     order = jnp.pad(perm[:padded], (0, max(padded - num_train, 0)))
