@@ -295,6 +295,7 @@ def vmapped_against_alone(fns, network: Network, data, norm, tolerance: float):
     return first, states
 
 
+@pytest.mark.slow
 def test_member_k_of_a_vmapped_run_equals_its_single_run(fresh_registries):
     """Three members of the BatchNorm + Dropout model in one vmapped epoch equal each
     member trained alone, to float32 reassociation: parameters and statistics within 1e-4

@@ -51,6 +51,7 @@ def _recomputed(study_dir, config: str, reference: str) -> tuple[np.ndarray, flo
     return x.mean(1), test_images.image_variance(x)
 
 
+@pytest.mark.slow
 def test_a_five_seed_run_records_both_components_and_its_interval_includes_the_images(
         tmp_path):
     """`jaxcnn run` with 5 seeds on a 300-image test tree: the predictions reproduce every

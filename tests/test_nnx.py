@@ -63,6 +63,7 @@ def digits() -> tuple[train.ImageData, train.Normalizer]:
             train.Normalizer(jnp.full(1, 0.5), jnp.full(1, 0.5)))
 
 
+@pytest.mark.slow
 def test_member_k_of_a_vmapped_nnx_run_equals_its_single_run(fresh_models):
     """Three members of the BatchNorm + Dropout NNX model in one vmapped program equal each
     member trained alone: parameters and BatchNorm statistics within 1e-5 after two epochs
@@ -224,6 +225,7 @@ def readme_nnx_study(root: Path) -> None:
     grayscale_tree(root / "my_images", train=300)
 
 
+@pytest.mark.slow
 def test_the_readmes_nnx_example_runs_as_written(tmp_path):
     """The Python API (SGD with momentum and AdamW, 2 seeds x 2 epochs), evaluated in new
     processes; then a bad model run into the same --out ends in one line and exit status 2,

@@ -74,6 +74,7 @@ def grayscale_tree(root: Path, train: int = 44, test: int = 10) -> None:
                 Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_a_study_file_runs_and_evaluates_in_new_processes(tmp_path):
     """Issue 26's new user: their own linen model (BatchNorm, Dropout) on a 28x28 grayscale
     tree of 3 classes, from `jaxcnn run`; `evaluate` and `predict` in new processes."""

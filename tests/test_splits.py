@@ -56,6 +56,7 @@ def _held_out(out, split_seed=None) -> dict[str, np.ndarray]:
     return held
 
 
+@pytest.mark.slow
 def test_configurations_at_a_seed_share_its_split_and_split_seed_fixes_one(tmp_path):
     grayscale_tree(tmp_path / "tree", train=40, test=10)
     held = _held_out(tmp_path / "own")

@@ -118,6 +118,7 @@ def test_seeds_auto_with_a_subset_trains_the_reference(tmp_path, capsys):
     assert "regularization/l2 vs baseline" in results["decisions"]["comparisons"]
 
 
+@pytest.mark.slow
 def test_the_issue_command_exits_0_with_its_table_and_figures(tmp_path):
     """The command of issue 29, as a new user types it, in its own process."""
     out = tmp_path / "x"
