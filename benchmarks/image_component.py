@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import print_and_write
-from jaxcnn.stats import test_images
+from jaxcnn.stats import two_way
 from jaxcnn.training import predictions
 
 PROG = "python -m benchmarks.image_component"
@@ -36,11 +36,11 @@ PROG = "python -m benchmarks.image_component"
 
 def components(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> dict:
     """Seed and image components (points) of ``a`` minus ``b``: (S, N) predicted classes
-    (:mod:`jaxcnn.stats.test_images`, as the verdicts compute them)."""
+    (:mod:`jaxcnn.stats.two_way`, as the verdicts compute them)."""
     x = 100.0 * ((a == labels).astype(float) - (b == labels).astype(float))
     s, n = x.shape
     seed_se = float(x.mean(1).std(ddof=1) / np.sqrt(s))  # the per-seed differences' s.e.
-    image_se = float(np.sqrt(test_images.image_variance(x)))
+    image_se = float(np.sqrt(two_way.image_variance(x)))
     return {"seeds": s, "images": n, "mean_difference": round(float(x.mean()), 4),
             "seed_se": round(seed_se, 4), "image_se": round(image_se, 4),
             "two_way_se": round(float(np.hypot(seed_se, image_se)), 4),

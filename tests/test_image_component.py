@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from jaxcnn.stats import calibration as cal
 from jaxcnn.stats import decisions as dc
-from jaxcnn.stats import test_images
+from jaxcnn.stats import two_way
 from jaxcnn.training import predictions
 from jaxcnn.training.results import read_results
 from tests.test_run import grayscale_tree, jaxcnn
@@ -48,7 +48,7 @@ def _recomputed(study_dir, config: str, reference: str) -> tuple[np.ndarray, flo
         assert a["seeds"].tolist() == b["seeds"].tolist()
         labels = a["test_labels"]
         x = 100.0 * ((a["test"] == labels).astype(float) - (b["test"] == labels))
-    return x.mean(1), test_images.image_variance(x)
+    return x.mean(1), two_way.image_variance(x)
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ def test_with_no_seed_variance_the_interval_covers_at_its_nominal_rate(critical)
                                p=[p_worse, 1 - p_worse - p_better, p_better])
         x = np.tile(per_image, (5, 1))  # 5 seeds, the same predictions
         seen = dc.calibrated_look(x.mean(1), (critical, critical), 1.0, 0.05,
-                                  test_images.image_variance(x))
+                                  two_way.image_variance(x))
         covered += seen.interval[0] <= truth <= seen.interval[1]
     nominal = 2 * sps.norm.cdf(critical) - 1
     assert covered / sets == pytest.approx(nominal, abs=3.5 * math.sqrt(nominal * (1 - nominal)
@@ -172,13 +172,13 @@ def test_identical_seeds_leave_only_the_image_component():
     x = np.tile(100.0 * ((a_row == labels).astype(float) - (b_row == labels)), (5, 1))
     assert x.mean(1).std() == 0.0  # no seed-to-seed variance
     # the usual standard error of a mean over images (ddof 1)
-    assert math.sqrt(test_images.image_variance(x)) == pytest.approx(
+    assert math.sqrt(two_way.image_variance(x)) == pytest.approx(
         x[0].std(ddof=1) / np.sqrt(2000), rel=1e-9)
 
 
 def test_independent_seed_noise_gives_no_image_component_on_average():
     rng = np.random.default_rng(1)
-    image_se = [math.sqrt(test_images.image_variance(
+    image_se = [math.sqrt(two_way.image_variance(
         100.0 * (rng.integers(0, 2, (8, 4000)) - rng.integers(0, 2, (8, 4000)))))
         for _ in range(20)]
     x = 100.0 * (rng.integers(0, 2, (8, 4000)) - rng.integers(0, 2, (8, 4000)))

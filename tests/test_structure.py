@@ -75,7 +75,8 @@ PACKAGE = ROOT / "jaxcnn"
 # chance to decide recorded by the rounds (decisions.with_continuations), not by every
 # decide call (+14); 12,800 with a review's fixes: a fixed design short of a seed decides
 # at its own n, moments cut to the last look, the shape note's signs and thresholds (+12);
-# 13,066 with the test images read as a sample (issue 27, item 3: stats/test_images.py,
+# 13,066 with the test images read as a sample (issue 27, item 3: stats/two_way.py, first
+# named test_images.py;
 # each look's two standard errors and two-way interval from the stored predictions, a stop
 # where the test set is the limit, --test-set fixed, the report's and figure's components:
 # +266); 13,077 with that stop judged at the smallest direction critical value of the looks

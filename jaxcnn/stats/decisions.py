@@ -33,7 +33,7 @@ as better/worse even when it is also inside the margin (``within_margin`` says s
 
 **Two sources of error** (``Design.test_set``, calibrated method): with ``"sample"`` (the
 default) the test images are read as a sample too, and each look's intervals use the
-two-way standard error ``sqrt(seed_se^2 + image_se^2)`` (:mod:`jaxcnn.stats.test_images`:
+two-way standard error ``sqrt(seed_se^2 + image_se^2)`` (:mod:`jaxcnn.stats.two_way`:
 the images' part comes from the stored predictions and does not shrink with seeds; the
 skewness correction is scaled to the seeds' share of the variance). ``"fixed"`` keeps
 the reading conditional on these test images (``seed_se`` alone). Both components are
@@ -598,7 +598,7 @@ def decide(differences: Mapping[str, np.ndarray], looks: Mapping[str, Sequence[L
     differences: comparison -> (n,) per-seed differences so far, for every
     comparison of every family (decided ones too). looks: the previous result (empty
     at first). image_variances: comparison -> the test images' part of the variance of
-    its mean difference at these seeds (:mod:`test_images`; absent: unknown). Returns a
+    its mean difference at these seeds (:mod:`two_way`; absent: unknown). Returns a
     new dict; the inputs are not changed.
     """
     unknown = sorted(set(looks) - set(differences))

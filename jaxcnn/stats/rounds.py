@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxcnn.stats import decisions, paired, test_images
+from jaxcnn.stats import decisions, paired, two_way
 from jaxcnn.stats.decisions import Design, Looks
 
 Comparison = tuple[str, str, str]  # (study, configuration, reference)
@@ -129,7 +129,7 @@ def _paired_seeds(results: Mapping[str, dict], comp: Comparison, design: Design
 def image_variances(results: Mapping[str, dict], comps: Mapping[str, Comparison],
                     design: Design, read: ReadPredictions | None) -> dict[str, float]:
     """comparison -> the test images' part of the variance of its mean difference
-    (:mod:`test_images`, in the decisions' units) at the seeds :func:`differences` uses,
+    (:mod:`two_way`, in the decisions' units) at the seeds :func:`differences` uses,
     from the stored predictions (a diverged seed counted at chance on every image).
     Left out where the metric is not test accuracy, a seed's predictions are missing,
     or they do not reproduce the recorded scores."""
@@ -146,7 +146,7 @@ def image_variances(results: Mapping[str, dict], comps: Mapping[str, Comparison]
             continue
         x = 100.0 * scale * (rows[0] - rows[1])
         if np.allclose(x.mean(1), scale * np.array([a[s] - b[s] for s in used]), atol=1e-9):
-            out[name] = test_images.image_variance(x)
+            out[name] = two_way.image_variance(x)
     return out
 
 
