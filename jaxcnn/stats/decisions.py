@@ -480,7 +480,10 @@ def calibrated_look(differences: np.ndarray, critical: tuple[float, float], marg
         again = (VERDICTS[int(calibrated_codes(rest.mean(), rest.std(ddof=1),
                                                calibration.skewness(rest), n - 1, critical,
                                                margin, extra))] if n > 2 else None)
-        shape = dict(skewness=float(sps.skew(d)),  # as measured; h uses it capped
+        # as measured (scipy's biased skewness, without its warning on near-equal
+        # values); h uses it capped
+        centred = d - d.mean()
+        shape = dict(skewness=float(np.mean(centred ** 3) / np.mean(centred ** 2) ** 1.5),
                      largest_z=float(z[extreme]), without_extreme=again)
     return Look(n, mean, sd, interval=ends[0], equivalence_interval=ends[1],
                 verdict=VERDICTS[code],
