@@ -220,19 +220,28 @@ def images_markdown(out: dict) -> str:
         lines.append(f"| {r['budget']} | {r['image_se']:g} | {z['undecided']:.3f} | "
                      f"{z['mean_seeds']:.1f} | {t['undecided']:.3f} | {t['mean_seeds']:.1f} |")
     keys = [k for k in out["images"][0] if isinstance(out["images"][0][k], dict)]
-    lines += ["", f"## Family-wise error ({a['families']:,} families a cell; rate +- two "
-              "Monte-Carlo s.e.; **bold**: above alpha by more than that)", "",
-              "| budget | image s.e. | scenario | " + " | ".join(keys) + " |",
-              "|---|---|---|" + "---|" * len(keys)]
-    for r in out["images"]:
+    lines += error_rows(out["images"], keys, keys, "image_se", "image s.e.", a)
+    return "\n".join(lines) + "\n"
+
+
+def error_rows(rows: list[dict], keys: list[str], headers: list[str], by: str, by_name: str,
+               a: dict) -> list[str]:
+    """The family-wise error table: one line per row of ``rows`` (its budget, ``by`` and
+    scenario), a "rate +- two s.e." cell per key, bold above alpha by more than that."""
+    lines = ["", f"## Family-wise error ({a['families']:,} families a cell; rate +- two "
+             "Monte-Carlo s.e.; **bold**: above alpha by more than that)", "",
+             f"| budget | {by_name} | scenario | " + " | ".join(headers) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for r in rows:
         cells = []
         for k in keys:
             rate, two = r[k]["rate"], r[k]["two_se"]
             text = f"{rate:.4f} ± {two:.4f}"
             cells.append(f"**{text}**" if rate - two > a["alpha"] else text)
-        lines.append(f"| {r['budget']} | {r['image_se']:g} | {r['scenario']} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        value = f"{r[by]:g}" if isinstance(r[by], float) else r[by]
+        lines.append(f"| {r['budget']} | {value} | {r['scenario']} | " + " | ".join(cells)
+                     + " |")
+    return lines
 
 
 def markdown(out: dict) -> str:
@@ -267,18 +276,7 @@ def markdown(out: dict) -> str:
     lines += ["", "## Where the 5% does not hold", ""] + (
         [f"- {design}: {', '.join(where)}" for design, where in over.items()]
         or ["- nowhere in these tables"])
-    lines += ["", f"## Family-wise error ({a['families']:,} families a cell; "
-              "rate +- two Monte-Carlo s.e.; **bold**: above alpha by more than that)", "",
-              "| budget | design | scenario | " + " | ".join(f"delta {k}" for k in keys) + " |",
-              "|---|---|---|" + "---|" * len(keys)]
-    for r in out["errors"]:
-        cells = []
-        for k in keys:
-            rate, two = r[k]["rate"], r[k]["two_se"]
-            text = f"{rate:.4f} ± {two:.4f}"
-            cells.append(f"**{text}**" if rate - two > a["alpha"] else text)
-        lines.append(f"| {r['budget']} | {r['design']} | {r['scenario']} | "
-                     + " | ".join(cells) + " |")
+    lines += error_rows(out["errors"], keys, [f"delta {k}" for k in keys], "design", "design", a)
     return "\n".join(lines) + "\n"
 
 
